@@ -1,0 +1,7 @@
+"""``python -m tinyres`` runs the command line, as the ``tinyres`` script does."""
+
+import sys
+
+from tinyres.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""Ways to make tensors, and the one random generator they draw from.
+
+>>> import tinyres as tr
+>>> tr.manual_seed(0)
+>>> tr.zeros(2, 3).shape
+(2, 3)
+>>> tr.tensor([1, 2]).dtype
+dtype('int64')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinyres.engine import Tensor
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind ``randn``, ``rand`` and the ``nn.init`` functions."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def generator() -> np.random.Generator:
+    """The shared NumPy generator (re-created by ``manual_seed``)."""
+    return _rng
+
+
+def _size(size: tuple) -> tuple[int, ...]:
+    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))`` alike."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for n in size:
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"sizes must be non-negative integers, got {size}")
+    return tuple(int(n) for n in size)
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    return float32 if dtype is None else np.dtype(dtype)
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (Python floats become float32)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    arr = np.array(data, dtype=dtype, copy=True)
+    if dtype is None and not isinstance(data, np.ndarray):
+        if arr.dtype.kind == "f":
+            arr = arr.astype(float32)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(int64)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``array`` (its dtype is kept)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array)
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_size(size), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_size(size), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(
+        np.full(_size((size,)), fill_value, _float_dtype(dtype)), requires_grad=requires_grad
+    )
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(t.shape, dtype or t.dtype), requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(t.shape, dtype or t.dtype), requires_grad=requires_grad)
+
+
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples from N(0, 1)."""
+    data = _rng.standard_normal(_size(size)).astype(_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples from U[0, 1)."""
+    data = _rng.random(_size(size)).astype(_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randint(low: int, high: int, size: Any) -> Tensor:
+    """Integers drawn uniformly from [low, high)."""
+    return Tensor(_rng.integers(low, high, _size((size,))).astype(int64))
+
+
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
+    """Like ``torch.arange``: integers give int64, any float gives float32."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = int64 if is_int else float32
+    return Tensor(np.arange(start, end, step, dtype=dtype))

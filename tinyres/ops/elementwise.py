@@ -1,0 +1,269 @@
+"""Element-wise operations with NumPy broadcasting.
+
+Each ``backward`` returns gradients of the broadcast output's shape; the engine
+(``tinyres.engine.unbroadcast``) reduces them to each input's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinyres.engine import Function, Tensor
+
+
+class Add(Function):
+    """z = x + y;  dz/dx = 1, dz/dy = 1."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return x + y
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad, grad
+
+
+class Sub(Function):
+    """z = x - y;  dz/dx = 1, dz/dy = -1."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return x - y
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad, -grad
+
+
+class Mul(Function):
+    """z = x * y;  dz/dx = y, dz/dy = x."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad * self.y, grad * self.x
+
+
+class Div(Function):
+    """z = x / y;  dz/dx = 1/y, dz/dy = -x/y^2."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self.x, self.y = x, y
+        return x / y
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad / self.y, -grad * self.x / (self.y * self.y)
+
+
+class Pow(Function):
+    """z = x ** y;  dz/dx = y x^(y-1), dz/dy = z ln x (where x > 0)."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self.x, self.y = x, y
+        self.z = np.power(x, y)
+        return self.z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx = grad * self.y * np.power(self.x, self.y - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dy = np.where(self.x > 0, grad * self.z * np.log(np.where(self.x > 0, self.x, 1)), 0)
+        return dx, dy
+
+
+class Neg(Function):
+    """z = -x."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return -x
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (-grad,)
+
+
+class Exp(Function):
+    """z = e^x;  dz/dx = z."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.z = np.exp(x)
+        return self.z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad * self.z,)
+
+
+class Log(Function):
+    """z = ln x;  dz/dx = 1/x."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return np.log(x)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad / self.x,)
+
+
+class Sqrt(Function):
+    """z = sqrt(x);  dz/dx = 1 / (2 z)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.z = np.sqrt(x)
+        return self.z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad / (2 * self.z),)
+
+
+class Abs(Function):
+    """z = |x|;  dz/dx = sign(x) (0 at the kink)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return np.abs(x)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad * np.sign(self.x),)
+
+
+class ReLU(Function):
+    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (PyTorch's choice at 0)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.mask = x > 0
+        return np.where(self.mask, x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad * self.mask,)
+
+
+class Sigmoid(Function):
+    """z = 1 / (1 + e^-x);  dz/dx = z (1 - z)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # exp of a negative number only, so large |x| cannot overflow.
+        e = np.exp(-np.abs(x))
+        self.z = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad * self.z * (1 - self.z),)
+
+
+class Tanh(Function):
+    """z = tanh x;  dz/dx = 1 - z^2."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.z = np.tanh(x)
+        return self.z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad * (1 - self.z * self.z),)
+
+
+class Cast(Function):
+    """z = x converted to another float dtype; the gradient is converted back."""
+
+    def forward(self, x: np.ndarray, *, dtype: Any) -> np.ndarray:
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad.astype(self.dtype),)
+
+
+class Clone(Function):
+    """z = a copy of x."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x.copy()
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad,)
+
+
+def _operands(x: Any, y: Any) -> tuple[Any, Any]:
+    """Give a Python number the dtype of its tensor partner (as PyTorch does), and
+    refuse mixing float32 and float64 tensors, which would silently upcast."""
+    if isinstance(x, Tensor) and isinstance(y, Tensor):
+        if x.dtype != y.dtype and x.dtype.kind == "f" and y.dtype.kind == "f":
+            raise TypeError(
+                f"operands have different float dtypes: {x.dtype} and {y.dtype}; "
+                "convert one with .to(dtype) first"
+            )
+        return x, y
+    if isinstance(x, Tensor):
+        return x, _scalar_like(y, x)
+    if isinstance(y, Tensor):
+        return _scalar_like(x, y), y
+    return Tensor(x), Tensor(y)
+
+
+def _scalar_like(value: Any, like: Tensor) -> Any:
+    arr = np.asarray(value)
+    if like.dtype.kind == "f" and arr.dtype.kind in "iuf":
+        return arr.astype(like.dtype)
+    return arr
+
+
+def add(x: Any, y: Any) -> Tensor:
+    return Add.apply(*_operands(x, y))
+
+
+def sub(x: Any, y: Any) -> Tensor:
+    return Sub.apply(*_operands(x, y))
+
+
+def mul(x: Any, y: Any) -> Tensor:
+    return Mul.apply(*_operands(x, y))
+
+
+def div(x: Any, y: Any) -> Tensor:
+    return Div.apply(*_operands(x, y))
+
+
+def pow(x: Any, y: Any) -> Tensor:
+    return Pow.apply(*_operands(x, y))
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    return Abs.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ReLU.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if dtype.kind != "f":
+        return Tensor(x.data.astype(dtype))
+    return Cast.apply(x, dtype=dtype)
+
+
+def clone(x: Tensor) -> Tensor:
+    return Clone.apply(x)
