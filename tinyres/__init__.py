@@ -8,6 +8,7 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
+from tinyres import kernels, nn
 from tinyres.creation import (
     arange,
     bool_,
@@ -26,7 +27,6 @@ from tinyres.creation import (
     zeros,
     zeros_like,
 )
-from tinyres import kernels, nn
 from tinyres.engine import Function, Tensor, is_grad_enabled, no_grad
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.ops import (
@@ -49,9 +49,41 @@ long = int64
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "arange", "bool_", "cat", "double", "exp",
-    "flatten", "float", "float32", "float64", "from_numpy", "full", "gradcheck", "int64",
-    "is_grad_enabled", "kernels", "nn", "log", "long", "manual_seed", "matmul", "no_grad", "ones",
-    "ones_like", "rand", "randint", "randn", "relu", "sigmoid", "sqrt", "stack", "tanh",
-    "tensor", "zeros", "zeros_like",
+    "Function",
+    "GradcheckError",
+    "Tensor",
+    "arange",
+    "bool_",
+    "cat",
+    "double",
+    "exp",
+    "flatten",
+    "float",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
+    "gradcheck",
+    "int64",
+    "is_grad_enabled",
+    "kernels",
+    "log",
+    "long",
+    "manual_seed",
+    "matmul",
+    "nn",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "rand",
+    "randint",
+    "randn",
+    "relu",
+    "sigmoid",
+    "sqrt",
+    "stack",
+    "tanh",
+    "tensor",
+    "zeros",
+    "zeros_like",
 ]
