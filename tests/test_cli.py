@@ -1,0 +1,38 @@
+"""The command line: help, and the gradient-check report."""
+
+import subprocess
+import sys
+
+from tinyres.checks import CASES
+from tinyres.cli import main
+
+
+def test_help_lists_the_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "gradcheck" in out
+
+
+def test_gradcheck_report_has_one_passing_row_per_op(capsys):
+    assert main(["gradcheck"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert set(rows) == set(CASES)
+    assert all(line.endswith("pass") for line in rows.values())
+    assert lines[-1].startswith(f"{len(CASES)}/{len(CASES)} ops pass")
+
+
+def test_gradcheck_report_rejects_unknown_ops():
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyres", "gradcheck", "no_such_op"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "unknown op" in result.stderr and "relu" in result.stderr
+
+
+def test_python_dash_m_matches_the_console_script():
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyres", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "usage: tinyres" in result.stdout

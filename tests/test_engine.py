@@ -1,0 +1,242 @@
+"""The autograd engine: graph order, reuse, accumulation, freeing, errors."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinyres as tr
+from tinyres.engine import Function, unbroadcast
+
+
+def test_reused_node_gets_the_sum_of_its_uses():
+    a = tr.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    b = a + a
+    c = b + b
+    c.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [4.0, 4.0, 4.0])
+
+
+def test_diamond_graph_gradient():
+    x = tr.tensor(3.0, requires_grad=True)
+    y = x * x  # 9
+    z = y * x + y  # x^3 + x^2 -> dz/dx = 3x^2 + 2x = 33
+    z.backward()
+    assert x.grad.item() == pytest.approx(33.0)
+
+
+def test_chain_of_ten_thousand_ops_has_no_recursion_error():
+    x = tr.tensor([0.5], dtype=tr.float64, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad.item() == pytest.approx(1.0001**10_000, rel=1e-9)
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    w = tr.tensor([1.0, 2.0], requires_grad=True)
+    (w * 3).sum().backward()
+    (w * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [3 + 2, 3 + 4])
+
+
+def test_intermediate_results_are_freed_after_backward():
+    a = tr.randn(5, requires_grad=True)
+    b = a * 2
+    c = (b * b).sum()
+    ref = weakref.ref(b)
+    del b
+    gc.collect()
+    assert ref() is not None, "the graph must keep b alive until backward"
+    c.backward()
+    gc.collect()
+    assert ref() is None, "backward must release the graph"
+
+
+def test_second_backward_through_freed_graph_raises():
+    a = tr.randn(3, requires_grad=True)
+    loss = (a * a).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    a = tr.tensor([1.0, 2.0], requires_grad=True)
+    loss = (a * a).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_allclose(a.grad.numpy(), [4.0, 8.0])
+
+
+def test_backward_on_non_scalar_needs_gradient():
+    a = tr.randn(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"scalar outputs.*\(2, 3\)"):
+        (a * 2).backward()
+
+
+def test_gradient_of_wrong_shape_is_refused():
+    a = tr.randn(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"\(3, 2\).*\(2, 3\)"):
+        (a * 2).backward(tr.ones(3, 2))
+
+
+def test_explicit_gradient_for_non_scalar():
+    a = tr.tensor([1.0, 2.0], requires_grad=True)
+    (a * a).backward(tr.tensor([0.5, -1.0]))
+    np.testing.assert_allclose(a.grad.numpy(), [1.0, -4.0])
+
+
+def test_backward_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tr.ones(2).sum().backward()
+
+
+def test_no_grad_records_nothing():
+    w = tr.ones(3, requires_grad=True)
+    with tr.no_grad():
+        y = w * 2
+        assert not tr.is_grad_enabled()
+    assert tr.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+
+
+def test_no_grad_restores_state_after_exception():
+    with pytest.raises(ValueError), tr.no_grad():
+        raise ValueError
+    assert tr.is_grad_enabled()
+
+
+def test_requires_grad_propagates():
+    a, b = tr.ones(2), tr.ones(2, requires_grad=True)
+    assert not (a * 2).requires_grad
+    assert (a * b).requires_grad
+    assert (a * b).grad_fn is not None
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    a = tr.ones(2, requires_grad=True)
+    d = (a * 2).detach()
+    assert d.is_leaf and not d.requires_grad
+    b = a * 1
+    shared = b.detach()
+    shared.data[0] = 7.0
+    assert b.data[0] == 7.0
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(RuntimeError, match="floating-point"):
+        tr.tensor([1, 2], requires_grad=True)
+
+
+def test_retain_grad_and_hooks():
+    a = tr.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3
+    b.retain_grad()
+    seen = []
+    b.register_hook(lambda g: seen.append(g.numpy().copy()))
+    a.register_hook(lambda g: g * 10)  # a hook may replace the gradient
+    (b * b).sum().backward()
+    np.testing.assert_allclose(b.grad.numpy(), [6.0, 12.0])
+    np.testing.assert_allclose(seen[0], [6.0, 12.0])
+    np.testing.assert_allclose(a.grad.numpy(), [180.0, 360.0])
+
+
+def test_non_leaf_grad_is_not_kept_without_retain_grad():
+    a = tr.tensor([1.0], requires_grad=True)
+    b = a * 2
+    (b * b).sum().backward()
+    assert b.grad is None
+
+
+def test_iadd_builds_a_new_node_like_the_seeds_residual_add():
+    x = tr.tensor([1.0, -1.0], requires_grad=True)
+    out = x * 2
+    identity = x
+    out += identity
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_float32_default_and_float64_kept():
+    assert tr.tensor([1.0]).dtype == np.float32
+    assert tr.randn(2).dtype == np.float32
+    x = tr.randn(2, dtype=tr.float64, requires_grad=True)
+    (x * 2.5).sum().backward()
+    assert (x * 2.5).dtype == np.float64 and x.grad.dtype == np.float64
+
+
+def test_mixed_float_dtypes_are_refused():
+    with pytest.raises(TypeError, match="float32 and float64"):
+        tr.ones(2) + tr.ones(2, dtype=tr.float64)
+
+
+def test_tensor_protocols():
+    t = tr.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert np.asarray(t).shape == (2, 2)
+    assert t.size() == (2, 2) and t.size(1) == 2 and t.numel() == 4 and t.ndim == 2
+    assert t.sum().item() == 10.0
+    text = repr(t * tr.ones(2, 2, requires_grad=True))
+    assert "shape=(2, 2)" in text and "float32" in text and "MulBackward" in text
+    with pytest.raises(ValueError, match="one-element"):
+        t.item()
+    with pytest.raises(RuntimeError, match="detach"):
+        tr.ones(1, requires_grad=True).numpy()
+
+
+def test_max_with_dim_returns_values_and_indices():
+    t = tr.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 7.0]], requires_grad=True)
+    values, indices = t.max(dim=1)
+    np.testing.assert_array_equal(indices.numpy(), [1, 0])
+    values.sum().backward()
+    # A tie sends the gradient to the first maximum only.
+    np.testing.assert_array_equal(t.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
+
+
+def test_unbroadcast_reduces_to_shape():
+    g = np.ones((4, 2, 3))
+    np.testing.assert_array_equal(unbroadcast(g, (3,)), np.full(3, 8.0))
+    np.testing.assert_array_equal(unbroadcast(g, (2, 1)), np.full((2, 1), 12.0))
+    np.testing.assert_array_equal(unbroadcast(g, ()), 24.0)
+    with pytest.raises(ValueError):
+        unbroadcast(g, (5,))
+
+
+def test_a_function_returning_the_wrong_number_of_gradients_is_reported():
+    class Broken(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, grad):
+            return grad, grad
+
+    a = tr.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="returned 2 gradients for 1 inputs"):
+        Broken.apply(a).sum().backward()
+
+
+def test_creation_functions():
+    tr.manual_seed(3)
+    a = tr.randn(2, 3)
+    tr.manual_seed(3)
+    assert np.array_equal(a.numpy(), tr.randn(2, 3).numpy())
+    assert tr.zeros((2, 3)).shape == (2, 3)
+    assert tr.ones_like(a).numpy().sum() == 6
+    assert tr.arange(5).dtype == np.int64 and tr.arange(0, 1, 0.25).shape == (4,)
+    arr = np.zeros(3)
+    t = tr.from_numpy(arr)
+    arr[0] = 1.0
+    assert t.numpy()[0] == 1.0 and t.dtype == np.float64
+    with pytest.raises(ValueError, match="non-negative"):
+        tr.zeros(-1)
+
+
+def test_flatten_and_views():
+    x = tr.randn(2, 3, 4, requires_grad=True)
+    assert tr.flatten(x, 1).shape == (2, 12)
+    assert x.view(x.size(0), -1).shape == (2, 12)
+    assert x.permute(2, 0, 1).shape == (4, 2, 3)
+    with pytest.raises(RuntimeError, match="invalid for input of shape"):
+        x.view(5, -1)
