@@ -6,5 +6,6 @@ then applies a ``Function`` from ``tinyres.ops``, whose kernels live in
 """
 
 from tinyres.ops import relu
+from tinyres.ops.conv import conv2d
 
-__all__ = ["relu"]
+__all__ = ["conv2d", "relu"]

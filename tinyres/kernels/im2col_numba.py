@@ -1,0 +1,167 @@
+r"""2-d convolution with Numba im2col/col2im kernels and BLAS matrix products.
+
+The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for speed:
+
+- **Channels last inside.** The input is viewed as NHWC, so one receptive field is
+  kH*kW runs of C contiguous numbers, and the columns matrix is (N*Ho*Wo, kH*kW*C)
+  with rows written front to back. The GEMM result (N*Ho*Wo, C_out) *is* the output
+  in NHWC; it is handed back as an NCHW view (no copy), and the next convolution's
+  ``transpose(0, 2, 3, 1)`` of it is free again.
+- **Three BLAS products**: Y = cols @ W^T, dW = dY^T @ cols, dcols = dY @ W.
+- **col2im as a gather**: each input pixel sums the entries of dcols that came from
+  it, so parallel threads never write to the same pixel (no atomics, no races).
+- **No saved columns**: backward rebuilds them (im2col is cheap next to a GEMM); the
+  memory of one layer's columns is reused from call to call instead of allocated.
+
+Indices are checked in Python (``tinyres.nn.functional.conv2d``) before a kernel
+runs, and every read below is guarded by bounds tests, so no shape can make a kernel
+touch memory outside its arrays.
+
+>>> rng = np.random.default_rng(0)
+>>> x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+>>> from tinyres.kernels import conv_reference
+>>> args = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2))
+>>> np.allclose(conv2d_forward(x, w, None, **args), conv_reference.conv2d_forward(x, w, None, **args))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from tinyres.kernels.conv_reference import Pair, output_size
+
+
+@njit(parallel=True, cache=True)
+def im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no cover - compiled
+    """cols[(n, oh, ow), (i, j, c)] = x[n, oh*sH - pH + i*dH, ow*sW - pW + j*dW, c], or 0 outside."""
+    N, H, W, C = x.shape
+    for row in prange(N * Ho):
+        n = row // Ho
+        oh = row - n * Ho
+        for ow in range(Wo):
+            r = row * Wo + ow
+            for i in range(kH):
+                h = oh * sH - pH + i * dH
+                for j in range(kW):
+                    v = ow * sW - pW + j * dW
+                    start = (i * kW + j) * C
+                    if 0 <= h < H and 0 <= v < W:
+                        for c in range(C):
+                            cols[r, start + c] = x[n, h, v, c]
+                    else:
+                        for c in range(C):
+                            cols[r, start + c] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: no cover - compiled
+    """dx[n, h, v, c] = sum of dcols[(n, oh, ow), (i, j, c)] over the fields that read (h, v).
+
+    Field (oh, ow) read pixel h at offset i when oh*sH = h + pH - i*dH, so for each
+    (h, i) there is at most one oh: it exists if that number is a multiple of sH in range.
+    """
+    N, H, W, C = dx.shape
+    for row in prange(N * H):
+        n = row // H
+        h = row - n * H
+        for v in range(W):
+            for c in range(C):
+                dx[n, h, v, c] = 0.0
+            for i in range(kH):
+                th = h + pH - i * dH
+                if th < 0 or th % sH != 0 or th // sH >= Ho:
+                    continue
+                oh = th // sH
+                for j in range(kW):
+                    tv = v + pW - j * dW
+                    if tv < 0 or tv % sW != 0 or tv // sW >= Wo:
+                        continue
+                    r = (n * Ho + oh) * Wo + tv // sW
+                    start = (i * kW + j) * C
+                    for c in range(C):
+                        dx[n, h, v, c] += dcols[r, start + c]
+
+
+_scratch: dict[np.dtype, np.ndarray] = {}
+
+
+def _columns_buffer(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """A (rows, width) work matrix, carved from one reused block per dtype.
+
+    The columns matrix is large (kH*kW times the input) and lives only during one
+    forward or backward call; reusing its memory avoids a fresh allocation and page
+    faults each call.
+    """
+    size = rows * width
+    block = _scratch.get(dtype)
+    if block is None or block.size < size:
+        block = _scratch[dtype] = np.empty(size, dtype=dtype)
+    return block[:size].reshape(rows, width)
+
+
+def _columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, Ho: int, Wo: int):
+    N, _, _, C = x_nhwc.shape
+    (kH, kW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
+    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        return x_nhwc.reshape(N * Ho * Wo, C)  # a 1x1 convolution is a plain matrix product
+    cols = _columns_buffer(N * Ho * Wo, kH * kW * C, x_nhwc.dtype)
+    im2col_nhwc(x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
+    return cols
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, C, H, W) as a C-ordered NHWC array; no copy if it already is one."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _weight_matrix(w: np.ndarray) -> np.ndarray:
+    """(C_out, C, kH, kW) -> (C_out, kH*kW*C), matching the columns' (i, j, c) order."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+
+
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
+    """y = conv2d(x, w) + b: Numba im2col, then Y = cols @ W^T with BLAS."""
+    N, _, H, W = x.shape
+    C_out, _, kH, kW = w.shape
+    Ho = output_size(H, kH, stride[0], padding[0], dilation[0])
+    Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
+    cols = _columns(_nhwc(x), (kH, kW), stride, padding, dilation, Ho, Wo)
+    y = np.empty((N * Ho * Wo, C_out), dtype=x.dtype)
+    np.matmul(cols, _weight_matrix(w).T, out=y)
+    if b is not None:
+        y += b
+    return y.reshape(N, Ho, Wo, C_out).transpose(0, 3, 1, 2)
+
+
+def conv2d_backward(
+    grad: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    input_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx, dw, db): dW = dY^T @ cols, dX = col2im(dY @ W), db = column sums of dY."""
+    N, C, H, W = x.shape
+    C_out, _, kH, kW = w.shape
+    Ho, Wo = grad.shape[2:]
+    g = _nhwc(grad).reshape(N * Ho * Wo, C_out)
+    cols = _columns(_nhwc(x), (kH, kW), stride, padding, dilation, Ho, Wo)
+    dw = np.ascontiguousarray((g.T @ cols).reshape(C_out, kH, kW, C).transpose(0, 3, 1, 2))
+    db = g.sum(axis=0)
+    if not input_grad:
+        return None, dw, db
+    if (kH, kW) == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        return np.matmul(g, _weight_matrix(w)).reshape(N, H, W, C).transpose(0, 3, 1, 2), dw, db
+    # The columns are used up, so dY @ W may overwrite their memory (the same buffer).
+    dcols = _columns_buffer(N * Ho * Wo, kH * kW * C, x.dtype)
+    np.matmul(g, _weight_matrix(w), out=dcols)
+    dx = np.empty((N, H, W, C), dtype=x.dtype)
+    (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
+    col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx)
+    return dx.transpose(0, 3, 1, 2), dw, db
