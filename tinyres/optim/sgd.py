@@ -1,0 +1,71 @@
+"""Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+For each parameter p with gradient g, PyTorch's update (and this one) is::
+
+    g = g + weight_decay * p                     # L2 penalty (weight_decay/2)·|p|²
+    b = g                                        # first step
+    b = momentum * b + (1 - dampening) * g       # later steps
+    g = g + momentum * b   if nesterov else  b
+    p = p - lr * g
+
+Note that the learning rate multiplies the whole velocity, not each gradient as in
+Sutskever et al.; with a constant lr the two are the same up to a rescaling of b.
+
+>>> import tinyres as tr
+>>> w = tr.tensor([1.0], requires_grad=True)
+>>> opt = SGD([w], lr=0.1, momentum=0.9)
+>>> for _ in range(2):
+...     opt.zero_grad()
+...     (w * 2.0).sum().backward()   # gradient 2 each time
+...     opt.step()
+>>> round(float(w.item()), 4)        # 1 - 0.1*2 - 0.1*(0.9*2 + 2)
+0.42
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tinyres.engine import Tensor
+from tinyres.optim.optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
+        if lr < 0:
+            raise ValueError(f"invalid learning rate {lr}: expected lr >= 0")
+        if momentum < 0:
+            raise ValueError(f"invalid momentum {momentum}: expected momentum >= 0")
+        if weight_decay < 0:
+            raise ValueError(f"invalid weight_decay {weight_decay}: expected weight_decay >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov)
+        super().__init__(params, defaults)
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place."""
+        for group, p, g in self._params_with_grad():
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            if weight_decay != 0:
+                g = g + weight_decay * p.data
+            if momentum != 0:
+                state = self.state.setdefault(p, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = g.copy()
+                else:
+                    buf *= momentum
+                    buf += (1 - group["dampening"]) * g
+                g = g + momentum * buf if group["nesterov"] else buf
+            p.data -= lr * g
