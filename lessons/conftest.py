@@ -1,0 +1,21 @@
+"""Run the lessons: every ```python block of every ``lessons/*.md`` is a test.
+
+Sybil collects the blocks of one lesson in order and runs them in one shared
+namespace, as a reader pasting them into one Python session would. A block that
+starts with ``>>>`` is a doctest, so the output printed in the lesson is checked
+too. A lesson skips a block that needs PyTorch with an HTML comment the web page
+does not show: ``<!-- skip: next if(torch is None, reason="PyTorch is not installed") -->``.
+"""
+
+from doctest import ELLIPSIS, NORMALIZE_WHITESPACE
+
+from sybil import Sybil
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+
+pytest_collect_file = Sybil(
+    parsers=[
+        PythonCodeBlockParser(doctest_optionflags=ELLIPSIS | NORMALIZE_WHITESPACE),
+        SkipParser(),
+    ],
+    patterns=["[0-9][0-9]-*.md"],
+).pytest()
