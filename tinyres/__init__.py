@@ -8,7 +8,7 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-from tinyres import kernels, nn
+from tinyres import kernels, nn, optim
 from tinyres.creation import (
     arange,
     bool_,
@@ -75,6 +75,7 @@ __all__ = [
     "no_grad",
     "ones",
     "ones_like",
+    "optim",
     "rand",
     "randint",
     "randn",
