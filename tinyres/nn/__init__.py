@@ -1,5 +1,40 @@
-"""Neural-network layers (``Module`` subclasses) and their functional forms."""
+"""Neural-network layers (``Module`` subclasses), their functional forms, and init.
 
-from tinyres.nn import functional
+>>> import tinyres as torch
+>>> import tinyres.nn as nn
+>>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+>>> model(torch.randn(2, 3, 8, 8)).shape
+(2, 4, 8, 8)
+"""
 
-__all__ = ["functional"]
+from tinyres.nn import functional, init
+from tinyres.nn.activation import ReLU, Sigmoid, Tanh
+from tinyres.nn.batchnorm import BatchNorm2d
+from tinyres.nn.container import Sequential
+from tinyres.nn.conv import Conv2d
+from tinyres.nn.flatten import Flatten
+from tinyres.nn.linear import Identity, Linear
+from tinyres.nn.loss import CrossEntropyLoss
+from tinyres.nn.module import Module
+from tinyres.nn.parameter import Parameter
+from tinyres.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Flatten",
+    "Identity",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "functional",
+    "init",
+]

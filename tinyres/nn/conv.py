@@ -1,0 +1,92 @@
+"""``Conv2d``: a learnable 2-d convolution layer.
+
+The layer holds a weight of shape (out_channels, in_channels, kH, kW) and an
+optional bias of shape (out_channels,), and calls ``functional.conv2d`` (where the
+math and its backward live). Its default initialisation is PyTorch's: Kaiming
+uniform with ``a = sqrt(5)``, which works out to U[-1/sqrt(fan_in), 1/sqrt(fan_in)]
+for the weight, and the same bound for the bias.
+
+>>> import tinyres as tr
+>>> from tinyres import nn
+>>> conv = nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1, bias=False)
+>>> conv
+Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)
+>>> conv(tr.zeros(2, 3, 32, 32)).shape
+(2, 8, 16, 16)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinyres.engine import Tensor
+from tinyres.nn import functional as F
+from tinyres.nn import init
+from tinyres.nn.module import Module
+from tinyres.nn.parameter import Parameter
+
+
+def _pair(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
+    """An int or (height, width) pair of ints, each at least ``minimum``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= minimum for v in pair):
+        raise ValueError(f"Conv2d: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _positive(value: int, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Conv2d: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class Conv2d(Module):
+    """y = conv2d(x, weight) + bias over an (N, in_channels, H, W) input."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.in_channels = _positive(in_channels, "in_channels")
+        self.out_channels = _positive(out_channels, "out_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        self.dilation = _pair(dilation, "dilation", 1)
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.weight = Parameter(np.empty(shape, dtype=np.float32))
+        if bias:
+            self.bias = Parameter(np.empty(self.out_channels, dtype=np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation (see the module docstring)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
