@@ -1,0 +1,146 @@
+"""Pooling as compiled Numba loops, one (n, c) plane per parallel iteration.
+
+Same signatures and results as ``pool_reference`` (read that first). Instead of
+padding a copy of the input, each tap checks whether it falls inside the image:
+outside is -inf for max pooling and 0 for average pooling. Planes are independent,
+so the backward's scatter-adds into one plane never race with another thread.
+``tinyres.ops.pool`` validates every size before these run, so all indices are in
+bounds.
+
+>>> import numpy as np
+>>> from tinyres.kernels import pool_reference
+>>> x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+>>> args = ((3, 2), (2, 1), (1, 1), (1, 2))
+>>> ours, ref = max_pool2d_forward(x, *args), pool_reference.max_pool2d_forward(x, *args)
+>>> np.array_equal(ours[0], ref[0]) and np.array_equal(ours[1], ref[1])
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from tinyres.kernels.pool_reference import output_size
+
+Pair = tuple[int, int]
+
+
+@njit(parallel=True, cache=True)
+def _max_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):  # pragma: no cover - compiled
+    n, c, h, w = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        for oh in range(ho):
+            for ow in range(wo):
+                best = -np.inf
+                best_at = -1
+                for i in range(kh):
+                    r = oh * sh + i * dh - ph
+                    if r < 0 or r >= h:
+                        continue
+                    for j in range(kw):
+                        col = ow * sw + j * dw - pw
+                        if col < 0 or col >= w:
+                            continue
+                        v = x[b, ch, r, col]
+                        if v > best:  # strictly: a tie stays with the first tap
+                            best = v
+                            best_at = r * w + col
+                out[b, ch, oh, ow] = best
+                index[b, ch, oh, ow] = best_at
+
+
+@njit(parallel=True, cache=True)
+def _max_backward(grad, index, dx):  # pragma: no cover - compiled
+    n, c, ho, wo = grad.shape
+    w = dx.shape[3]
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        for oh in range(ho):
+            for ow in range(wo):
+                k = index[b, ch, oh, ow]
+                if k >= 0:
+                    dx[b, ch, k // w, k % w] += grad[b, ch, oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def _avg_forward(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - compiled
+    n, c, h, w = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    area = kh * kw
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        for oh in range(ho):
+            for ow in range(wo):
+                total = 0.0
+                for i in range(kh):
+                    r = oh * sh + i - ph
+                    if r < 0 or r >= h:
+                        continue
+                    for j in range(kw):
+                        col = ow * sw + j - pw
+                        if 0 <= col < w:
+                            total += x[b, ch, r, col]
+                out[b, ch, oh, ow] = total / area
+
+
+@njit(parallel=True, cache=True)
+def _avg_backward(grad, kh, kw, sh, sw, ph, pw, dx):  # pragma: no cover - compiled
+    n, c, h, w = dx.shape
+    ho, wo = grad.shape[2], grad.shape[3]
+    area = kh * kw
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        for oh in range(ho):
+            for ow in range(wo):
+                share = grad[b, ch, oh, ow] / area
+                for i in range(kh):
+                    r = oh * sh + i - ph
+                    if r < 0 or r >= h:
+                        continue
+                    for j in range(kw):
+                        col = ow * sw + j - pw
+                        if 0 <= col < w:
+                            dx[b, ch, r, col] += share
+
+
+def _out_shape(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+               dilation: Pair = (1, 1)) -> tuple[int, ...]:
+    sizes = (output_size(*a) for a in zip(x_shape[2:], kernel, stride, padding, dilation))
+    return (*x_shape[:2], *sizes)
+
+
+def max_pool2d_forward(
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, np.ndarray]:
+    """The window maxima and the flat index (into H*W) of each winner."""
+    shape = _out_shape(x.shape, kernel, stride, padding, dilation)
+    out = np.empty(shape, dtype=x.dtype)
+    index = np.empty(shape, dtype=np.int64)
+    _max_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, *dilation, out, index)
+    return out, index
+
+
+def max_pool2d_backward(grad: np.ndarray, index: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """Add each output's gradient to the input element that won its window."""
+    dx = np.zeros(x_shape, dtype=grad.dtype)
+    _max_backward(np.ascontiguousarray(grad), index, dx)
+    return dx
+
+
+def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
+    """Window means, zero padding included in the count."""
+    out = np.empty(_out_shape(x.shape, kernel, stride, padding), dtype=x.dtype)
+    _avg_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, out)
+    return out
+
+
+def avg_pool2d_backward(
+    grad: np.ndarray, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair
+) -> np.ndarray:
+    """Every tap of a window gets grad / (kh*kw); taps on padding are skipped."""
+    dx = np.zeros(x_shape, dtype=grad.dtype)
+    _avg_backward(np.ascontiguousarray(grad), *kernel, *stride, *padding, dx)
+    return dx

@@ -1,0 +1,50 @@
+"""The fully connected layer's op: y = x W^T + b.
+
+>>> import tinyres as tr
+>>> x = tr.tensor([[1.0, 2.0]])
+>>> w = tr.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+>>> linear(x, w, tr.tensor([0.0, 0.0, 10.0]))
+tensor([[1., 3., 8.]], shape=(1, 3), dtype=float32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyres.engine import Function, Tensor
+from tinyres.ops.validate import check_float
+
+
+class Linear(Function):
+    r"""y = x W^T + b for x of shape (..., in), W (out, in), b (out,).
+
+    With the leading axes of x flattened into rows X (M, in) and dY (M, out):
+    dX = dY W,  dW = dY^T X,  db = sum of dY over the rows.
+    """
+
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        self.x, self.w, self.has_bias = x, w, b is not None
+        y = x @ w.T
+        return y + b if b is not None else y
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rows = grad.reshape(-1, grad.shape[-1])
+        dw = rows.T @ self.x.reshape(-1, self.x.shape[-1])
+        db = rows.sum(axis=0) if self.has_bias else None
+        return grad @ self.w, dw, db
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Apply y = x W^T + b; x is (..., in_features), W is (out_features, in_features)."""
+    x, w = input.data, weight.data
+    check_float("linear", x, w, None if bias is None else bias.data)
+    if w.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1] if x.ndim else 0} features (shape {x.shape}), "
+            f"weight expects {w.shape[1]} (weight shape {w.shape})"
+        )
+    if bias is not None and bias.shape != (w.shape[0],):
+        raise ValueError(f"linear: bias has shape {bias.shape}, expected ({w.shape[0]},)")
+    return Linear.apply(input, weight, bias)

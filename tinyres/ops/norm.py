@@ -1,0 +1,134 @@
+"""Batch normalisation as a differentiable op, with PyTorch's ``F.batch_norm`` signature.
+
+The math and the compact backward are in ``tinyres.kernels.batchnorm_reference``; the
+``"numba"`` tier runs the same formulas as compiled loops
+(``tinyres.kernels.batchnorm_numba``). This file validates, picks the tier, and keeps
+the running statistics.
+
+>>> import numpy as np
+>>> import tinyres as tr
+>>> x = tr.tensor(np.arange(8.0).reshape(2, 2, 2, 1))
+>>> mean, var = np.zeros(2), np.ones(2)
+>>> y = batch_norm(x, mean, var, training=True, momentum=0.5)
+>>> mean, var   # half the old value plus half the batch's (var unbiased: 17/3)
+(array([1.25, 2.25]), array([3.33333333, 3.33333333]))
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from tinyres import kernels
+from tinyres.engine import Function, Tensor
+from tinyres.kernels import batchnorm_numba, batchnorm_reference
+from tinyres.ops.validate import check_float, check_ndim
+
+
+def _kernels() -> ModuleType:
+    # Batch norm has no separate vectorised tier: the reference is already NumPy.
+    return batchnorm_numba if kernels.get_tier() == "numba" else batchnorm_reference
+
+
+class BatchNorm(Function):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1).
+
+    Training mode uses the batch's mean and biased variance and updates the running
+    buffers in place; eval mode uses the running buffers. ``gamma``/``beta`` may be
+    None (no affine transform), and then get no gradient.
+    """
+
+    def forward(
+        self,
+        x: np.ndarray,
+        gamma: np.ndarray | None,
+        beta: np.ndarray | None,
+        *,
+        running_mean: np.ndarray | None,
+        running_var: np.ndarray | None,
+        training: bool,
+        momentum: float,
+        eps: float,
+    ) -> np.ndarray:
+        n, c = x.shape[:2]
+        x3 = x.reshape(n, c, -1)  # (N, C, S): every layout the kernels see
+        self.has_gamma, self.has_beta = gamma is not None, beta is not None
+        gamma = np.ones(c, x.dtype) if gamma is None else gamma
+        beta = np.zeros(c, x.dtype) if beta is None else beta
+        k = _kernels()
+        if training:
+            y, mean, var, inv_std = k.train_forward(x3, gamma, beta, eps)
+            if running_mean is not None:
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+            if running_var is not None:
+                m = x3.shape[0] * x3.shape[2]
+                # The running variance is the unbiased estimate, as in PyTorch.
+                running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
+        else:
+            mean = running_mean.astype(x.dtype)
+            inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
+            y = k.eval_forward(x3, mean, inv_std, gamma, beta)
+        self.x3, self.mean, self.inv_std, self.gamma = x3, mean, inv_std, gamma
+        self.training, self.kernels = training, k
+        return y.reshape(x.shape)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        dx, dgamma, dbeta = self.kernels.backward(
+            grad.reshape(self.x3.shape), self.x3, self.mean, self.inv_std, self.gamma, self.training
+        )
+        return (
+            dx.reshape(grad.shape),
+            dgamma if self.has_gamma else None,
+            dbeta if self.has_beta else None,
+        )
+
+
+def _array(t: Any) -> np.ndarray | None:
+    return t.data if isinstance(t, Tensor) else (None if t is None else np.asarray(t))
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation over axis 1 of an (N, C), (N, C, L) or (N, C, H, W) input.
+
+    ``running_mean``/``running_var`` (Tensors or arrays of shape (C,), or None) are
+    updated in place when ``training``, and used when not.
+    """
+    x = _array(input)
+    check_ndim("batch_norm", x, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
+    arrays = {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var}
+    arrays = {name: _array(a) for name, a in arrays.items()}
+    check_float("batch_norm", x, *arrays.values())
+    c = x.shape[1]
+    for name, a in arrays.items():
+        if a is not None and a.shape != (c,):
+            raise ValueError(
+                f"batch_norm: {name} has shape {a.shape}, expected ({c},) (one value per channel)"
+            )
+    if training and x.size // c <= 1:
+        raise ValueError(
+            f"batch_norm: Expected more than 1 value per channel when training, "
+            f"got input size {tuple(x.shape)}"
+        )
+    if not training and (arrays["running_mean"] is None or arrays["running_var"] is None):
+        raise ValueError("batch_norm: running_mean and running_var must be given in eval mode")
+    return BatchNorm.apply(
+        input,
+        weight,
+        bias,
+        running_mean=arrays["running_mean"],
+        running_var=arrays["running_var"],
+        training=training,
+        momentum=momentum,
+        eps=eps,
+    )

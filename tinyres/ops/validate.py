@@ -1,0 +1,49 @@
+"""Input checks shared by the layer ops, run before any kernel touches the data.
+
+A kernel indexes arrays without bounds checks (Numba does not check them), so every
+shape, dtype and option is checked here first, and each message names what was
+expected and what came.
+
+>>> import numpy as np
+>>> as_pair(3, "kernel_size", "max_pool2d")
+(3, 3)
+>>> check_float("relu", np.zeros(2, dtype=np.int64))
+Traceback (most recent call last):
+    ...
+TypeError: relu: expected a floating-point input, got dtype int64
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_pair(value: Any, name: str, op: str) -> tuple[int, int]:
+    """An int or a pair of ints, as PyTorch accepts for kernel size, stride, ..."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def check_float(op: str, *arrays: np.ndarray | None) -> None:
+    """Refuse integer inputs and a mix of float32 and float64 (no silent upcasts)."""
+    dtypes = []
+    for a in arrays:
+        if a is None:
+            continue
+        if a.dtype.kind != "f":
+            raise TypeError(f"{op}: expected a floating-point input, got dtype {a.dtype}")
+        dtypes.append(a.dtype)
+    if len(set(dtypes)) > 1:
+        names = ", ".join(str(d) for d in dtypes)
+        raise TypeError(f"{op}: inputs must share one float dtype, got {names}")
+
+
+def check_ndim(op: str, x: np.ndarray, allowed: tuple[int, ...], layout: str) -> None:
+    """Refuse an input whose number of dimensions is not in ``allowed``."""
+    if x.ndim not in allowed:
+        wanted = " or ".join(f"{n}-D" for n in allowed)
+        raise ValueError(f"{op}: expected a {wanted} input {layout}, got shape {tuple(x.shape)}")
