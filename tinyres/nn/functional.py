@@ -7,5 +7,19 @@ then applies a ``Function`` from ``tinyres.ops``, whose kernels live in
 
 from tinyres.ops import relu
 from tinyres.ops.conv import conv2d
+from tinyres.ops.linear import linear
+from tinyres.ops.loss import cross_entropy, log_softmax
+from tinyres.ops.norm import batch_norm
+from tinyres.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
-__all__ = ["conv2d", "relu"]
+__all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "batch_norm",
+    "conv2d",
+    "cross_entropy",
+    "linear",
+    "log_softmax",
+    "max_pool2d",
+    "relu",
+]
