@@ -41,6 +41,7 @@ from tinyres.ops import (
     stack,
     tanh,
 )
+from tinyres.serialization import load, save
 
 float = float32
 double = float64
@@ -67,6 +68,7 @@ __all__ = [
     "int64",
     "is_grad_enabled",
     "kernels",
+    "load",
     "log",
     "long",
     "manual_seed",
@@ -80,6 +82,7 @@ __all__ = [
     "randint",
     "randn",
     "relu",
+    "save",
     "sigmoid",
     "sqrt",
     "stack",
