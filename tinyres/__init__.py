@@ -8,7 +8,7 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-from tinyres import kernels, nn, optim
+from tinyres import kernels, models, nn, optim
 from tinyres.creation import (
     arange,
     bool_,
@@ -42,6 +42,7 @@ from tinyres.ops import (
     tanh,
 )
 from tinyres.serialization import load, save
+from tinyres.summary import summary
 
 float = float32
 double = float64
@@ -73,6 +74,7 @@ __all__ = [
     "long",
     "manual_seed",
     "matmul",
+    "models",
     "nn",
     "no_grad",
     "ones",
@@ -86,6 +88,7 @@ __all__ = [
     "sigmoid",
     "sqrt",
     "stack",
+    "summary",
     "tanh",
     "tensor",
     "zeros",

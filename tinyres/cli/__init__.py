@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyres.cli import gradcheck_report
+from tinyres.cli import gradcheck_report, summary
 
-COMMANDS = [gradcheck_report]
+COMMANDS = [gradcheck_report, summary]
 
 
 def build_parser() -> argparse.ArgumentParser:
