@@ -1,0 +1,324 @@
+"""Draw the autograd graph behind a tensor: micrograd's ``draw_dot``, for tensors.
+
+Every tensor made by an operation points at the ``Function`` that made it
+(``tensor.grad_fn``), and that function keeps its inputs (``grad_fn.inputs``). Following
+those pointers from the result back to the leaves gives the graph ``backward`` walks.
+``draw_graph`` draws it top to bottom: leaves (parameters, inputs) at the top, one box per
+operation with its output shape, the result at the bottom.
+
+The layout is layered, in the style of Sugiyama: a node's row is its *depth*, the
+longest path from it to the result, so every arrow points down; within a row, nodes are
+ordered by the mean position of their neighbours (the barycenter heuristic) to reduce
+crossings. A graph bigger than ``max_nodes`` keeps the ``max_nodes`` nodes nearest the
+result and folds the rest into one "… more nodes" box.
+
+Gradient norms. ``backward()`` frees the graph (and keeps ``.grad`` only on leaves), so
+drawing gradients takes three steps: ``trace`` the graph first (it records every node and
+asks each one to keep its gradient), run ``backward``, then draw the trace::
+
+    graph = trace(loss, params=dict(model.named_parameters()))
+    loss.backward()
+    draw_graph(graph, show_grad_norms=True)
+
+>>> import tinyres as tr
+>>> a = tr.tensor([1.0, 2.0], requires_grad=True)
+>>> b = a + a
+>>> c = b + b
+>>> graph = trace(c, params={"a": a})
+>>> [node.title for node in graph.nodes.values()]
+['a', 'Add', 'Add']
+>>> len(graph.edges)   # a -> b twice, b -> c twice
+4
+>>> c.sum().backward()
+>>> fig = draw_graph(graph, show_grad_norms=True)
+>>> sorted(t.get_text() for t in fig.axes[0].texts if "|grad|" in t.get_text())[-1]
+'a\\n2\\n|grad| = 5.66'
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinyres.engine import Tensor
+from tinyres.viz.canvas import arrow, box, new_canvas
+
+# Inches: box size and the spacing of rows and columns.
+_BOX_W, _BOX_H = 1.8, 0.62
+_COL, _ROW = 2.3, 1.0
+_LANE = 0.12  # spacing of the lanes that skip connections run down, right of the boxes
+_MARGIN = 0.25
+
+_COLORS = {
+    "op": "#cfe2f3",  # an operation (a Function); its box shows the output
+    "param": "#d9ead3",  # a named leaf, e.g. a model parameter
+    "leaf": "#fff2cc",  # an unnamed leaf that requires grad
+    "input": "#eeeeee",  # a tensor that does not require grad (data, targets)
+    "more": "#ffffff",  # the nodes cut off by max_nodes
+}
+
+
+@dataclass
+class Node:
+    """One box of the picture: an op's output tensor, a leaf, or the cut-off rest.
+
+    ``kind`` is one of "op", "param", "leaf", "input", "more"; ``title`` is the
+    Function's name for an op, the given name (or "leaf"/"input") otherwise.
+    """
+
+    kind: str
+    title: str
+    tensor: Tensor | None = None
+
+    def shape_text(self) -> str:
+        if self.tensor is None:
+            return ""
+        return "×".join(map(str, self.tensor.shape)) or "scalar"
+
+    def grad_norm(self) -> float | None:
+        """‖dLoss/dtensor‖ once a backward pass has filled ``tensor.grad``."""
+        if self.tensor is None or self.tensor.grad is None:
+            return None
+        return float(np.linalg.norm(np.asarray(self.tensor.grad.data, dtype=np.float64)))
+
+
+@dataclass
+class Graph:
+    """A recorded autograd graph.
+
+    ``nodes`` maps a key (the tensor's ``id``) to its ``Node``, every node after the
+    nodes it was computed from; ``edges`` holds one ``(from_key, to_key)`` pair per use
+    of a tensor as an input, so ``a + a`` gives two edges; ``root`` is the result's key.
+    """
+
+    nodes: dict[int, Node] = field(default_factory=dict)
+    edges: list[tuple[int, int]] = field(default_factory=list)
+    root: int = 0
+
+
+def trace(tensor: Tensor, params: dict[str, Tensor] | None = None, *, keep_grads: bool = True) -> Graph:
+    """Record the graph that produced ``tensor``.
+
+    ``params`` names leaves (``dict(model.named_parameters())``; any tensor may be
+    named, e.g. ``{"x": x}``). With ``keep_grads`` every intermediate tensor keeps its
+    gradient in the next ``backward`` (``retain_grad``), so ``draw_graph(graph,
+    show_grad_norms=True)`` can show it afterwards.
+    """
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"trace: expected a tinyres Tensor, got {type(tensor).__name__}")
+    names = {id(t): name for name, t in (params or {}).items()}
+    graph = Graph(root=id(tensor))
+    # Iterative depth-first search (a ResNet graph is deeper than Python's recursion
+    # limit allows): a tensor is recorded after all the tensors it was computed from.
+    stack: list[tuple[Tensor, bool]] = [(tensor, False)]
+    seen: set[int] = set()
+    while stack:
+        t, parents_done = stack.pop()
+        if parents_done:
+            graph.nodes[id(t)] = _node_for(t, names)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        fn = t.grad_fn
+        if fn is not None and fn.freed:
+            raise RuntimeError(
+                "draw_graph: the graph behind this tensor was freed by backward(). Draw it "
+                "before backward(), or record it first: graph = trace(t); t.backward(); "
+                "draw_graph(graph, show_grad_norms=True)"
+            )
+        stack.append((t, True))
+        if fn is None:
+            continue
+        if keep_grads:
+            t.retain_grad()
+        for parent in fn.inputs:
+            if isinstance(parent, Tensor):
+                graph.edges.append((id(parent), id(t)))
+                if id(parent) not in seen:
+                    stack.append((parent, False))
+    return graph
+
+
+def _node_for(t: Tensor, names: dict[int, str]) -> Node:
+    if t.grad_fn is not None:
+        return Node("op", type(t.grad_fn).__name__, t)
+    if id(t) in names:
+        return Node("param" if t.requires_grad else "input", names[id(t)], t)
+    return Node("leaf", "leaf", t) if t.requires_grad else Node("input", "input", t)
+
+
+def depths(graph: Graph) -> dict[int, int]:
+    """Each node's longest distance (in edges) to the result; the result has depth 0.
+
+    >>> import tinyres as tr
+    >>> a = tr.ones(2, requires_grad=True)
+    >>> b = a * 2
+    >>> c = a + b
+    >>> g = trace(c, params={"a": a})
+    >>> {g.nodes[k].title: d for k, d in depths(g).items()}
+    {'Add': 0, 'Mul': 1, 'a': 2}
+    """
+    children: dict[int, list[int]] = defaultdict(list)
+    for parent, child in graph.edges:
+        children[parent].append(child)
+    depth: dict[int, int] = {}
+    # Consumers come after their inputs in graph.nodes, so walking it backwards sees
+    # every consumer of a node before the node itself.
+    for key in reversed(graph.nodes):
+        depth[key] = max((depth[c] + 1 for c in children[key]), default=0)
+    return depth
+
+
+def _cut(graph: Graph, depth: dict[int, int], max_nodes: int) -> tuple[Graph, dict[int, int]]:
+    """Keep the nodes nearest the result, at most ``max_nodes`` of them counting the
+    "… more nodes" box that replaces the rest, and redirect the cut edges to that box."""
+    if len(graph.nodes) <= max_nodes:
+        return graph, depth
+    count_at: dict[int, int] = defaultdict(int)
+    for d in depth.values():
+        count_at[d] += 1
+    limit, kept = 0, 0
+    while kept + count_at[limit] <= max_nodes - 1:
+        kept += count_at[limit]
+        limit += 1
+    more_key = -1
+    hidden = len(graph.nodes) - kept
+    cut = Graph(root=graph.root)
+    cut.nodes[more_key] = Node("more", f"… {hidden} more nodes")
+    cut.nodes.update((k, n) for k, n in graph.nodes.items() if depth[k] < limit)
+    redirected: set[int] = set()
+    for parent, child in graph.edges:
+        if child not in cut.nodes:
+            continue
+        if parent in cut.nodes:
+            cut.edges.append((parent, child))
+        elif child not in redirected:
+            redirected.add(child)
+            cut.edges.append((more_key, child))
+    new_depth = {k: depth[k] for k in cut.nodes if k != more_key}
+    new_depth[more_key] = limit
+    return cut, new_depth
+
+
+def _order_rows(graph: Graph, depth: dict[int, int]) -> list[list[int]]:
+    """Rows from the top (deepest) down, each ordered to keep arrows short and few
+    crossing: a few sweeps of the barycenter heuristic."""
+    bottom = max(depth.values())
+    rows: list[list[int]] = [[] for _ in range(bottom + 1)]
+    for key in graph.nodes:
+        rows[bottom - depth[key]].append(key)
+    neighbours: dict[int, list[int]] = defaultdict(list)
+    for parent, child in graph.edges:
+        neighbours[parent].append(child)
+        neighbours[child].append(parent)
+    for sweep in range(4):
+        # Even sweeps go down (order each row by the row above), odd sweeps go up.
+        down = sweep % 2 == 0
+        for r in range(1, len(rows)) if down else range(len(rows) - 2, -1, -1):
+            rows[r] = _by_barycenter(rows[r], rows[r - 1] if down else rows[r + 1], neighbours)
+    return rows
+
+
+def _by_barycenter(row: list[int], ref: list[int], neighbours: dict[int, list[int]]) -> list[int]:
+    """``row`` sorted by the mean position of each node's neighbours in row ``ref``
+    (positions centred on 0); a node with none there keeps its own position."""
+    in_ref = {k: i - (len(ref) - 1) / 2 for i, k in enumerate(ref)}
+    own = {k: i - (len(row) - 1) / 2 for i, k in enumerate(row)}
+
+    def barycenter(key: int) -> float:
+        near = [in_ref[n] for n in neighbours[key] if n in in_ref]
+        return sum(near) / len(near) if near else own[key]
+
+    return sorted(row, key=barycenter)
+
+
+def _ports(x: float, n: int) -> list[float]:
+    """``n`` x positions spread symmetrically about a box's centre ``x``."""
+    spacing = min(0.3, 0.8 * _BOX_W / max(n - 1, 1))
+    return [x + (i - (n - 1) / 2) * spacing for i in range(n)]
+
+
+def draw_graph(
+    tensor: Tensor | Graph,
+    show_grad_norms: bool = False,
+    max_nodes: int = 60,
+    params: dict[str, Tensor] | None = None,
+) -> Figure:
+    """Draw the autograd graph that produced ``tensor`` (or a ``Graph`` from ``trace``).
+
+    One box per operation (its Function's name and output shape), leaves on top
+    (green: named by ``params``, yellow: unnamed and requiring grad, grey: no grad).
+    ``show_grad_norms`` adds ‖gradient‖ to each box: pass a graph recorded with
+    ``trace`` before ``backward``. Graphs with more than ``max_nodes`` boxes keep the
+    part nearest the result. Returns the matplotlib ``Figure``; save it with
+    ``fig.savefig("graph.png")``.
+    """
+    if max_nodes < 2:
+        raise ValueError(f"draw_graph: max_nodes must be at least 2, got {max_nodes}")
+    if isinstance(tensor, Graph):
+        if params is not None:
+            raise ValueError("draw_graph: pass params to trace(), which names the graph's leaves")
+        graph = tensor
+    else:
+        graph = trace(tensor, params, keep_grads=False)
+    if show_grad_norms and all(n.grad_norm() is None for n in graph.nodes.values()):
+        raise RuntimeError(
+            "draw_graph: show_grad_norms needs gradients, and no node has one. Record the "
+            "graph, run backward, then draw: graph = trace(loss); loss.backward(); "
+            "draw_graph(graph, show_grad_norms=True)"
+        )
+    graph, depth = _cut(graph, depths(graph), max_nodes)
+    rows = _order_rows(graph, depth)
+
+    widest = max(len(row) for row in rows)
+    width = widest * _COL + 2 * _MARGIN + 4 * _LANE
+    height = len(rows) * _ROW + 2 * _MARGIN
+    fig, ax = new_canvas(width, height)
+    where: dict[int, tuple[float, float]] = {}
+    for r, row in enumerate(rows):
+        y = height - _MARGIN - (r + 0.5) * _ROW
+        for i, key in enumerate(row):
+            where[key] = (width / 2 - 2 * _LANE + (i - (len(row) - 1) / 2) * _COL, y)
+
+    for key, node in graph.nodes.items():
+        lines = [node.title, node.shape_text()]
+        norm = node.grad_norm() if show_grad_norms else None
+        if norm is not None:
+            lines.append(f"|grad| = {norm:.3g}")
+        x, y = where[key]
+        box(ax, x, y, _BOX_W, _BOX_H, "\n".join(filter(None, lines)), _COLORS[node.kind],
+            dashed=node.kind == "more")
+
+    # An edge between neighbouring rows leaves its source's bottom and enters its
+    # target's top at its own "port", spread along the box edge in the order of the
+    # other ends, so repeated uses (b = a + a) show as parallel arrows. A longer edge
+    # (a skip connection) would run behind the boxes in between, so it is routed down a
+    # lane just right of the boxes instead.
+    short = [e for e, (p, c) in enumerate(graph.edges) if depth[p] - depth[c] == 1]
+    outgoing: dict[int, list[int]] = defaultdict(list)
+    incoming: dict[int, list[int]] = defaultdict(list)
+    for e in short:
+        parent, child = graph.edges[e]
+        outgoing[parent].append(e)
+        incoming[child].append(e)
+    start_x: dict[int, float] = {}
+    end_x: dict[int, float] = {}
+    for key, (x, _) in where.items():
+        leaving = sorted(outgoing[key], key=lambda e: (where[graph.edges[e][1]][0], e))
+        start_x.update(zip(leaving, _ports(x, len(leaving))))
+        arriving = sorted(incoming[key], key=lambda e: (where[graph.edges[e][0]][0], e))
+        end_x.update(zip(arriving, _ports(x, len(arriving))))
+    lane = 0
+    for e, (parent, child) in enumerate(graph.edges):
+        (x0, y0), (x1, y1) = where[parent], where[child]
+        if e in start_x:
+            arrow(ax, (start_x[e], y0 - _BOX_H / 2), (end_x[e], y1 + _BOX_H / 2))
+            continue
+        lane_x = max(x0, x1) + _BOX_W / 2 + _LANE * (1 + lane % 3)
+        lane += 1
+        arrow(ax, (x0 + _BOX_W / 2, y0), (x1 + _BOX_W / 2, y1), via=((lane_x, y0), (lane_x, y1)))
+    return fig
