@@ -1,0 +1,114 @@
+"""CIFAR-10 from a local directory in the official "python version" format.
+
+Get ``cifar-10-python.tar.gz`` from https://www.cs.toronto.edu/~kriz/cifar.html and
+unpack it; the directory ``cifar-10-batches-py`` holds ``data_batch_1`` ...
+``data_batch_5`` (10,000 training images each) and ``test_batch``. Each file is a
+pickled dict with ``b"data"``, a uint8 array of shape (N, 3072) (the red, green, then
+blue 32x32 planes of each image), and ``b"labels"``, a list of N ints in 0..9.
+
+Unpickling can run arbitrary code, so the files are read with ``SafeUnpickler``: it
+builds plain dicts, lists, bytes, numbers and NumPy arrays, and refuses every other
+global a file names.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyres.data.dataset import ArrayDataset, standardize
+
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+EXPECTED = (
+    "the CIFAR-10 python version: a directory (cifar-10-batches-py) with data_batch_1 ... "
+    "data_batch_5 and test_batch, from https://www.cs.toronto.edu/~kriz/cifar.html"
+)
+
+# NumPy pickles an array as a call to its reconstruct function (protocols 2-4) or to
+# _frombuffer (protocol 5), plus ndarray and dtype. Take them from NumPy itself, so
+# both the old module path (numpy.core) and NumPy 2's (numpy._core) map to them.
+_empty = np.zeros(0, np.uint8)
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _empty.__reduce__()[0],
+    ("numpy._core.multiarray", "_reconstruct"): _empty.__reduce__()[0],
+    ("numpy.core.numeric", "_frombuffer"): _empty.__reduce_ex__(5)[0],
+    ("numpy._core.numeric", "_frombuffer"): _empty.__reduce_ex__(5)[0],
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that only knows NumPy's array-rebuilding globals.
+
+    >>> import io
+    >>> SafeUnpickler(io.BytesIO(pickle.dumps({b"labels": [1, 2]}))).load()
+    {b'labels': [1, 2]}
+    >>> SafeUnpickler(io.BytesIO(pickle.dumps(print))).load()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    _pickle.UnpicklingError: refusing to load builtins.print: a CIFAR-10 file only holds ...
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _NUMPY_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: a CIFAR-10 file only holds dicts, lists, bytes "
+                "and NumPy arrays"
+            ) from None
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as (images uint8 (N, 3, 32, 32), labels int64 (N,))."""
+    try:
+        with open(path, "rb") as f:
+            # The official files were pickled by Python 2: "bytes" keeps its strings as bytes.
+            batch = SafeUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path} is not a CIFAR-10 batch file ({err}); expected {EXPECTED}") from err
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"{path}: expected a dict with b'data' and b'labels', got {keys}")
+    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        is_array = isinstance(data, np.ndarray)
+        got = f"{data.dtype} array of shape {data.shape}" if is_array else type(data).__name__
+        raise ValueError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got {got}")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or np.any((labels < 0) | (labels > 9)):
+        raise ValueError(f"{path}: b'labels' must be {len(data)} integers in 0..9, got {labels[:10]!r}...")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def find_directory(root: str | Path) -> Path:
+    """``root`` itself, or its ``cifar-10-batches-py`` sub-directory, whichever has the files."""
+    root = Path(root)
+    for candidate in (root, root / "cifar-10-batches-py"):
+        if (candidate / TEST_FILE).is_file():
+            return candidate
+    if not root.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 directory {root} does not exist; expected {EXPECTED}")
+    raise FileNotFoundError(
+        f"no {TEST_FILE} in {root} (or {root / 'cifar-10-batches-py'}); expected {EXPECTED}"
+    )
+
+
+def load_cifar10(root: str | Path) -> tuple[ArrayDataset, ArrayDataset]:
+    """The (train, test) data sets, images (N, 3, 32, 32) standardised per channel."""
+    directory = find_directory(root)
+    missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} lacks {', '.join(missing)}; expected {EXPECTED}")
+    parts = [read_batch(directory / name) for name in TRAIN_FILES]
+    train_x = np.concatenate([x for x, _ in parts]).astype(np.float32) / 255.0
+    train_y = np.concatenate([y for _, y in parts])
+    test_x, test_y = read_batch(directory / TEST_FILE)
+    test = ArrayDataset(test_x.astype(np.float32) / 255.0, test_y)
+    return standardize(ArrayDataset(train_x, train_y), test)
