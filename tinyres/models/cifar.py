@@ -71,7 +71,8 @@ class CifarResNet(nn.Module):
     ``shortcut``: ``"A"`` or ``"B"`` for the residual blocks (default ``"A"``); a plain
     network has none, so giving one is an error. ``activation``, ``norm``: see the
     module docstring. ``zero_init_residual`` zeroes the last BN weight of each branch
-    (residual blocks with BatchNorm only).
+    (residual blocks with BatchNorm only). ``in_channels``: channels of the input
+    images (3 for CIFAR, 1 for grey-scale digits).
 
     >>> CifarResNet(8, block="plain", activation="tanh", norm="none").layer1
     Sequential(
@@ -95,6 +96,7 @@ class CifarResNet(nn.Module):
         activation: str = "relu",
         norm: str = "batch",
         zero_init_residual: bool = False,
+        in_channels: int = 3,
     ):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -113,7 +115,7 @@ class CifarResNet(nn.Module):
         n = (depth - 2) // 6
         options = {"norm_layer": norm_layer, "activation": act}
         self.preact = block == "preact"
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1, bias=False)
         if not self.preact:  # a pre-activation network normalises inside its first block
             self.bn1 = norm_layer(16)
         self.relu = act()
