@@ -18,6 +18,7 @@ import numpy as np
 
 from tinyres.engine import Tensor
 from tinyres.gradcheck import InputCheck, check_gradients
+from tinyres.nn import functional as F
 from tinyres.ops import cat, stack
 
 
@@ -98,3 +99,39 @@ register("index_array", lambda x: x[np.array([0, 2, 0]), np.array([1, 1, 3])], _
 
 register("cat", lambda x, y: cat([x, y], dim=1), _pair((2, 3), (2, 5)))
 register("stack", lambda x, y: stack([x, y], dim=1), _pair((2, 3), (2, 3)))
+
+
+# ---- normalisation, pooling, linear and loss (tinyres.nn.functional) ----------------
+def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values at least 0.1 apart, so no max-pool window has a near-tie (a kink)."""
+    return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
+
+
+def _bn_eval(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    stats = np.random.default_rng(1)
+    mean, var = stats.standard_normal(3), stats.uniform(0.5, 2.0, 3)
+    return F.batch_norm(x, mean, var, w, b, training=False)
+
+
+def _bn_inputs(rng: np.random.Generator) -> tuple[Tensor, ...]:
+    # Uniform, not standard_normal: run_case seeds the upstream gradient v with the same
+    # seed, and v equal to x makes batch norm's dx vanish (it is scale-invariant).
+    x = rng.uniform(-2, 2, (3, 3, 2, 2))
+    return leaf(x), leaf(rng.uniform(0.5, 2, 3)), leaf(rng.uniform(-1, 1, 3))
+
+
+register("batch_norm_train", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), _bn_inputs)
+register("batch_norm_train_no_affine", lambda x: F.batch_norm(x, None, None, training=True),
+         lambda rng: (leaf(rng.uniform(-2, 2, (4, 2, 3))),))
+register("batch_norm_eval", _bn_eval, _bn_inputs)
+register("max_pool2d", lambda x: F.max_pool2d(x, 3, stride=2, padding=1),
+         lambda rng: (leaf(_distinct(rng, (2, 2, 5, 5))),))
+register("max_pool2d_dilated", lambda x: F.max_pool2d(x, (2, 3), stride=1, padding=(1, 1), dilation=(2, 1)),
+         lambda rng: (leaf(_distinct(rng, (1, 2, 4, 5))),))
+register("avg_pool2d", lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), _one((2, 2, 5, 5)))
+register("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (2, 3)), _one((2, 2, 5, 4)))
+register("linear", F.linear, lambda rng: (leaf(rng.standard_normal((3, 4))),
+                                          leaf(rng.standard_normal((5, 4))),
+                                          leaf(rng.standard_normal(5))))
+register("log_softmax", lambda x: F.log_softmax(x, dim=1), _one((3, 5)))
+register("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
