@@ -1,0 +1,79 @@
+"""Make the figures the lessons show: ``python lessons/make_figures.py [name ...]``.
+
+Every PNG under ``lessons/figures/`` is drawn by one function here, from measurements
+made with tinyres when the script runs (or, for trainings, from the demos' cached
+results). With no arguments every figure is remade; give names to remake a few.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+if __package__ in (None, ""):  # run as a script: make ``import tinyres`` work from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import tinyres as tr
+
+FIGURE_DIR = Path(__file__).resolve().parent / "figures"
+DPI = 100
+
+
+def finite_difference_error(dtype: type, eps: float, central: bool, x: float = 0.7) -> float:
+    """|numeric - exact| derivative of tanh at ``x``, with the forward pass in ``dtype``."""
+
+    def f(v: float) -> float:
+        return float(tr.tensor(np.array([v], dtype=dtype)).tanh().data[0])
+
+    e = float(dtype(eps))
+    numeric = (f(x + e) - f(x - e)) / (2 * e) if central else (f(x + e) - f(x)) / e
+    return abs(numeric - (1 - np.tanh(x) ** 2))
+
+
+def finite_differences() -> Figure:
+    """Lesson 3: error of forward and central differences against eps, float32 and float64."""
+    eps = np.logspace(-1, -12, 45)
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    for dtype, colour in ((np.float32, "tab:red"), (np.float64, "tab:blue")):
+        for central, style in ((False, ":"), (True, "-")):
+            errors = [max(finite_difference_error(dtype, e, central), 1e-17) for e in eps]
+            label = f"{'central' if central else 'forward'}, {dtype.__name__}"
+            ax.loglog(eps, errors, style, color=colour, label=label)
+    ax.set_xlabel("step eps")
+    ax.set_ylabel("|numeric - exact| derivative")
+    ax.set_title("d tanh(x)/dx at x = 0.7: truncation error (left) vs rounding error (right)")
+    ax.invert_xaxis()
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: dict[str, Callable[[], Figure]] = {
+    "03-finite-differences": finite_differences,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"figures to make (default all): {', '.join(FIGURES)}")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {unknown}; known: {', '.join(FIGURES)}")
+    FIGURE_DIR.mkdir(exist_ok=True)
+    for name in args.names or FIGURES:
+        path = FIGURE_DIR / f"{name}.png"
+        FIGURES[name]().savefig(path, dpi=DPI)
+        print(f"wrote {path.relative_to(FIGURE_DIR.parent.parent)} ({path.stat().st_size // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
