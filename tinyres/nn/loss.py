@@ -20,6 +20,7 @@ from __future__ import annotations
 from tinyres.engine import Tensor
 from tinyres.nn import functional as F
 from tinyres.nn.module import Module
+from tinyres.ops.loss import REDUCTIONS
 
 
 class CrossEntropyLoss(Module):
@@ -27,10 +28,8 @@ class CrossEntropyLoss(Module):
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(
-                f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
-            )
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"CrossEntropyLoss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
