@@ -1,0 +1,144 @@
+"""batch_norm: the Numba tier against the NumPy reference, gradients, PyTorch, errors."""
+
+import numpy as np
+import pytest
+from helpers import arrays, compare_with_torch, float_dtypes
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import tinyres as tr
+import tinyres.nn.functional as F
+from tinyres import kernels
+
+
+@st.composite
+def bn_cases(draw, max_side=4):
+    """An (N, C[, H, W]) input in some layout, optional affine, and running stats."""
+    dtype = draw(float_dtypes)
+    spatial = draw(st.sampled_from([(), (draw(st.integers(1, max_side)),),
+                                    (draw(st.integers(1, max_side)), draw(st.integers(1, max_side)))]))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    x = draw(arrays((n, c, *spatial), dtype=dtype))
+    affine = draw(st.booleans())
+    training = draw(st.booleans())
+    m = x.size // c
+    assume(not training or m > 1)
+    # A channel of nearly equal values makes 1/sqrt(var + eps) huge and every
+    # comparison ill-conditioned; keep the variance clear of zero.
+    assume(not training or x.swapaxes(0, 1).reshape(c, -1).var(axis=1).min() > 1e-2)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    weight = rng.uniform(0.5, 2, c).astype(dtype) if affine else None
+    bias = rng.uniform(-1, 1, c).astype(dtype) if affine else None
+    stats = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    return x, weight, bias, stats, training
+
+
+def run(tier, x, weight, bias, stats, training, upstream):
+    """Forward and backward under ``tier``: output, gradients and updated running stats."""
+    mean, var = stats[0].copy(), stats[1].copy()
+    leaves = [tr.tensor(a, requires_grad=True) if a is not None else None for a in (x, weight, bias)]
+    with kernels.use_tier(tier):
+        y = F.batch_norm(leaves[0], mean, var, leaves[1], leaves[2], training=training, momentum=0.3)
+        (y * tr.tensor(upstream.astype(x.dtype))).sum().backward()
+    grads = [t.grad.numpy() for t in leaves if t is not None]
+    return [y.detach().numpy(), *grads, mean, var]
+
+
+@given(bn_cases())
+def test_numba_matches_reference(case):
+    x, weight, bias, stats, training = case
+    upstream = np.random.default_rng(0).standard_normal(x.shape)
+    ours = run("numba", x, weight, bias, stats, training, upstream)
+    reference = run("reference", x, weight, bias, stats, training, upstream)
+    tol = 1e-10 if x.dtype == np.float64 else 1e-4
+    for got, want in zip(ours, reference):
+        assert got.dtype == want.dtype == x.dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"x {x.shape} {x.dtype}")
+
+
+@given(bn_cases(max_side=3))
+def test_reference_passes_gradcheck(case):
+    x, weight, bias, stats, training = case
+    stats = tuple(s.astype(np.float64) for s in stats)
+    inputs = [tr.tensor(a.astype(np.float64), requires_grad=True) for a in (x, weight, bias) if a is not None]
+
+    def fn(*t):
+        w, b = (t[1], t[2]) if weight is not None else (None, None)
+        return F.batch_norm(t[0], stats[0].copy(), stats[1].copy(), w, b, training=training)
+
+    with kernels.use_tier("reference"):
+        assert tr.gradcheck(fn, inputs)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (6, 4), (3, 2, 7)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_training_steps_match_torch(shape, affine):
+    """Forward, all gradients, and running statistics after several training steps."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    c = shape[1]
+    ours_stats = [np.zeros(c, np.float32), np.ones(c, np.float32)]
+    theirs_stats = [torch.zeros(c), torch.ones(c)]
+    weight, bias = rng.uniform(0.5, 2, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    extra = (weight, bias) if affine else ()
+    for step in range(4):
+        x = (rng.standard_normal(shape) * 3 + step).astype(np.float32)
+
+        def expr(lib, x, *wb, stats=None):
+            stats = ours_stats if lib is tr else theirs_stats
+            return lib.nn.functional.batch_norm(x, *stats, *wb, training=True, momentum=0.2)
+
+        compare_with_torch(expr, x, *extra, seed=step)
+        np.testing.assert_allclose(ours_stats[0], theirs_stats[0].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours_stats[1], theirs_stats[1].numpy(), rtol=1e-5, atol=1e-6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    compare_with_torch(
+        lambda lib, x, *wb: lib.nn.functional.batch_norm(
+            x, *(ours_stats if lib is tr else theirs_stats), *wb, training=False
+        ),
+        x,
+        *extra,
+    )
+
+
+def test_running_buffers_may_be_none_and_tensors_update_in_place():
+    x = tr.randn(4, 2, 3, 3)
+    F.batch_norm(x, None, None, training=True)
+    mean, var = tr.zeros(2), tr.ones(2)
+    F.batch_norm(x, mean, var, training=True, momentum=1.0)
+    np.testing.assert_allclose(mean.numpy(), x.numpy().mean(axis=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var.numpy(), x.numpy().var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+
+
+def test_eval_mode_leaves_running_stats_alone():
+    mean, var = np.zeros(2, np.float32), np.ones(2, np.float32)
+    y = F.batch_norm(tr.randn(1, 2, 1, 1), mean, var, training=False)
+    assert y.shape == (1, 2, 1, 1)
+    assert mean.tolist() == [0, 0] and var.tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: F.batch_norm(tr.randn(1, 3, 1, 1), None, None, training=True), ValueError,
+         "Expected more than 1 value per channel when training, got input size (1, 3, 1, 1)"),
+        (lambda: F.batch_norm(tr.randn(1, 3), None, None, training=True), ValueError,
+         "more than 1 value per channel"),
+        (lambda: F.batch_norm(tr.randn(2, 3, 2, 2), None, None, tr.ones(4), training=True), ValueError,
+         "weight has shape (4,), expected (3,)"),
+        (lambda: F.batch_norm(tr.randn(2, 3, 2, 2), tr.zeros(2), tr.ones(3)), ValueError,
+         "running_mean has shape (2,), expected (3,)"),
+        (lambda: F.batch_norm(tr.randn(2, 3, 2, 2), None, None), ValueError, "eval mode"),
+        (lambda: F.batch_norm(tr.randn(3), None, None, training=True), ValueError,
+         "expected a 2-D or 3-D or 4-D input"),
+        (lambda: F.batch_norm(tr.ones(2, 3, dtype=tr.int64), None, None, training=True), TypeError,
+         "expected a floating-point input, got dtype int64"),
+        (lambda: F.batch_norm(tr.randn(2, 3), None, None, tr.ones(3, dtype=tr.float64), training=True),
+         TypeError, "float32, float64"),
+    ],
+)
+def test_errors(call, error, message):
+    with pytest.raises(error, match=None) as info:
+        call()
+    assert message in str(info.value)
