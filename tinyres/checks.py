@@ -135,3 +135,22 @@ register("linear", F.linear, lambda rng: (leaf(rng.standard_normal((3, 4))),
                                           leaf(rng.standard_normal(5))))
 register("log_softmax", lambda x: F.log_softmax(x, dim=1), _one((3, 5)))
 register("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
+
+
+# ---- convolution (tinyres.nn.functional.conv2d, default kernel tier) -----------------
+
+
+def _conv_inputs(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: bool = True):
+    def make(rng):
+        x, w = leaf(rng.standard_normal(x_shape)), leaf(rng.standard_normal(w_shape))
+        return (x, w, leaf(rng.standard_normal(w_shape[0]))) if bias else (x, w)
+
+    return make
+
+
+register("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
+         _conv_inputs((2, 3, 5, 4), (2, 3, 3, 2)))
+register("conv2d_1x1_strided", lambda x, w: F.conv2d(x, w, stride=2),
+         _conv_inputs((2, 3, 5, 5), (4, 3, 1, 1), bias=False))
+register("conv2d_unbatched", lambda x, w, b: F.conv2d(x, w, b, padding=1),
+         _conv_inputs((2, 4, 3), (3, 2, 3, 3)))
