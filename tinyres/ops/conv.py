@@ -66,8 +66,9 @@ class Conv2d(Function):
 
 def _pair(name: str, value: int | tuple[int, int], minimum: int) -> Pair:
     """An int or a pair of ints, each at least ``minimum``, as a pair."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)):
         raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"conv2d: {name} must be at least {minimum}, got {value!r}")

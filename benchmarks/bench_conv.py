@@ -1,0 +1,192 @@
+"""Benchmark conv2d forward+backward: each tinyres tier next to PyTorch CPU.
+
+    python benchmarks/bench_conv.py                 # the table for benchmarks/README.md
+    python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm cache
+
+PyTorch runs in its own process with its default threads, so neither library's
+thread pool sits spinning while the other one works. The loop reference is timed
+only where it takes seconds, not minutes (see ``REFERENCE_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from timing import load_note, median_seconds, table
+
+# Run from a checkout without installing: the repository root holds the package.
+ROOT = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, ROOT)
+
+# (N, C_in, H, W, C_out, k, stride, pad): the shapes of issue 3 (CIFAR and ImageNet ResNets).
+SHAPES = [
+    (64, 16, 32, 32, 16, 3, 1, 1),
+    (64, 32, 16, 16, 32, 3, 1, 1),
+    (64, 64, 8, 8, 64, 3, 1, 1),
+    (8, 64, 56, 56, 64, 3, 1, 1),
+    (8, 128, 28, 28, 128, 3, 1, 1),
+    (8, 256, 14, 14, 256, 3, 2, 1),
+    (8, 256, 56, 56, 64, 1, 1, 0),
+    (8, 3, 224, 224, 64, 7, 2, 3),
+]
+# The loop reference does one small matrix product per (output pixel, kernel offset).
+REFERENCE_LIMIT = 30_000
+
+
+def label(shape: tuple[int, ...]) -> str:
+    return "({})".format(",".join(str(v) for v in shape))
+
+
+def make_arrays(shape: tuple[int, ...], seed: int = 0):
+    N, C, H, W, C_out, k, _, _ = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = (rng.standard_normal((C_out, C, k, k)) / np.sqrt(C * k * k)).astype(np.float32)
+    return x, w
+
+
+def reference_steps(shape: tuple[int, ...]) -> int:
+    _, _, H, W, _, k, s, p = shape
+    Ho = (H + 2 * p - k) // s + 1
+    Wo = (W + 2 * p - k) // s + 1
+    return Ho * Wo * k * k
+
+
+def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int) -> float:
+    import tinyres
+    from tinyres.nn import functional as F
+
+    _, _, _, _, _, _, stride, pad = shape
+    x_np, w_np = make_arrays(shape)
+    x = tinyres.tensor(x_np, requires_grad=True)
+    w = tinyres.tensor(w_np, requires_grad=True)
+
+    def step():
+        x.grad = w.grad = None
+        y = F.conv2d(x, w, stride=stride, padding=pad)
+        y.backward(upstream)
+
+    with tinyres.kernels.use_tier(tier):
+        upstream = np.ones(F.conv2d(x, w, stride=stride, padding=pad).shape, dtype=np.float32)
+        return median_seconds(step, repeats=repeats, warmup=1)
+
+
+def time_torch(repeats: int) -> dict[str, float]:
+    import torch
+
+    results = {}
+    for shape in SHAPES:
+        _, _, _, _, _, _, stride, pad = shape
+        x_np, w_np = make_arrays(shape)
+        x = torch.tensor(x_np, requires_grad=True)
+        w = torch.tensor(w_np, requires_grad=True)
+        upstream = torch.ones(torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).shape)
+
+        def step(x=x, w=w, stride=stride, pad=pad, upstream=upstream):
+            x.grad = w.grad = None
+            torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
+
+        results[label(shape)] = median_seconds(step, repeats=repeats, warmup=1)
+    results["threads"] = torch.get_num_threads()
+    return results
+
+
+def torch_in_subprocess(repeats: int) -> dict[str, float] | None:
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--torch-only", "--repeats", str(repeats)],
+            capture_output=True, text=True, check=True,
+        )
+    except subprocess.CalledProcessError as error:
+        print(f"PyTorch run failed (is torch installed?): {error.stderr.strip()[-300:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_table(tiers: list[str], repeats: int) -> None:
+    print(f"before: {load_note()}")
+    torch_times = torch_in_subprocess(repeats)
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
+    rows = []
+    for shape in SHAPES:
+        row = [label(shape)]
+        for tier in tiers:
+            if tier == "reference" and reference_steps(shape) > REFERENCE_LIMIT:
+                row.append("skipped")
+                continue
+            row.append(f"{1000 * time_tinyres(shape, tier, repeats):.1f}")
+        fastest = float(row[tiers.index("numba") + 1]) if "numba" in tiers else None
+        if torch_times:
+            theirs = 1000 * torch_times[label(shape)]
+            row.append(f"{theirs:.1f}")
+            row.append(f"{fastest / theirs:.2f}" if fastest else "-")
+        else:
+            row += ["-", "-"]
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    print()
+    print(table(header, rows))
+    if torch_times:
+        print(f"\nPyTorch threads: {torch_times['threads']}; ratio = numba tier / PyTorch")
+    print(f"after: {load_note()}")
+
+
+FIRST_CALL = """
+import time
+start = time.perf_counter()
+import numpy as np
+import tinyres
+from tinyres.nn import functional as F
+imported = time.perf_counter()
+for dtype in {dtypes}:
+    x = tinyres.tensor(np.ones((2, 3, 8, 8), dtype=dtype), requires_grad=True)
+    w = tinyres.tensor(np.ones((4, 3, 3, 3), dtype=dtype), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    if hasattr(F, "batch_norm"):
+        y = F.batch_norm(y, None, None, training=True)
+    y.sum().backward()
+done = time.perf_counter()
+print(f"{{imported - start:.2f}} {{done - imported:.2f}} {{hasattr(F, 'batch_norm')}}")
+"""
+
+
+def run_compile() -> None:
+    """Cold cache: every kernel compiles; warm cache: a new process loads them from disk."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT)
+        for dtypes, name in (("[np.float32, np.float64]", "both dtypes"), ("[np.float32]", "float32")):
+            for state in ("cold", "warm"):
+                if state == "cold":
+                    # A cache dir per measurement: cold must not reuse the previous row's files.
+                    env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(dir=cache)
+                code = FIRST_CALL.format(dtypes=dtypes)
+                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                     text=True, check=True).stdout.split()
+                print(f"{state} cache, {name}: import {out[0]} s, first conv2d"
+                      f"{'+batch_norm' if out[2] == 'True' else ''} fwd+bwd {out[1]} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiers", default="reference,numpy,numba")
+    parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
+    parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.torch_only:
+        print(json.dumps(time_torch(args.repeats)))
+    elif args.compile:
+        run_compile()
+    else:
+        run_table(args.tiers.split(","), args.repeats)
+
+
+if __name__ == "__main__":
+    main()

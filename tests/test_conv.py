@@ -1,0 +1,251 @@
+"""conv2d: every kernel tier against the loop reference, the reference against finite
+differences, input validation, and PyTorch.
+
+The hypothesis cases draw the kernel first and then an input at least as large as the
+dilated kernel minus the padding, so "kernel equals the padded input" is the
+smallest example hypothesis shrinks towards; 1x1 kernels and strides larger than
+the kernel are in the drawn ranges.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from helpers import arrays, compare_with_torch, float_dtypes
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+import tinyres as tr
+from tinyres import kernels
+from tinyres.kernels import conv_reference
+from tinyres.nn import functional as F
+
+FAST_TIERS = ["numpy", "numba"]
+
+
+@st.composite
+def conv_cases(draw, max_batch=3, max_channels=4, max_extra=4):
+    """(x shape, weight shape, stride, padding, dilation) that conv2d must accept."""
+    N = draw(st.integers(1, max_batch))
+    C_in, C_out = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    size = []
+    for k, p, d in zip(kernel, padding, dilation):
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)  # the padded input just holds the kernel
+        size.append(draw(st.integers(smallest, smallest + max_extra)))
+    return (N, C_in, *size), (C_out, C_in, *kernel), stride, padding, dilation
+
+
+def _describe(case, dtype, bias) -> str:
+    x_shape, w_shape, stride, padding, dilation = case
+    return (f"conv2d(x{x_shape}, w{w_shape}, bias={bias}, stride={stride}, padding={padding}, "
+            f"dilation={dilation}), {np.dtype(dtype).name}")
+
+
+def _run(tier, x, w, b, options, upstream):
+    """Forward and all gradients of conv2d under one tier, as float64 arrays."""
+    inputs = [tr.tensor(a, requires_grad=True) if a is not None else None for a in (x, w, b)]
+    with kernels.use_tier(tier):
+        y = F.conv2d(*inputs, **options)
+        y.backward(upstream.astype(y.dtype))
+    assert y.dtype == x.dtype
+    grads = [t.grad.numpy() for t in inputs if t is not None]
+    assert all(g.dtype == x.dtype for g in grads), "gradients must keep the input's dtype"
+    return [y.detach().numpy(), *grads]
+
+
+@given(case=conv_cases(), dtype=float_dtypes, bias=st.booleans(), data=st.data())
+def test_fast_tiers_agree_with_the_loop_reference(case, dtype, bias, data):
+    x_shape, w_shape, stride, padding, dilation = case
+    note(_describe(case, dtype, bias))
+    x = data.draw(arrays(x_shape, dtype), label="x")  # C order, transposed or strided views
+    w = data.draw(arrays(w_shape, dtype), label="w")
+    b = data.draw(arrays((w_shape[0],), dtype), label="b") if bias else None
+    options = dict(stride=stride, padding=padding, dilation=dilation)
+    out_shape = conv_reference.conv2d_forward(
+        np.zeros(x_shape), np.zeros(w_shape), None, stride, padding, dilation).shape
+    upstream = np.random.default_rng(0).standard_normal(out_shape)
+    # The oracle in float64, whatever the dtype under test.
+    as64 = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
+    expected = _run("reference", *as64, options, upstream)
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    names = ["output", "dx", "dw", "db"]
+    for tier in FAST_TIERS:
+        for name, got, want in zip(names, _run(tier, x, w, b, options, upstream), expected):
+            np.testing.assert_allclose(got, want, **tolerance, err_msg=f"{tier} tier: {name}")
+
+
+@settings(max_examples=10)
+@given(case=conv_cases(max_batch=2, max_channels=2, max_extra=2), bias=st.booleans(), seed=st.integers(0, 99))
+def test_reference_passes_gradcheck(case, bias, seed):
+    x_shape, w_shape, stride, padding, dilation = case
+    note(_describe(case, np.float64, bias))
+    rng = np.random.default_rng(seed)
+    x = tr.tensor(rng.standard_normal(x_shape), requires_grad=True)
+    w = tr.tensor(rng.standard_normal(w_shape), requires_grad=True)
+    inputs = (x, w, tr.tensor(rng.standard_normal(w_shape[0]), requires_grad=True)) if bias else (x, w)
+    with kernels.use_tier("reference"):
+        assert tr.gradcheck(
+            lambda *t: F.conv2d(*t, stride=stride, padding=padding, dilation=dilation), inputs, seed=seed
+        )
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_stacked_convolutions_match_across_tiers(tier):
+    """Two layers, so one layer's backward runs after the next one's forward (reused buffers)."""
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((2, 3, 9, 9))
+    w1, w2 = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((4, 5, 1, 1))
+
+    def grads(tier):
+        x, a, b = (tr.tensor(v, requires_grad=True) for v in (x0, w1, w2))
+        with kernels.use_tier(tier):
+            y = F.conv2d(F.conv2d(x, a, padding=1, stride=2), b)
+            (y * y).sum().backward()
+        return [y.detach().numpy(), x.grad.numpy(), a.grad.numpy(), b.grad.numpy()]
+
+    for got, want in zip(grads(tier), grads("reference")):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_input_without_grad_gets_none_and_weight_still_learns(tier):
+    x = tr.randn(2, 3, 6, 6, dtype=tr.float64)
+    w = tr.randn(4, 3, 3, 3, dtype=tr.float64, requires_grad=True)
+    with kernels.use_tier(tier):
+        F.conv2d(x, w, stride=2, padding=3).sum().backward()
+    assert x.grad is None
+    expected = conv_reference.conv2d_backward(
+        np.ones((2, 4, 5, 5)), x.numpy(), w.detach().numpy(), (2, 2), (3, 3), (1, 1))[1]
+    np.testing.assert_allclose(w.grad.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_unbatched_input_is_one_image_of_a_batch():
+    x = tr.randn(3, 7, 5, dtype=tr.float64, requires_grad=True)
+    w = tr.randn(2, 3, 3, 2, dtype=tr.float64)
+    y = F.conv2d(x, w, padding=(1, 0), stride=(2, 1))
+    batched = F.conv2d(tr.tensor(x.detach().numpy()[None]), w, padding=(1, 0), stride=(2, 1))
+    assert y.shape == (2, 4, 4)
+    np.testing.assert_allclose(y.detach().numpy(), batched.numpy()[0], rtol=1e-12)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+# ---- validation: every bad input is refused before a kernel runs, with a clear message -----
+
+X = np.zeros((2, 3, 5, 5), dtype=np.float32)
+W = np.zeros((4, 3, 3, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((np.zeros((3, 5, 5, 1, 1), np.float32), W), {}, ValueError,
+         r"4-D .* or 3-D .* got shape \(3, 5, 5, 1, 1\)"),
+        ((np.zeros((5, 5), np.float32), W), {}, ValueError, r"got shape \(5, 5\)"),
+        ((X, np.zeros((4, 3, 3), np.float32)), {}, ValueError, r"4-D weight .* got shape \(4, 3, 3\)"),
+        ((X, np.zeros((4, 2, 3, 3), np.float32)), {}, ValueError, "input has 3 channels, weight expects 2"),
+        ((X, np.zeros((4, 3, 7, 3), np.float32)), {}, ValueError,
+         "kernel height 7 .* larger than the padded input height 5"),
+        ((X, W), {"dilation": (1, 3)}, ValueError, "kernel width 7 .* padded input width 5"),
+        ((X, W), {"stride": 0}, ValueError, "stride must be at least 1, got 0"),
+        ((X, W), {"stride": (1, -2)}, ValueError, r"stride must be at least 1, got \(1, -2\)"),
+        ((X, W), {"dilation": 0}, ValueError, "dilation must be at least 1"),
+        ((X, W), {"padding": -1}, ValueError, "padding must be at least 0, got -1"),
+        ((X, W), {"padding": (1, 2, 3)}, TypeError, "padding must be an int or a pair of ints"),
+        ((X, W), {"stride": 1.5}, TypeError, "stride must be an int or a pair of ints, got 1.5"),
+        ((X, W.astype(np.float64)), {}, TypeError, "input is float32 but weight is float64"),
+        ((X.astype(np.int64), W), {}, TypeError, "input must be a floating-point tensor, got dtype int64"),
+        ((X, W.astype(np.int32)), {}, TypeError, "weight must be a floating-point tensor, got dtype int32"),
+        ((X, W, np.zeros(3, np.float32)), {}, ValueError, r"bias must have shape \(4,\) .* got \(3,\)"),
+        ((X, W, np.zeros((4, 1), np.float32)), {}, ValueError, r"bias must have shape \(4,\)"),
+        ((X, W, np.zeros(4, np.float64)), {}, TypeError, "input is float32 but bias is float64"),
+        ((X, np.zeros((0, 3, 3, 3), np.float32)), {}, ValueError, "weight shape .* empty dimension"),
+    ],
+)
+def test_bad_arguments_are_refused_with_expected_and_actual(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        F.conv2d(*(tr.tensor(a) for a in args), **kwargs)
+
+
+@settings(max_examples=40)
+@given(
+    x_shape=st.lists(st.integers(0, 6), min_size=3, max_size=5),
+    w_shape=st.lists(st.integers(0, 6), min_size=3, max_size=5),
+    stride=st.integers(-1, 4), padding=st.integers(-1, 3), dilation=st.integers(-1, 3),
+)
+def test_any_arguments_give_a_clean_error_or_the_reference_result(
+    x_shape, w_shape, stride, padding, dilation
+):
+    """No shape or option may crash a kernel or make it read outside its arrays."""
+    note(f"x{tuple(x_shape)} w{tuple(w_shape)} stride={stride} padding={padding} dilation={dilation}")
+    x, w = np.ones(x_shape), np.ones(w_shape)
+    options = dict(stride=stride, padding=padding, dilation=dilation)
+    results = {}
+    for tier in kernels.TIERS:
+        with kernels.use_tier(tier):
+            try:
+                results[tier] = F.conv2d(tr.tensor(x), tr.tensor(w), **options).numpy()
+            except (ValueError, TypeError) as error:
+                results[tier] = str(error)
+    assert isinstance(results["reference"], str) or results["reference"].ndim == len(x_shape)
+    for tier in FAST_TIERS:
+        if isinstance(results["reference"], str):
+            assert results[tier] == results["reference"]
+        else:
+            np.testing.assert_allclose(results[tier], results["reference"], rtol=1e-12)
+
+
+# ---- against PyTorch, and without the JIT ----------------------------------------------------
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "options"),
+    [
+        ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding=1)),
+        ((2, 4, 9, 7), (6, 4, 3, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(2, 1))),
+        ((1, 3, 16, 16), (8, 3, 7, 7), dict(stride=2, padding=3)),
+        ((2, 8, 6, 6), (4, 8, 1, 1), dict(stride=2)),
+        ((3, 5, 5), (2, 3, 3, 3), dict(padding=1)),  # unbatched
+    ],
+)
+def test_matches_pytorch(x_shape, w_shape, options):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    compare_with_torch(lambda lib, x, w, b: lib.nn.functional.conv2d(x, w, b, **options), x, w, b)
+
+
+def test_numba_tier_runs_with_the_jit_disabled():
+    """With NUMBA_DISABLE_JIT=1 the kernels run as plain Python and must give the same numbers."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from tinyres.kernels import conv_reference, im2col_numba
+        rng = np.random.default_rng(0)
+        x, w, g = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2)), None
+        options = ((2, 1), (1, 1), (1, 2))
+        y = im2col_numba.conv2d_forward(x, w, None, *options)
+        g = rng.standard_normal(y.shape)
+        got = [y, *im2col_numba.conv2d_backward(g, x, w, *options)[:2]]
+        want = [conv_reference.conv2d_forward(x, w, None, *options),
+                *conv_reference.conv2d_backward(g, x, w, *options)[:2]]
+        assert all(np.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(got, want))
+        import numba
+        assert numba.config.DISABLE_JIT
+        print("ok")
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=root)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
