@@ -8,6 +8,8 @@ however many nodes it has. The figures are plain ``matplotlib.figure.Figure`` ob
 
 from __future__ import annotations
 
+import itertools
+
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
@@ -98,8 +100,19 @@ def arrow(
         arrowstyle="-|>", mutation_scale=10, color=color, linewidth=1.0, zorder=1,
     )
     ax.add_patch(patch)
-    if label:
-        (ax0, ay0), (ax1, ay1) = points[(len(points) - 1) // 2], points[len(points) // 2]
+    if label:  # beside the middle of the longest segment
+        (ax0, ay0), (ax1, ay1) = max(
+            itertools.pairwise(points), key=lambda s: abs(s[1][0] - s[0][0]) + abs(s[1][1] - s[0][1])
+        )
         ax.text((ax0 + ax1) / 2 + 0.08, (ay0 + ay1) / 2, label, ha="left", va="center",
-                fontsize=7, color=color, zorder=3)
+                fontsize=8, style="italic", color=color, zorder=3)
     return patch
+
+
+def crop_bottom(fig: Figure, ax: Axes, lowest: float, margin: float = 0.25) -> None:
+    """Cut the figure off ``margin`` inches below ``lowest`` (a y in inches), keeping
+    one data unit per inch, so a layout need not know its height in advance."""
+    top = ax.get_ylim()[1]
+    bottom = lowest - margin
+    fig.set_size_inches(fig.get_size_inches()[0], top - bottom)
+    ax.set_ylim(bottom, top)
