@@ -1,0 +1,41 @@
+"""What every demo writes: a table (printed and saved as text), a JSON file and a PNG.
+
+>>> fmt(1.8e-7), fmt(0.75), fmt(4.2e6), fmt(0.0), fmt(float("nan"))
+('1.8e-7', '0.75', '4.2e6', '0', 'nan')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+
+def fmt(x: float) -> str:
+    """Two significant digits, exponents written short (1.8e-7), as the text quotes them."""
+    if x == 0 or math.isnan(x) or math.isinf(x):
+        return "0" if x == 0 else str(x)
+    mantissa, _, exponent = f"{x:.2g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def out_dir(path: str | Path) -> Path:
+    """Create the output folder (and its parents) and return it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_outputs(folder: Path, stem: str, text: str, data: dict[str, Any], fig: Figure | None) -> None:
+    """Print ``text`` and write ``stem``.txt, ``stem``.json and ``stem``.png into ``folder``."""
+    print(text)
+    (folder / f"{stem}.txt").write_text(text + "\n")
+    (folder / f"{stem}.json").write_text(json.dumps(data, indent=1, allow_nan=True) + "\n")
+    written = [f"{stem}.txt", f"{stem}.json"]
+    if fig is not None:
+        fig.savefig(folder / f"{stem}.png", dpi=100)
+        written.append(f"{stem}.png")
+    print(f"wrote {', '.join(written)} to {folder}/")
