@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyres.cli import draw, gradcheck_report, summary
+from tinyres.cli import demo, draw, gradcheck_report, summary
 
-COMMANDS = [gradcheck_report, summary, draw]
+COMMANDS = [demo, gradcheck_report, summary, draw]
 
 
 def build_parser() -> argparse.ArgumentParser:

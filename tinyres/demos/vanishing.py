@@ -403,7 +403,7 @@ def grid_table(results: dict[Setting, tuple[list, list]], header: str) -> str:
     lines = [
         "|dLoss/d(input of block 1)| / |dLoss/d(input of the last block)| at initialisation",
         f"({header}; 0 (all): every element exactly 0 in float32)",
-        f"{'activation':<11}{'init':<9}{'norm':<7}{'plain':>{10 * len(depths)}} |{'residual':>{10 * len(depths)}}",
+        f"{'activation':<11}{'init':<9}{'norm':<7}{'plain':>{len(cols)}} |{'residual':>{len(cols)}}",
         f"{'':<27}{cols} |{cols}",
     ]
     for s, (plain, residual) in results.items():
