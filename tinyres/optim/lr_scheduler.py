@@ -102,6 +102,10 @@ class MultiStepLR(LRScheduler):
             return lrs
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in lrs]
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.milestones = Counter(self.milestones)  # a saved file gives back a plain dict
+
     def _get_closed_form_lr(self) -> list[float]:
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
         return [base * self.gamma**passed for base in self.base_lrs]
