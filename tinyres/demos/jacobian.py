@@ -3,12 +3,14 @@
 A residual block computes H(x) = F(x) + x, so its Jacobian is dH/dx = dF/dx + I. At
 initialisation dF/dx is small, so the singular values of dH/dx sit around 1: the block
 passes every direction of the gradient back with roughly unchanged size. The plain block
-H(x) = F(x) has only dF/dx, whose singular values spread far below 1; a stack of such
-blocks multiplies those factors and the gradient vanishes (``demo vanishing``).
+H(x) = F(x) has only dF/dx, whose singular values (at PyTorch's default initialisation)
+lie mostly far below 1; a stack of such blocks multiplies those factors and the gradient
+vanishes (``demo vanishing``).
 
-The demo builds one plain and one residual ``Block`` (``tinyres.demos.nets``) with the
-same weights, in float64, and computes four exact Jacobians by autograd, one backward
-pass per output element with a one-hot upstream gradient (row i of J is dy_i/dx):
+The demo builds one ``BasicBlock`` (``tinyres.models.blocks``) in float64; its
+``branch`` is F and its ``relu`` the activation (whichever it is), so the plain and the
+residual maps share their weights. It computes four exact Jacobians by autograd, one
+backward pass per output element with a one-hot upstream gradient (row i of J is dy_i/dx):
 
 - ``F(x)`` and ``F(x) + x``: before the block's final activation, where the "+ I" acts;
 - ``act(F(x))`` and ``act(F(x) + x)``: the whole plain and residual block. The final
@@ -35,9 +37,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import tinyres as tr
-from tinyres.demos.nets import ACTIVATIONS, INITS, NORMS, Block, initialise
+from tinyres.demos.nets import ACTIVATIONS, INITS, NORM_LAYERS, NORMS, initialise
 from tinyres.demos.report import fmt, out_dir, write_outputs
 from tinyres.demos.vanishing import Setting
+from tinyres.models.blocks import BasicBlock
 
 NAME = "jacobian"
 HELP = "singular values of the input-output Jacobian of one plain and one residual block"
@@ -67,16 +70,15 @@ def jacobian(fn: Callable[[tr.Tensor], tr.Tensor], x: np.ndarray) -> np.ndarray:
 def block_spectra(width: int, size: int, setting: Setting, seed: int = 0) -> dict[str, np.ndarray]:
     """Singular values (descending) of the four maps in the module docstring."""
     tr.manual_seed(seed)
-    block = Block(width, residual=False, activation=setting.activation, norm=setting.norm)
+    block = BasicBlock(
+        width, width, norm_layer=NORM_LAYERS[setting.norm], activation=ACTIVATIONS[setting.activation]
+    )
     initialise(block, setting.init)
     block.double().train()
-    act = block.act2
+    branch, act = block.branch, block.relu
     rng = np.random.default_rng(seed)
     noise = tr.from_numpy(rng.standard_normal((1, width, size, size)))
     x = act(noise).numpy()
-
-    def branch(t: tr.Tensor) -> tr.Tensor:  # F(x): everything but the shortcut and the last act
-        return block.bn2(block.conv2(block.act1(block.bn1(block.conv1(t)))))
 
     maps: dict[str, Callable[[tr.Tensor], tr.Tensor]] = {
         "F(x)": branch,

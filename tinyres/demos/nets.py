@@ -1,35 +1,34 @@
 """The demo networks: plain and residual stacks of equal depth, width and initialisation.
 
 Every gradient-flow demo compares a *plain* net with a *residual* one that differs in one
-thing only, the identity shortcut. A block is the ResNet paper's two-convolution block
-(section 3.3, Figure 2), with the activation and the normalisation as options::
+thing only, the identity shortcut. The blocks are the models' own ``BasicBlock`` and
+``PlainBlock`` (``tinyres.models.blocks``), the ResNet paper's two-convolution block with
+the activation and the normalisation as options::
 
-    plain:     x -> conv -> norm -> act -> conv -> norm ------> act -> out
-    residual:  x -> conv -> norm -> act -> conv -> norm -> (+x) -> act -> out
+    PlainBlock:  x -> conv -> norm -> act -> conv -> norm ------> act -> out
+    BasicBlock:  x -> conv -> norm -> act -> conv -> norm -> (+x) -> act -> out
 
-A net of depth ``d`` counts its weighted layers as the paper's CIFAR nets do (6n+2): one
-stem convolution, ``(d - 2) / 2`` blocks of two convolutions, and one linear classifier
-after global average pooling. Unlike ``tinyres.models``' CIFAR ResNets, all blocks have
-the same width and resolution (one stage, no downsampling), so every block's input has the
-same shape and the gradient reaching it can be compared block by block, and the shortcut
-is a pure identity (no projection, no zero padding). The models' blocks are fixed to ReLU,
-batch norm and torchvision's initialisation; these are not, because the demo varies all
-three.
-
-Initialisation (``init``), applied to the convolutions:
+A ``DemoNet`` of depth ``d`` is a one-stage ``CifarResNet`` (``tinyres.models.cifar``),
+with the same attribute names: a stem convolution, ``(d - 2) / 2`` blocks in ``layer1``,
+global average pooling and a linear classifier, so it counts ``d`` weighted layers as the
+paper's 6n+2 nets do. Unlike the CIFAR nets it keeps one width and resolution throughout
+(no downsampling), so every block's input has the same shape, the shortcut is a pure
+identity, and the gradient reaching each block can be compared block by block. And unlike
+``CifarResNet``, which always re-initialises as torchvision does, it lets the
+initialisation vary (``init``, applied to the convolutions, which have no bias):
 
 - ``"default"``: PyTorch's default, as constructed (Kaiming uniform with a = sqrt(5), so
-  Var(w) = 1 / (3 fan_in); bias uniform in ±1/sqrt(fan_in)).
+  Var(w) = 1 / (3 fan_in));
 - ``"kaiming"``: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, Var(w) =
-  2 / fan_out, biases zero (torchvision's ResNet initialisation).
-- ``"xavier"``: ``xavier_normal_``, Var(w) = 2 / (fan_in + fan_out), biases zero.
+  2 / fan_out (torchvision's ResNet initialisation);
+- ``"xavier"``: ``xavier_normal_``, Var(w) = 2 / (fan_in + fan_out).
 
-The classifier keeps PyTorch's default initialisation in all three, as torchvision's do.
+The classifier keeps PyTorch's default initialisation in all three, as torchvision's does.
 
 >>> import tinyres as tr
 >>> net = make_net(depth=8, residual=True, activation="tanh", init="kaiming", norm="batch")
->>> len(net.blocks)
-3
+>>> len(net.layer1), type(net.layer1[0]).__name__
+(3, 'BasicBlock')
 >>> net(tr.randn(2, 3, 8, 8)).shape
 (2, 10)
 """
@@ -38,8 +37,10 @@ from __future__ import annotations
 
 from tinyres import nn
 from tinyres.engine import Tensor
+from tinyres.models.blocks import BasicBlock, PlainBlock, make_stage
+from tinyres.models.cifar import ACTIVATIONS
+from tinyres.models.cifar import NORMS as NORM_LAYERS
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 INITS = ("default", "kaiming", "xavier")
 NORMS = ("none", "batch")
 
@@ -55,30 +56,8 @@ def blocks_for_depth(depth: int) -> int:
     return (depth - 2) // 2
 
 
-class Block(nn.Module):
-    """Two 3x3 convolutions of ``width`` channels; with ``residual``, plus the identity."""
-
-    def __init__(self, width: int, residual: bool, activation: str, norm: str):
-        super().__init__()
-        self.residual = residual
-        with_bias = norm == "none"  # a bias before batch norm is cancelled by its mean
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=with_bias)
-        self.bn1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
-        self.act1 = ACTIVATIONS[activation]()
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=with_bias)
-        self.bn2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
-        self.act2 = ACTIVATIONS[activation]()
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.residual:
-            out = out + x  # H(x) = F(x) + x: the gradient gets a path that skips F
-        return self.act2(out)
-
-
 class DemoNet(nn.Module):
-    """stem (conv, norm, act) -> blocks -> global average pool -> linear."""
+    """stem (conv, norm, act) -> ``layer1`` (the blocks) -> global average pool -> linear."""
 
     def __init__(
         self,
@@ -95,18 +74,23 @@ class DemoNet(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=norm == "none"),
-            nn.BatchNorm2d(width) if norm == "batch" else nn.Identity(),
-            ACTIVATIONS[activation](),
-        )
-        self.blocks = nn.Sequential(
-            *[Block(width, residual, activation, norm) for _ in range(num_blocks)]
-        )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+        options = {"norm_layer": NORM_LAYERS[norm], "activation": ACTIVATIONS[activation]}
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=False)
+        self.bn1 = NORM_LAYERS[norm](width)
+        self.relu = ACTIVATIONS[activation]()  # torchvision's name, whatever the activation
+        block = BasicBlock if residual else PlainBlock
+        self.layer1 = make_stage(block, width, width, num_blocks, 1, shortcut=None, **options)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def stem(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def head(self, x: Tensor) -> Tensor:
+        return self.fc(self.avgpool(x).flatten(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        return self.head(self.layer1(self.stem(x)))
 
 
 def initialise(net: nn.Module, init: str) -> None:
@@ -121,8 +105,6 @@ def initialise(net: nn.Module, init: str) -> None:
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             else:
                 nn.init.xavier_normal_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
 
 def make_net(

@@ -130,7 +130,7 @@ def measure(
     # The net's own forward, unrolled so that every block's input is kept.
     h = net.stem(x)
     inputs = []
-    for block in net.blocks:
+    for block in net.layer1:
         h.retain_grad()
         inputs.append(h)
         h = block(h)
