@@ -19,7 +19,18 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
 import tinyres as tr
-from tinyres.viz import draw_graph, trace
+from tinyres.cli import main
+from tinyres.models import (
+    BasicBlock,
+    Bottleneck,
+    PadShortcut,
+    PlainBlock,
+    PreActBlock,
+    projection_shortcut,
+    resnet18,
+    resnet20,
+)
+from tinyres.viz import analyse_block, draw_block, draw_graph, trace
 
 
 def boxes(fig: Figure) -> list[FancyBboxPatch]:
@@ -173,3 +184,140 @@ def test_graph_files_are_written(tmp_path):
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = (tmp_path / "g.svg").read_text()
     assert "<svg" in svg and "Mul" in svg
+
+
+def test_graph_of_a_basic_block_names_parameters_and_keeps_arrows_clear():
+    tr.manual_seed(0)
+    block = BasicBlock(4, 8, 2, projection_shortcut(4, 8, 2))
+    x = tr.randn(2, 4, 6, 6)
+    out = block(x).mean()
+    graph = trace(out, params={**dict(block.named_parameters()), "x": x})
+    out.backward()
+    fig = draw_graph(graph, show_grad_norms=True)
+    titles = [t.split("\n")[0] for t in texts(fig)]
+    assert titles.count("Conv2d") == 3 and titles.count("BatchNorm") == 3 and titles.count("Add") == 1
+    assert {n for n, _ in block.named_parameters()} <= set(titles)
+    assert len(arrows(fig)) == len(graph.edges) == 3 * 2 + 3 * 3 + 2 + 2 + 1
+    assert_arrows_clear_of_boxes(fig)
+
+
+# ---- draw_block --------------------------------------------------------------------
+
+
+
+def column(fig: Figure) -> list[str]:
+    """The texts of the boxes in the branch column, top to bottom."""
+    xs = [b.get_x() for b in boxes(fig)]
+    left = min(xs)
+    branch = sorted((b for b in boxes(fig) if b.get_x() == left), key=lambda b: -b.get_y())
+    return [box_text(fig, b) for b in branch]
+
+
+def side(fig: Figure) -> list[str]:
+    """The texts of the shortcut column's boxes, top to bottom."""
+    left = min(b.get_x() for b in boxes(fig))
+    right = sorted((b for b in boxes(fig) if b.get_x() > left), key=lambda b: -b.get_y())
+    return [box_text(fig, b) for b in right]
+
+
+def test_bottleneck_with_projection():
+    fig = draw_block(Bottleneck(64, 64, downsample=projection_shortcut(64, 256, 1)))
+    assert isinstance(fig, Figure)
+    assert column(fig) == ["x  (64 channels)", "1x1 conv, 64", "BN", "ReLU", "3x3 conv, 64", "BN",
+                           "ReLU", "1x1 conv, 256", "BN", "ReLU", "output  (256 channels)"]
+    assert side(fig) == ["1x1 conv, 256", "BN"]
+    assert [c.get_center() for c in circles(fig)] and "+" in texts(fig)
+    assert "projection" in texts(fig) and "F(x)" in texts(fig)
+    # x->conv, 8 between branch layers, bn3->+, +->relu, relu->out; fork->proj conv, conv->bn, bn->+
+    assert len(arrows(fig)) == 1 + 8 + 1 + 1 + 1 + 3
+
+
+def test_basic_block_identity_shortcut():
+    fig = draw_block(BasicBlock(16, 16))
+    assert column(fig)[1:-1] == ["3x3 conv, 16", "BN", "ReLU", "3x3 conv, 16", "BN", "ReLU"]
+    assert side(fig) == []
+    assert "identity" in texts(fig) and len(circles(fig)) == 1
+    assert len(arrows(fig)) == 1 + 4 + 1 + 1 + 1 + 1
+
+
+def test_basic_block_option_a_and_stride():
+    fig = draw_block(BasicBlock(16, 32, 2, downsample=PadShortcut(16, 32, 2)))
+    assert column(fig)[1] == "3x3 conv, 32, /2"
+    assert side(fig) == ["subsample /2, pad 16 zero ch."]
+    assert "option A" in texts(fig)
+
+
+def test_preact_block_shares_bn_relu_before_the_projection():
+    parts = analyse_block(PreActBlock(16, 32, 2, downsample=projection_shortcut(16, 32, 2)))
+    assert [c.name for c in parts.before] == ["bn1", "relu"]
+    assert [c.name for c in parts.branch] == ["conv1", "bn2", "relu", "conv2"]
+    assert [c.name for c in parts.shortcut] == ["downsample.0", "downsample.1"]
+    assert parts.after == []  # nothing after the sum
+    fig = draw_block(PreActBlock(8, 8))
+    assert column(fig)[1:-1] == ["BN", "ReLU", "3x3 conv, 8", "BN", "ReLU", "3x3 conv, 8"]
+    assert "identity" in texts(fig)
+
+
+def test_plain_block_has_no_sum_and_no_shortcut():
+    fig = draw_block(PlainBlock(8, 8))
+    assert circles(fig) == [] and side(fig) == []
+    assert "+" not in texts(fig) and "H(x)" in texts(fig)
+    assert len(arrows(fig)) == len(column(fig)) - 1
+
+
+def test_drawing_leaves_the_module_as_it_was():
+    block = BasicBlock(4, 4)
+    before = {k: v.data.copy() for k, v in block.state_dict().items()}
+    draw_block(block)
+    assert block.training
+    for k, v in block.state_dict().items():
+        np.testing.assert_array_equal(v.data, before[k])
+    assert all(not m._forward_hooks for m in block.modules())
+
+
+def test_network_is_a_column_of_stages():
+    fig = draw_block(resnet20())
+    found = texts(fig)
+    assert found[0] == "CifarResNet: 0.27 M parameters"
+    stages = [t for t in found if t.startswith("layer")]
+    assert [s.split("\n")[:2] for s in stages] == [
+        ["layer1: 3 × BasicBlock", "[3x3, 16 | 3x3, 16] × 3"],
+        ["layer2: 3 × BasicBlock", "[3x3, 32 | 3x3, 32] × 3"],
+        ["layer3: 3 × BasicBlock", "[3x3, 64 | 3x3, 64] × 3"],
+    ]
+    assert "option A" in stages[1] and stages[2].endswith("→ 64×8×8")
+    assert "input  1×3×32×32" in found and "output  10" in found
+    assert len(arrows(fig)) == len(boxes(fig)) - 1
+
+
+def test_imagenet_network_stem_and_shapes():
+    fig = draw_block(resnet18(), input_size=64)
+    found = texts(fig)
+    assert "7x7 conv, 64, /2  → 64×32×32" in found and "3x3 max pool, /2  → 64×16×16" in found
+    assert any(t.startswith("layer4: 2 × BasicBlock") and t.endswith("→ 512×2×2") for t in found)
+
+
+def test_draw_block_bad_input():
+    with pytest.raises(TypeError, match=r"expected a tinyres\.nn\.Module, got int"):
+        draw_block(3)
+    with pytest.raises(ValueError, match="no Conv2d or BatchNorm2d"):
+        draw_block(tr.nn.ReLU())
+
+
+# ---- files and the command line ----------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_cli_writes_the_file(tmp_path, suffix, capsys):
+    out = tmp_path / f"bottleneck{suffix}"
+    assert main(["draw", "bottleneck", "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" if suffix == ".png" else b"1x1 conv, 256" in data
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_cli_errors_list_the_known_names(tmp_path):
+    with pytest.raises(SystemExit, match=r"unknown model or block 'resnet9'; known: basic,.*resnet50"):
+        main(["draw", "resnet9", "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit, match=r"--out must end in .png or .svg, got '.*x.jpg'"):
+        main(["draw", "basic", "--out", str(tmp_path / "x.jpg")])

@@ -20,7 +20,7 @@ pooling and classifier, each with its output shape.
 
 >>> from tinyres.models import Bottleneck, projection_shortcut
 >>> fig = draw_block(Bottleneck(64, 64, downsample=projection_shortcut(64, 256, 1)))
->>> [t.get_text() for t in fig.axes[0].texts if "x" in t.get_text()[:3]]
+>>> [t.get_text() for t in fig.axes[0].texts if "conv" in t.get_text()]  # branch, then shortcut
 ['1x1 conv, 64', '3x3 conv, 64', '1x1 conv, 256', '1x1 conv, 256']
 """
 
@@ -256,7 +256,8 @@ def _chain(ax, x: float, top: float, calls: list[Call]) -> float:
 def _draw_block(module: nn.Module, parts: BlockLayout) -> Figure:
     rows = 2 + len(parts.before) + len(parts.branch) + len(parts.after) + (parts.shortcut is not None)
     plain = parts.shortcut is None
-    width = 2 * 0.3 + _W + 0.5 + (0.3 if plain else _SIDE + 0.6)
+    side = _side(parts)
+    width = 2 * 0.3 + _W + 0.5 + (0.3 if plain else side + 0.6)
     height = rows * _STEP + 1.1
     fig, ax = new_canvas(width, height)
     cx = 0.3 + _W / 2 + 0.5
@@ -271,7 +272,8 @@ def _draw_block(module: nn.Module, parts: BlockLayout) -> Figure:
     branch_end = _chain(ax, cx, fork, parts.branch)
     branch_mid = (fork + branch_end) / 2
     # A residual branch learns F(x) = H(x) - x; a plain block must learn H(x) itself.
-    ax.text(cx - _W / 2 - 0.15, branch_mid, "H(x)" if plain else "F(x)", ha="right", va="center", fontsize=10, style="italic")
+    ax.text(cx - _W / 2 - 0.15, branch_mid, "H(x)" if plain else "F(x)",
+            ha="right", va="center", fontsize=10, style="italic")
     y = branch_end
     if parts.shortcut is not None:
         radius = 0.2
@@ -288,10 +290,16 @@ def _draw_block(module: nn.Module, parts: BlockLayout) -> Figure:
     return fig
 
 
+def _side(parts: BlockLayout) -> float:
+    """How far right of the branch the shortcut runs: a column for its layers, or a
+    lane just beside the branch for the identity."""
+    return _SIDE if parts.shortcut else _W / 2 + 0.7
+
+
 def _draw_shortcut(ax, cx: float, fork: float, y_plus: float, radius: float, parts: BlockLayout) -> None:
     """The shortcut: from the fork, right, down the side column (through its layers,
     if any) and into the "+" from the right."""
-    side = cx + _SIDE
+    side = cx + _side(parts)
     # Leave the box above the branch at its bottom edge, slightly right of the branch arrow.
     start = (cx + 0.25, fork)
     turn = fork - 0.15

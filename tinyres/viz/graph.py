@@ -49,7 +49,7 @@ from tinyres.viz.canvas import arrow, box, new_canvas
 # Inches: box size and the spacing of rows and columns.
 _BOX_W, _BOX_H = 1.8, 0.62
 _COL, _ROW = 2.3, 1.0
-_LANE = 0.12  # spacing of the lanes that skip connections run down, right of the boxes
+_LANE = 0.12  # clearance and spacing of the lanes that skip connections run down
 _MARGIN = 0.25
 
 _COLORS = {
@@ -236,6 +236,61 @@ def _by_barycenter(row: list[int], ref: list[int], neighbours: dict[int, list[in
     return sorted(row, key=barycenter)
 
 
+def _routes(
+    graph: Graph, rows: list[list[int]], where: dict[int, tuple[float, float]]
+) -> list[list[tuple[float, float]]]:
+    """The corner points of every edge's arrow, source to target.
+
+    Each edge leaves its source's bottom and enters its target's top at its own "port",
+    spread along the box edge in the order of the other ends, so repeated uses
+    (b = a + a) show as parallel arrows. An edge that skips rows (a skip connection)
+    would run behind the boxes in between, so it turns in the free space between rows
+    and goes down a lane clear of every box it passes.
+    """
+    row_of = {key: r for r, row in enumerate(rows) for key in row}
+    outgoing: dict[int, list[int]] = defaultdict(list)
+    incoming: dict[int, list[int]] = defaultdict(list)
+    for e, (parent, child) in enumerate(graph.edges):
+        outgoing[parent].append(e)
+        incoming[child].append(e)
+    start_x: dict[int, float] = {}
+    end_x: dict[int, float] = {}
+    for key, (x, _) in where.items():
+        leaving = sorted(outgoing[key], key=lambda e: (where[graph.edges[e][1]][0], e))
+        start_x.update(zip(leaving, _ports(x, len(leaving))))
+        arriving = sorted(incoming[key], key=lambda e: (where[graph.edges[e][0]][0], e))
+        end_x.update(zip(arriving, _ports(x, len(arriving))))
+    routes = []
+    lanes: list[float] = []
+    gap = (_ROW - _BOX_H) / 2
+    for e, (parent, child) in enumerate(graph.edges):
+        (sx, y0), (ex, y1) = (start_x[e], where[parent][1]), (end_x[e], where[child][1])
+        top, bottom = (sx, y0 - _BOX_H / 2), (ex, y1 + _BOX_H / 2)
+        between = [where[k][0] for r in range(row_of[parent] + 1, row_of[child]) for k in rows[r]]
+        if not between:
+            routes.append([top, bottom])
+            continue
+        lane = _free_lane(sx, ex, between, lanes)
+        lanes.append(lane)
+        below, above = y0 - _BOX_H / 2 - gap, y1 + _BOX_H / 2 + gap
+        routes.append([top, (sx, below), (lane, below), (lane, above), (ex, above), bottom])
+    return routes
+
+
+def _free_lane(x_from: float, x_to: float, boxes: list[float], taken: list[float]) -> float:
+    """An x for a vertical segment that misses boxes centred at ``boxes`` and keeps
+    apart from lanes already ``taken``, as close to ``x_from`` and ``x_to`` as possible."""
+    clear = _BOX_W / 2 + _LANE
+    candidates = [x_from, x_to] + [
+        b + side * (clear + k * _LANE) for b in boxes for side in (-1, 1) for k in range(3)
+    ]
+    free = [
+        c for c in candidates
+        if all(abs(c - b) >= clear - 1e-9 for b in boxes) and all(abs(c - t) >= 0.8 * _LANE for t in taken)
+    ]
+    return min(free, key=lambda c: (abs(c - x_from) + abs(c - x_to), -c))
+
+
 def _ports(x: float, n: int) -> list[float]:
     """``n`` x positions spread symmetrically about a box's centre ``x``."""
     spacing = min(0.3, 0.8 * _BOX_W / max(n - 1, 1))
@@ -274,15 +329,20 @@ def draw_graph(
     graph, depth = _cut(graph, depths(graph), max_nodes)
     rows = _order_rows(graph, depth)
 
-    widest = max(len(row) for row in rows)
-    width = widest * _COL + 2 * _MARGIN + 4 * _LANE
-    height = len(rows) * _ROW + 2 * _MARGIN
-    fig, ax = new_canvas(width, height)
+    # Positions in inches, relative: x centred on 0, y = 0 at the top row's centre.
     where: dict[int, tuple[float, float]] = {}
     for r, row in enumerate(rows):
-        y = height - _MARGIN - (r + 0.5) * _ROW
         for i, key in enumerate(row):
-            where[key] = (width / 2 - 2 * _LANE + (i - (len(row) - 1) / 2) * _COL, y)
+            where[key] = ((i - (len(row) - 1) / 2) * _COL, -r * _ROW)
+    routes = _routes(graph, rows, where)
+
+    xs = [x for x, _ in where.values()]
+    left = min([min(xs) - _BOX_W / 2] + [x for route in routes for x, _ in route])
+    right = max([max(xs) + _BOX_W / 2] + [x for route in routes for x, _ in route])
+    width = right - left + 2 * _MARGIN
+    height = (len(rows) - 1) * _ROW + _BOX_H + 2 * _MARGIN
+    fig, ax = new_canvas(width, height)
+    dx, dy = _MARGIN - left, height - _MARGIN - _BOX_H / 2
 
     for key, node in graph.nodes.items():
         lines = [node.title, node.shape_text()]
@@ -290,35 +350,9 @@ def draw_graph(
         if norm is not None:
             lines.append(f"|grad| = {norm:.3g}")
         x, y = where[key]
-        box(ax, x, y, _BOX_W, _BOX_H, "\n".join(filter(None, lines)), _COLORS[node.kind],
+        box(ax, x + dx, y + dy, _BOX_W, _BOX_H, "\n".join(filter(None, lines)), _COLORS[node.kind],
             dashed=node.kind == "more")
-
-    # An edge between neighbouring rows leaves its source's bottom and enters its
-    # target's top at its own "port", spread along the box edge in the order of the
-    # other ends, so repeated uses (b = a + a) show as parallel arrows. A longer edge
-    # (a skip connection) would run behind the boxes in between, so it is routed down a
-    # lane just right of the boxes instead.
-    short = [e for e, (p, c) in enumerate(graph.edges) if depth[p] - depth[c] == 1]
-    outgoing: dict[int, list[int]] = defaultdict(list)
-    incoming: dict[int, list[int]] = defaultdict(list)
-    for e in short:
-        parent, child = graph.edges[e]
-        outgoing[parent].append(e)
-        incoming[child].append(e)
-    start_x: dict[int, float] = {}
-    end_x: dict[int, float] = {}
-    for key, (x, _) in where.items():
-        leaving = sorted(outgoing[key], key=lambda e: (where[graph.edges[e][1]][0], e))
-        start_x.update(zip(leaving, _ports(x, len(leaving))))
-        arriving = sorted(incoming[key], key=lambda e: (where[graph.edges[e][0]][0], e))
-        end_x.update(zip(arriving, _ports(x, len(arriving))))
-    lane = 0
-    for e, (parent, child) in enumerate(graph.edges):
-        (x0, y0), (x1, y1) = where[parent], where[child]
-        if e in start_x:
-            arrow(ax, (start_x[e], y0 - _BOX_H / 2), (end_x[e], y1 + _BOX_H / 2))
-            continue
-        lane_x = max(x0, x1) + _BOX_W / 2 + _LANE * (1 + lane % 3)
-        lane += 1
-        arrow(ax, (x0 + _BOX_W / 2, y0), (x1 + _BOX_W / 2, y1), via=((lane_x, y0), (lane_x, y1)))
+    for route in routes:
+        points = [(x + dx, y + dy) for x, y in route]
+        arrow(ax, points[0], points[-1], via=tuple(points[1:-1]))
     return fig
