@@ -19,6 +19,8 @@ if __package__ in (None, ""):  # run as a script: make ``import tinyres`` work f
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinyres as tr
+from tinyres.models import BasicBlock, Bottleneck, resnet18
+from tinyres.viz import draw_block
 
 FIGURE_DIR = Path(__file__).resolve().parent / "figures"
 DPI = 100
@@ -55,8 +57,26 @@ def finite_differences() -> Figure:
     return fig
 
 
+def basic_block() -> Figure:
+    """Lesson 6: the residual block, drawn from a live ``BasicBlock``."""
+    return draw_block(BasicBlock(64, 64))
+
+
+def bottleneck_block() -> Figure:
+    """Lesson 7: the seeds' bottleneck, 256 -> 64 -> 64 -> 256 channels, identity shortcut."""
+    return draw_block(Bottleneck(256, 64))
+
+
+def resnet18_stages() -> Figure:
+    """Lesson 8: ResNet-18 as a column of stages with output shapes for a 224x224 image."""
+    return draw_block(resnet18())
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "03-finite-differences": finite_differences,
+    "06-basic-block": basic_block,
+    "07-bottleneck-block": bottleneck_block,
+    "08-resnet18": resnet18_stages,
 }
 
 
