@@ -1,0 +1,126 @@
+"""ReLU and add fast paths against NumPy, and every Numba kernel of batch norm, pooling,
+ReLU and add with the JIT switched off (NUMBA_DISABLE_JIT=1, plain Python)."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from helpers import arrays, away_from, broadcastable_pairs, float_dtypes, shapes
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinyres as tr
+from tinyres import kernels
+from tinyres.ops import elementwise
+
+
+@contextlib.contextmanager
+def always_fast():
+    """Send every array, however small, down the Numba path (within one example)."""
+    saved, elementwise.FAST_SIZE = elementwise.FAST_SIZE, 1
+    try:
+        yield
+    finally:
+        elementwise.FAST_SIZE = saved
+
+
+def relu_step(tier, x, upstream):
+    leaf = tr.tensor(x, requires_grad=True)
+    with kernels.use_tier(tier), always_fast():
+        y = tr.relu(leaf)
+        y.backward(tr.tensor(upstream))
+    return y.detach().numpy(), leaf.grad.numpy()
+
+
+@given(data=st.data(), dtype=float_dtypes)
+def test_fast_relu_matches_numpy(data, dtype):
+    shape = data.draw(shapes(1, 4))
+    x = data.draw(arrays(shape, dtype=dtype))
+    x = data.draw(st.sampled_from([x, np.round(x)]))  # rounded: exact zeros, the kink
+    upstream = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    for got, want in zip(relu_step("numba", x, upstream), relu_step("reference", x, upstream)):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@given(pair=broadcastable_pairs(), dtype=float_dtypes, data=st.data())
+def test_add_matches_numpy_and_broadcasts(pair, dtype, data):
+    a, b = (data.draw(arrays(s, dtype=dtype)) for s in pair)
+    results = []
+    for tier in ("numba", "reference"):
+        ta, tb = tr.tensor(a, requires_grad=True), tr.tensor(b, requires_grad=True)
+        with kernels.use_tier(tier), always_fast():
+            out = ta + tb
+            out.backward(tr.tensor(np.ones(out.shape, dtype)))
+        results.append((out.detach().numpy(), ta.grad.numpy(), tb.grad.numpy()))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got, want)
+    assert results[0][1].shape == a.shape and results[0][2].shape == b.shape
+
+
+@given(data=st.data())
+def test_fast_paths_pass_gradcheck(data):
+    shape = data.draw(shapes(1, 2))  # every element is perturbed: keep it small
+    x = away_from(data.draw(arrays(shape)))
+    y = data.draw(arrays(shape))
+    inputs = [tr.tensor(x, requires_grad=True), tr.tensor(y, requires_grad=True)]
+    with always_fast():
+        assert tr.gradcheck(lambda a, b: tr.relu(a + b) + a, inputs)
+
+
+def test_large_arrays_take_the_kernel_and_agree():
+    x = np.random.default_rng(0).standard_normal(elementwise.FAST_SIZE).astype(np.float32)
+    x[:3] = [np.nan, -0.0, 0.0]
+    fn = elementwise.ReLU()
+    z = fn.forward(x)
+    assert fn.fast
+    np.testing.assert_array_equal(z, np.maximum(x, np.float32(0)))  # NaN propagates, as in PyTorch
+    np.testing.assert_array_equal(elementwise.Add().forward(x, x), x + x)
+
+
+NO_JIT_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import numba
+    assert numba.config.DISABLE_JIT
+    import tinyres as tr
+    import tinyres.nn.functional as F
+    from tinyres import kernels
+    from tinyres.ops import elementwise
+
+    elementwise.FAST_SIZE = 1
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 4))
+    stats = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    layers = [
+        lambda t: F.batch_norm(t, None, None, tr.tensor(stats[1]), None, training=True),
+        lambda t: F.batch_norm(t, stats[0].copy(), stats[1].copy(), None, None),
+        lambda t: F.max_pool2d(t, 3, stride=1, padding=1, dilation=(1, 2)),
+        lambda t: F.avg_pool2d(t, 3, stride=2, padding=1),
+        lambda t: tr.relu(t) + t,
+    ]
+    for layer in layers:
+        results = []
+        for tier in ("numba", "reference"):
+            t = tr.tensor(x, requires_grad=True)
+            with kernels.use_tier(tier):
+                y = layer(t)
+                y.backward(tr.tensor(np.cos(np.arange(y.numel())).reshape(y.shape)))
+            results.append((y.detach().numpy(), t.grad.numpy()))
+        for got, want in zip(*results):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    print("ok")
+    """
+)
+
+
+def test_kernels_run_without_the_jit():
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
