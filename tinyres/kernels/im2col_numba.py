@@ -8,8 +8,8 @@ The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for
   in NHWC; it is handed back as an NCHW view (no copy), and the next convolution's
   ``transpose(0, 2, 3, 1)`` of it is free again.
 - **Three BLAS products**: Y = cols @ W^T, dW = dY^T @ cols, dcols = dY @ W.
-- **col2im as a gather**: each input pixel sums the entries of dcols that came from
-  it, so parallel threads never write to the same pixel (no atomics, no races).
+- **col2im split by sample**: overlapping fields add onto the same pixels, so each
+  thread owns whole samples and no two threads write to one pixel (no atomics).
 - **No saved columns**: backward rebuilds them (im2col is cheap next to a GEMM); the
   memory of one layer's columns is reused from call to call instead of allocated.
 
@@ -59,29 +59,27 @@ def im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no 
 def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: no cover - compiled
     """dx[n, h, v, c] = sum of dcols[(n, oh, ow), (i, j, c)] over the fields that read (h, v).
 
-    Field (oh, ow) read pixel h at offset i when oh*sH = h + pH - i*dH, so for each
-    (h, i) there is at most one oh: it exists if that number is a multiple of sH in range.
+    The mirror image of ``im2col_nhwc``: walk the rows of dcols and add each run of C
+    numbers onto the pixel it was copied from. Overlapping fields add onto the same
+    pixel, so threads split the batch: one sample's pixels belong to one thread.
     """
     N, H, W, C = dx.shape
-    for row in prange(N * H):
-        n = row // H
-        h = row - n * H
-        for v in range(W):
-            for c in range(C):
-                dx[n, h, v, c] = 0.0
-            for i in range(kH):
-                th = h + pH - i * dH
-                if th < 0 or th % sH != 0 or th // sH >= Ho:
-                    continue
-                oh = th // sH
-                for j in range(kW):
-                    tv = v + pW - j * dW
-                    if tv < 0 or tv % sW != 0 or tv // sW >= Wo:
-                        continue
-                    r = (n * Ho + oh) * Wo + tv // sW
-                    start = (i * kW + j) * C
-                    for c in range(C):
-                        dx[n, h, v, c] += dcols[r, start + c]
+    for n in prange(N):
+        dx[n] = 0.0
+        for oh in range(Ho):
+            for ow in range(Wo):
+                r = (n * Ho + oh) * Wo + ow
+                for i in range(kH):
+                    h = oh * sH - pH + i * dH
+                    if h < 0 or h >= H:
+                        continue  # this offset read a padding zero: nothing to give back
+                    for j in range(kW):
+                        v = ow * sW - pW + j * dW
+                        if v < 0 or v >= W:
+                            continue
+                        start = (i * kW + j) * C
+                        for c in range(C):
+                            dx[n, h, v, c] += dcols[r, start + c]
 
 
 _scratch: dict[np.dtype, np.ndarray] = {}
