@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from numba import njit, prange
 from timing import load_note, median_seconds, table
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -125,22 +126,41 @@ def run_table(repeats: int) -> None:
     print(f"after: {load_note()}")
 
 
+@njit(parallel=True)
+def relu_candidate(x, out):
+    """A Numba ReLU forward, measured against np.maximum and not adopted (see README)."""
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = 0 if v <= 0 else v
+
+
+@njit(parallel=True)
+def add_candidate(a, b, out):
+    """A Numba same-shape add, measured against NumPy's + and not adopted (see README)."""
+    for i in prange(a.size):
+        out[i] = a[i] + b[i]
+
+
+def size_pairs(x: np.ndarray, g: np.ndarray) -> dict[str, tuple[Callable, Callable]]:
+    """op -> (NumPy version, Numba kernel); only the ReLU backward kernel is in tinyres."""
+    from tinyres.kernels import relu_numba
+
+    z = np.maximum(x, np.float32(0))
+    return {
+        "relu fwd": (lambda: np.maximum(x, np.float32(0)), lambda: relu_candidate(x, np.empty_like(x))),
+        "relu bwd": (lambda: g * (z > 0), lambda: relu_numba.relu_backward(g, z)),
+        "add": (lambda: x + g, lambda: add_candidate(x, g, np.empty_like(x))),
+    }
+
+
 def run_sizes(repeats: int) -> None:
     """ReLU and add, NumPy against the Numba kernel, by size: where does the kernel win?"""
-    from tinyres.kernels import elementwise_numba as nb
-
     print(f"before: {load_note()}")
     rows = []
     for size in (1 << 12, 1 << 15, 1 << 18, 1 << 20, 1 << 22):
         rng = np.random.default_rng(0)
         x, g = (rng.standard_normal(size).astype(np.float32) for _ in range(2))
-        z = np.maximum(x, np.float32(0))
-        pairs = {
-            "relu fwd": (lambda: np.maximum(x, np.float32(0)), lambda: nb.relu_forward(x)),
-            "relu bwd": (lambda: g * (z > 0), lambda: nb.relu_backward(g, z)),
-            "add": (lambda: x + g, lambda: nb.add(x, g)),
-        }
-        for name, (numpy_fn, numba_fn) in pairs.items():
+        for name, (numpy_fn, numba_fn) in size_pairs(x, g).items():
             a = median_seconds(numpy_fn, repeats=repeats, warmup=2)
             b = median_seconds(numba_fn, repeats=repeats, warmup=2)
             rows.append([str(size), name, f"{1e6 * a:.0f}", f"{1e6 * b:.0f}", f"{a / b:.2f}"])
@@ -178,7 +198,7 @@ def run_compile() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--sizes", action="store_true", help="ReLU/add NumPy vs Numba by size")
+    parser.add_argument("--sizes", action="store_true", help="ReLU/add: NumPy vs Numba by size")
     parser.add_argument("--compile", action="store_true", help="first-call time, cold and warm cache")
     parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

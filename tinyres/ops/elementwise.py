@@ -12,31 +12,14 @@ import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import elementwise_numba
-
-# Arrays at least this large take the Numba kernels in the "numba" tier; smaller ones
-# stay with NumPy, whose single pass beats a parallel launch there. The threshold
-# comes from benchmarks/bench_batchnorm.py (see benchmarks/README.md).
-FAST_SIZE = 1 << 18
-
-
-def _fast(*arrays: np.ndarray) -> bool:
-    """Whether the Numba kernel applies: numba tier, large, one float dtype and shape."""
-    first = arrays[0]
-    return (
-        kernels.get_tier() == "numba"
-        and first.size >= FAST_SIZE
-        and first.dtype.kind == "f"
-        and all(a.shape == first.shape and a.dtype == first.dtype for a in arrays)
-    )
+from tinyres.kernels import relu_numba
 
 
 class Add(Function):
     """z = x + y;  dz/dx = 1, dz/dy = 1."""
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # Broadcasting stays with NumPy: only equal shapes (the residual add) go fast.
-        return elementwise_numba.add(x, y) if _fast(x, y) else x + y
+        return x + y
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return grad, grad
@@ -143,21 +126,28 @@ class Abs(Function):
         return (grad * np.sign(self.x),)
 
 
+# From this many elements on, the "numba" tier runs ReLU's backward as one compiled
+# pass; below it NumPy's two passes are quicker than a parallel launch. Measured with
+# benchmarks/bench_batchnorm.py --sizes (see benchmarks/README.md).
+FAST_SIZE = 1 << 18
+
+
 class ReLU(Function):
     """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (PyTorch's choice at 0).
 
     The output z is kept for backward: z > 0 exactly where x > 0, and z is alive
-    anyway as the next layer's input, so no mask array is stored.
+    anyway as the next layer's input, so no mask array is stored. NaN propagates,
+    as in ``torch.relu``.
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.fast = _fast(x)
-        self.z = elementwise_numba.relu_forward(x) if self.fast else np.maximum(x, x.dtype.type(0))
+        self.z = np.maximum(x, x.dtype.type(0))
         return self.z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        if self.fast and grad.dtype == self.z.dtype:
-            return (elementwise_numba.relu_backward(grad, self.z),)
+        fast = kernels.get_tier() == "numba" and grad.size >= FAST_SIZE and grad.dtype == self.z.dtype
+        if fast and grad.dtype.kind == "f":
+            return (relu_numba.relu_backward(grad, self.z),)
         return (grad * (self.z > 0),)
 
 
