@@ -86,10 +86,7 @@ NO_JIT_SCRIPT = textwrap.dedent(
     import tinyres as tr
     import tinyres.nn.functional as F
     from tinyres import kernels
-    from tinyres.kernels import relu_numba
-from tinyres.ops import elementwise
-
-original = relu_numba.relu_backward
+    from tinyres.ops import elementwise
 
     elementwise.FAST_SIZE = 1
     rng = np.random.default_rng(0)
