@@ -62,7 +62,7 @@ def straight(tmp_path_factory):
 
 
 def test_a_short_run_learns_and_writes_csv_json_png_and_checkpoint(straight):
-    out, model, history = straight
+    out, _, history = straight
     assert [h["epoch"] for h in history] == [1, 2]
     assert [h["lr"] for h in history] == pytest.approx([0.05, 0.005])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
