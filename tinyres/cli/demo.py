@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from tinyres.demos import jacobian, vanishing
+from tinyres.demos import degradation, jacobian, vanishing
 
 NAME = "demo"
 HELP = "gradient-flow demos: vanishing, jacobian, degradation, lesion"
 
-DEMOS = [vanishing, jacobian]
+DEMOS = [vanishing, jacobian, degradation]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
