@@ -17,8 +17,6 @@ Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from tinyres.engine import Tensor
@@ -64,19 +62,13 @@ class Conv2d(Module):
         self.dilation = _pair(dilation, "dilation", 1)
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.weight = Parameter(np.empty(shape, dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_channels, dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
+        # Registered even when absent (None), so the module knows it has no bias.
+        self.register_parameter("bias", Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """PyTorch's default initialisation (see the module docstring)."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        init.pytorch_default_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)

@@ -133,6 +133,17 @@ def kaiming_uniform_(
     return uniform_(tensor, -math.sqrt(3.0) * std, math.sqrt(3.0) * std)
 
 
+def pytorch_default_(weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """What a fresh ``Conv2d`` or ``Linear`` gets in PyTorch: ``kaiming_uniform_`` with
+    ``a = sqrt(5)``, i.e. U[-1/sqrt(fan_in), 1/sqrt(fan_in)] (gain sqrt(1/3) times
+    sqrt(3)), and the bias from the same range. Returns the weight."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None and weight.numel() > 0:
+        bound = 1 / math.sqrt(calculate_fan_in_and_fan_out(weight)[0])
+        uniform_(bias, -bound, bound)
+    return weight
+
+
 def kaiming_normal_(
     tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
 ) -> Tensor:

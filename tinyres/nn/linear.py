@@ -17,7 +17,6 @@ Linear(in_features=512, out_features=10, bias=True)
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -39,17 +38,12 @@ class Linear(Module):
                 raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_features, dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.empty(out_features, dtype=np.float32)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features)
-            init.uniform_(self.bias, -bound, bound)
+        """PyTorch's default initialisation (see the module docstring)."""
+        init.pytorch_default_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
