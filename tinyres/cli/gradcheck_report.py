@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise SystemExit(f"unknown op(s) {unknown}; known: {', '.join(sorted(CASES))}")
-    print(f"{'op':<22}{'inputs':>7}{'max relative error':>20}  result")
+    width = max(len(n) for n in names) + 2
+    print(f"{'op':<{width}}{'inputs':>7}{'max relative error':>20}  result")
     failures = 0
     worst = 0.0
     start = time.perf_counter()
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         ok = all(c.passed for c in checks)
         worst = max(worst, error)
         failures += not ok
-        print(f"{name:<22}{len(checks):>7}{error:>20.2e}  {'pass' if ok else 'FAIL'}")
+        print(f"{name:<{width}}{len(checks):>7}{error:>20.2e}  {'pass' if ok else 'FAIL'}")
     elapsed = time.perf_counter() - start
     print(
         f"{len(names) - failures}/{len(names)} ops pass; largest relative error {worst:.2e} "
