@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from tinyres.demos import degradation, jacobian, vanishing
+from tinyres.demos import degradation, jacobian, lesion, vanishing
 
 NAME = "demo"
 HELP = "gradient-flow demos: vanishing, jacobian, degradation, lesion"
 
-DEMOS = [vanishing, jacobian, degradation]
+DEMOS = [vanishing, jacobian, degradation, lesion]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -80,19 +80,19 @@ def recipe(quick: bool, epochs: int | None, seed: int) -> TrainConfig:
 
 
 def digits(quick: bool) -> tuple[ArrayDataset, ArrayDataset, str]:
-    """The digits split; ``quick`` keeps the first 256 training and 128 test images."""
+    """The digits split; ``quick`` keeps the first 128 training and 64 test images."""
     train_data, test_data = load_digits()
     if quick:
-        train_data = ArrayDataset(train_data.images[:256], train_data.labels[:256])
-        test_data = ArrayDataset(test_data.images[:128], test_data.labels[:128])
+        train_data = ArrayDataset(train_data.images[:128], train_data.labels[:128])
+        test_data = ArrayDataset(test_data.images[:64], test_data.labels[:64])
     return train_data, test_data, f"digits:{len(train_data)}/{len(test_data)}"
 
 
 def run_key(run: Run, config: TrainConfig, data: str) -> str:
     """A short hash of everything that determines the trained weights.
 
-    >>> run_key(Run(20, True), TrainConfig(epochs=2), "digits:256/128") == run_key(
-    ...     Run(20, True), TrainConfig(epochs=2), "digits:256/128")
+    >>> run_key(Run(20, True), TrainConfig(epochs=2), "digits:128/64") == run_key(
+    ...     Run(20, True), TrainConfig(epochs=2), "digits:128/64")
     True
     >>> key = run_key(Run(20, True), TrainConfig(epochs=2), "x")
     >>> key != run_key(Run(20, True), TrainConfig(epochs=3), "x"), len(key)
@@ -251,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: 20 (--quick: 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="depths 8 and 14, 2 epochs, 256 training images: a smoke test for CI")
+                        help="depths 8 and 14, 2 epochs, 128 training images: a smoke test for CI")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", default="results/degradation", help="output folder (runs cached inside)")
 

@@ -335,14 +335,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     parser.add_argument("--init", choices=INITS, default="default", help="default = PyTorch's")
     parser.add_argument("--norm", choices=NORMS, default="none")
-    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110],
+    parser.add_argument("--depths", type=int, nargs="+", default=None,
                         help="depths in weighted layers, 2 + 2 per block (default: 20 56 110)")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=None, help="default: 32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="float64 shows gradients that underflow in float32")
     parser.add_argument("--grid", action="store_true",
                         help="every activation x init x norm (ignores --activation/--init/--norm)")
+    parser.add_argument("--quick", action="store_true", help="depths 8 and 14, batch 4: a smoke test for CI")
     parser.add_argument("--out", default="results/vanishing", help="output folder")
 
 
@@ -356,6 +357,8 @@ def run_setting(setting: Setting, args: argparse.Namespace, bar: tqdm) -> tuple[
 
 
 def run(args: argparse.Namespace) -> int:
+    args.depths = args.depths or ([8, 14] if args.quick else [20, 56, 110])
+    args.batch = args.batch or (4 if args.quick else 32)
     for depth in args.depths:
         blocks_for_depth(depth)  # fail early on an odd depth
     start = time.perf_counter()
