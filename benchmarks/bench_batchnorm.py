@@ -1,4 +1,4 @@
-"""Benchmark batch norm, ReLU, add and pooling (forward+backward): tiers next to PyTorch CPU.
+"""Benchmark batch norm, ReLU, add and max pooling (fwd+bwd): tiers next to PyTorch CPU.
 
     python benchmarks/bench_batchnorm.py                # the table for benchmarks/README.md
     python benchmarks/bench_batchnorm.py --sizes        # ReLU/add by array size (FAST_SIZE)
@@ -44,7 +44,6 @@ def layer_cases(lib) -> dict[str, tuple[tuple[int, ...], Callable]]:
         "add (64,64,32,32)": (BN_SHAPE, lambda x, p: x + p["other"]),
         "max_pool2d 3/2/1 (8,64,112,112)": ((8, 64, 112, 112), lambda x, p: F.max_pool2d(x, 3, 2, 1)),
         "max_pool2d 2/2/0 (64,64,32,32)": (BN_SHAPE, lambda x, p: F.max_pool2d(x, 2)),
-        "avg_pool2d 3/1/1 (64,64,32,32)": (BN_SHAPE, lambda x, p: F.avg_pool2d(x, 3, 1, 1)),
     }
 
 

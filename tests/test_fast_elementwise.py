@@ -1,5 +1,5 @@
-"""ReLU's fast backward against NumPy, and every Numba kernel of batch norm, pooling and
-ReLU with the JIT switched off (NUMBA_DISABLE_JIT=1, plain Python).
+"""ReLU's fast backward against NumPy, and every Numba kernel of batch norm, max pooling
+and ReLU with the JIT switched off (NUMBA_DISABLE_JIT=1, plain Python).
 
 Addition has no fast path: a Numba kernel measured no faster than NumPy's ``x + y``
 (benchmarks/README.md).
@@ -96,7 +96,6 @@ NO_JIT_SCRIPT = textwrap.dedent(
         lambda t: F.batch_norm(t, None, None, tr.tensor(stats[1]), None, training=True),
         lambda t: F.batch_norm(t, stats[0].copy(), stats[1].copy(), None, None),
         lambda t: F.max_pool2d(t, 3, stride=1, padding=1, dilation=(1, 2)),
-        lambda t: F.avg_pool2d(t, 3, stride=2, padding=1),
         lambda t: tr.relu(t) + t,
     ]
     for layer in layers:

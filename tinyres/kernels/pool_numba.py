@@ -1,9 +1,11 @@
-"""Pooling as compiled Numba loops, one (n, c) plane per parallel iteration.
+"""Max pooling as compiled Numba loops, one (n, c) plane per parallel iteration.
 
 Same signatures and results as ``pool_reference`` (read that first). Instead of
-padding a copy of the input, each tap checks whether it falls inside the image:
-outside is -inf for max pooling and 0 for average pooling. Planes are independent,
-so the backward's scatter-adds into one plane never race with another thread.
+padding a copy of the input, each tap checks whether it falls inside the image
+(outside counts as -inf). Planes are independent, so the backward's scatter-adds
+into one plane never race with another thread. Average pooling has no kernel here:
+one measured no faster than the reference's k*k vectorised slice sums
+(benchmarks/README.md), so every tier uses the reference for it.
 ``tinyres.ops.pool`` validates every size before these run, so all indices are in
 bounds.
 
@@ -65,58 +67,12 @@ def _max_backward(grad, index, dx):  # pragma: no cover - compiled
                     dx[b, ch, k // w, k % w] += grad[b, ch, oh, ow]
 
 
-@njit(parallel=True, cache=True)
-def _avg_forward(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - compiled
-    n, c, h, w = x.shape
-    ho, wo = out.shape[2], out.shape[3]
-    area = kh * kw
-    for p in prange(n * c):
-        b, ch = p // c, p % c
-        for oh in range(ho):
-            for ow in range(wo):
-                total = 0.0
-                for i in range(kh):
-                    r = oh * sh + i - ph
-                    if r < 0 or r >= h:
-                        continue
-                    for j in range(kw):
-                        col = ow * sw + j - pw
-                        if 0 <= col < w:
-                            total += x[b, ch, r, col]
-                out[b, ch, oh, ow] = total / area
-
-
-@njit(parallel=True, cache=True)
-def _avg_backward(grad, kh, kw, sh, sw, ph, pw, dx):  # pragma: no cover - compiled
-    n, c, h, w = dx.shape
-    ho, wo = grad.shape[2], grad.shape[3]
-    area = kh * kw
-    for p in prange(n * c):
-        b, ch = p // c, p % c
-        for oh in range(ho):
-            for ow in range(wo):
-                share = grad[b, ch, oh, ow] / area
-                for i in range(kh):
-                    r = oh * sh + i - ph
-                    if r < 0 or r >= h:
-                        continue
-                    for j in range(kw):
-                        col = ow * sw + j - pw
-                        if 0 <= col < w:
-                            dx[b, ch, r, col] += share
-
-
-def _out_shape(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
-               dilation: Pair = (1, 1)) -> tuple[int, ...]:
-    sizes = (output_size(*a) for a in zip(x_shape[2:], kernel, stride, padding, dilation))
-    return (*x_shape[:2], *sizes)
-
-
 def max_pool2d_forward(
     x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window maxima and the flat index (into H*W) of each winner."""
-    shape = _out_shape(x.shape, kernel, stride, padding, dilation)
+    sizes = (output_size(*a) for a in zip(x.shape[2:], kernel, stride, padding, dilation))
+    shape = (*x.shape[:2], *sizes)
     out = np.empty(shape, dtype=x.dtype)
     index = np.empty(shape, dtype=np.int64)
     _max_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, *dilation, out, index)
@@ -127,20 +83,4 @@ def max_pool2d_backward(grad: np.ndarray, index: np.ndarray, x_shape: tuple[int,
     """Add each output's gradient to the input element that won its window."""
     dx = np.zeros(x_shape, dtype=grad.dtype)
     _max_backward(np.ascontiguousarray(grad), index, dx)
-    return dx
-
-
-def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    """Window means, zero padding included in the count."""
-    out = np.empty(_out_shape(x.shape, kernel, stride, padding), dtype=x.dtype)
-    _avg_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, out)
-    return out
-
-
-def avg_pool2d_backward(
-    grad: np.ndarray, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair
-) -> np.ndarray:
-    """Every tap of a window gets grad / (kh*kw); taps on padding are skipped."""
-    dx = np.zeros(x_shape, dtype=grad.dtype)
-    _avg_backward(np.ascontiguousarray(grad), *kernel, *stride, *padding, dx)
     return dx
