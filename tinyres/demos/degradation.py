@@ -55,7 +55,9 @@ class Run:
 
     @property
     def name(self) -> str:
-        """>>> Run(56, residual=False).name
+        """A short name for tables and legends.
+
+        >>> Run(56, residual=False).name
         'plain-56'
         """
         return f"{'resnet' if self.residual else 'plain'}-{self.depth}"
