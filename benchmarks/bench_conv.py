@@ -78,31 +78,33 @@ def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int) -> float:
         return median_seconds(step, repeats=repeats, warmup=1)
 
 
-def time_torch(repeats: int) -> dict[str, float]:
+def time_torch(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
     import torch
 
-    results = {}
-    for shape in SHAPES:
-        _, _, _, _, _, _, stride, pad = shape
-        x_np, w_np = make_arrays(shape)
-        x = torch.tensor(x_np, requires_grad=True)
-        w = torch.tensor(w_np, requires_grad=True)
-        upstream = torch.ones(torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).shape)
+    _, _, _, _, _, _, stride, pad = shape
+    x_np, w_np = make_arrays(shape)
+    x = torch.tensor(x_np, requires_grad=True)
+    w = torch.tensor(w_np, requires_grad=True)
+    upstream = torch.ones(torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).shape)
 
-        def step(x=x, w=w, stride=stride, pad=pad, upstream=upstream):
-            x.grad = w.grad = None
-            torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
+    def step():
+        x.grad = w.grad = None
+        torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
 
-        results[label(shape)] = median_seconds(step, repeats=repeats, warmup=1)
-    results["threads"] = torch.get_num_threads()
-    return results
+    return {"seconds": median_seconds(step, repeats=repeats, warmup=1), "threads": torch.get_num_threads()}
 
 
-def torch_in_subprocess(repeats: int) -> dict[str, float] | None:
+# Thread settings tinyres may apply to itself (see benchmarks/README.md); PyTorch runs without them.
+THREAD_VARIABLES = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER")
+
+
+def torch_in_subprocess(index: int, repeats: int) -> dict[str, float] | None:
+    """PyTorch on SHAPES[index] in a fresh process with its default threads and settings."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--torch-only", "--repeats", str(repeats)],
-            capture_output=True, text=True, check=True,
+            [sys.executable, __file__, "--torch-only", str(index), "--repeats", str(repeats)],
+            capture_output=True, text=True, check=True, env=env,
         )
     except subprocess.CalledProcessError as error:
         print(f"PyTorch run failed (is torch installed?): {error.stderr.strip()[-300:]}")
@@ -111,11 +113,13 @@ def torch_in_subprocess(repeats: int) -> dict[str, float] | None:
 
 
 def run_table(tiers: list[str], repeats: int) -> None:
+    """One row per shape; PyTorch runs right before tinyres, so both see the same machine load."""
     print(f"before: {load_note()}")
-    torch_times = torch_in_subprocess(repeats)
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
     rows = []
-    for shape in SHAPES:
+    threads = None
+    for index, shape in enumerate(SHAPES):
+        theirs = torch_in_subprocess(index, repeats)
         row = [label(shape)]
         for tier in tiers:
             if tier == "reference" and reference_steps(shape) > REFERENCE_LIMIT:
@@ -123,18 +127,17 @@ def run_table(tiers: list[str], repeats: int) -> None:
                 continue
             row.append(f"{1000 * time_tinyres(shape, tier, repeats):.1f}")
         fastest = float(row[tiers.index("numba") + 1]) if "numba" in tiers else None
-        if torch_times:
-            theirs = 1000 * torch_times[label(shape)]
-            row.append(f"{theirs:.1f}")
-            row.append(f"{fastest / theirs:.2f}" if fastest else "-")
+        if theirs:
+            threads = theirs["threads"]
+            row.append(f"{1000 * theirs['seconds']:.1f}")
+            row.append(f"{fastest / (1000 * theirs['seconds']):.2f}" if fastest else "-")
         else:
             row += ["-", "-"]
         rows.append(row)
         print(" | ".join(row), flush=True)
     print()
     print(table(header, rows))
-    if torch_times:
-        print(f"\nPyTorch threads: {torch_times['threads']}; ratio = numba tier / PyTorch")
+    print(f"\nPyTorch threads: {threads}; ratio = numba tier / PyTorch, forward+backward")
     print(f"after: {load_note()}")
 
 
@@ -178,10 +181,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
-    parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.torch_only:
-        print(json.dumps(time_torch(args.repeats)))
+    if args.torch_only is not None:
+        print(json.dumps(time_torch(SHAPES[args.torch_only], args.repeats)))
     elif args.compile:
         run_compile()
     else:

@@ -7,7 +7,7 @@ The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for
   with rows written front to back. The GEMM result (N*Ho*Wo, C_out) *is* the output
   in NHWC; it is handed back as an NCHW view (no copy), and the next convolution's
   ``transpose(0, 2, 3, 1)`` of it is free again.
-- **Three BLAS products**: Y = cols @ W^T, dW = dY^T @ cols, dcols = dY @ W.
+- **Three BLAS products**: Y = cols @ W^T, dW^T = cols^T @ dY, dcols = dY @ W.
 - **col2im split by sample**: overlapping fields add onto the same pixels, so each
   thread owns whole samples and no two threads write to one pixel (no atomics).
 - **No saved columns**: backward rebuilds them (im2col is cheap next to a GEMM); the
@@ -144,13 +144,16 @@ def conv2d_backward(
     dilation: Pair,
     input_grad: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """(dx, dw, db): dW = dY^T @ cols, dX = col2im(dY @ W), db = column sums of dY."""
+    """(dx, dw, db): dW^T = cols^T @ dY, dX = col2im(dY @ W), db = column sums of dY."""
     N, C, H, W = x.shape
     C_out, _, kH, kW = w.shape
     Ho, Wo = grad.shape[2:]
     g = _nhwc(grad).reshape(N * Ho * Wo, C_out)
     cols = _columns(_nhwc(x), (kH, kW), stride, padding, dilation, Ho, Wo)
-    dw = np.ascontiguousarray((g.T @ cols).reshape(C_out, kH, kW, C).transpose(0, 3, 1, 2))
+    # cols^T @ dY, not the equal (dY^T @ cols)^T: OpenBLAS splits the work over the rows of
+    # the result, and a (C_out, M) @ (M, K) product with tiny C_out and huge M left its
+    # threads fighting over a few rows (seconds, not milliseconds, on a busy machine).
+    dw = np.ascontiguousarray((cols.T @ g).reshape(kH, kW, C, C_out).transpose(3, 2, 0, 1))
     db = g.sum(axis=0)
     if not input_grad:
         return None, dw, db
