@@ -11,17 +11,25 @@ the activation and the normalisation as options::
 A ``DemoNet`` of depth ``d`` is a one-stage ``CifarResNet`` (``tinyres.models.cifar``),
 with the same attribute names: a stem convolution, ``(d - 2) / 2`` blocks in ``layer1``,
 global average pooling and a linear classifier, so it counts ``d`` weighted layers as the
-paper's 6n+2 nets do. Unlike the CIFAR nets it keeps one width and resolution throughout
-(no downsampling), so every block's input has the same shape, the shortcut is a pure
-identity, and the gradient reaching each block can be compared block by block. And unlike
-``CifarResNet``, which always re-initialises as torchvision does, it lets the
-initialisation vary (``init``, applied to the convolutions, which have no bias):
+paper's 6n+2 nets do. It differs from ``CifarResNet`` in three ways, all for the sake of
+a clean measurement:
 
-- ``"default"``: PyTorch's default, as constructed (Kaiming uniform with a = sqrt(5), so
-  Var(w) = 1 / (3 fan_in));
-- ``"kaiming"``: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, Var(w) =
-  2 / fan_out (torchvision's ResNet initialisation);
-- ``"xavier"``: ``xavier_normal_``, Var(w) = 2 / (fan_in + fan_out).
+- one width and resolution throughout (no downsampling), so every block's input has the
+  same shape, the shortcut is a pure identity, and the gradient reaching each block can
+  be compared block by block;
+- without normalisation, the convolutions are PyTorch's default layer, *with* a bias
+  (the models' convolutions have none, as a bias before batch norm is cancelled by its
+  mean). Without a bias, a ReLU net at PyTorch's default initialisation also loses its
+  *forward* signal: at depth 110 the activations underflow to exactly 0 in float32, every
+  gradient is then 0, and the first/last gradient ratio is 0/0;
+- the initialisation is an option (``CifarResNet`` always re-initialises as torchvision
+  does). ``init``, applied to the convolutions:
+
+  - ``"default"``: PyTorch's default, as constructed (Kaiming uniform with a = sqrt(5), so
+    Var(w) = 1 / (3 fan_in); bias uniform in ±1/sqrt(fan_in));
+  - ``"kaiming"``: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, Var(w) =
+    2 / fan_out, biases zero (torchvision's ResNet initialisation);
+  - ``"xavier"``: ``xavier_normal_``, Var(w) = 2 / (fan_in + fan_out), biases zero.
 
 The classifier keeps PyTorch's default initialisation in all three, as torchvision's does.
 
@@ -75,11 +83,16 @@ class DemoNet(nn.Module):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         options = {"norm_layer": NORM_LAYERS[norm], "activation": ACTIVATIONS[activation]}
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=False)
+        with_bias = norm == "none"
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=with_bias)
         self.bn1 = NORM_LAYERS[norm](width)
         self.relu = ACTIVATIONS[activation]()  # torchvision's name, whatever the activation
         block = BasicBlock if residual else PlainBlock
         self.layer1 = make_stage(block, width, width, num_blocks, 1, shortcut=None, **options)
+        if with_bias:  # swap in PyTorch's default convolution layer (see the module docstring)
+            for b in self.layer1:
+                b.conv1 = nn.Conv2d(width, width, kernel_size=3, padding=1)
+                b.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, num_classes)
 
@@ -105,6 +118,8 @@ def initialise(net: nn.Module, init: str) -> None:
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             else:
                 nn.init.xavier_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def make_net(

@@ -157,15 +157,17 @@ def measure(
 
 
 def _ratio_cell(m: Measurement) -> str:
+    if m.block_zero[-1]:
+        return "0/0 (all)" if m.first_is_zero else "inf"
     return "0 (all)" if m.first_is_zero else fmt(m.ratio)
 
 
 def _change(m: Measurement) -> tuple[str, str]:
     """(kind of change, its size) of the gradient norm from the last block back to the first."""
+    if m.block_zero[-1]:
+        return f"is exactly 0 in {m.dtype} already at the last block", ""
     if m.first_is_zero:
         return f"vanishes to exactly 0 in {m.dtype}", ""
-    if math.isnan(m.ratio):
-        return "is undefined (the last block's gradient is 0)", ""
     if m.ratio < 0.1:
         return "shrinks", f"{fmt(1 / m.ratio)}-fold"
     if m.ratio > 10:
@@ -224,7 +226,9 @@ def table(setting: Setting, plain: list[Measurement], residual: list[Measurement
     for p, r in zip(plain, residual):
         lines.append(f"{p.depth:>6}{blocks_for_depth(p.depth):>8}{_ratio_cell(p):>12}{_ratio_cell(r):>12}")
     if any(m.first_is_zero for m in plain + residual):
-        lines.append("0 (all): every element of the first block's gradient is exactly 0 in float32")
+        both = " (0/0: the last block's too)" if any(m.block_zero[-1] for m in plain + residual) else ""
+        dtype = plain[0].dtype
+        lines.append(f"0 (all): every element of the first block's gradient is exactly 0 in {dtype}{both}")
     return "\n".join(lines)
 
 
@@ -405,7 +409,7 @@ def grid_table(results: dict[Setting, tuple[list, list]], header: str) -> str:
     cols = "".join(f"{'d' + str(d):>10}" for d in depths)
     lines = [
         "|dLoss/d(input of block 1)| / |dLoss/d(input of the last block)| at initialisation",
-        f"({header}; 0 (all): every element exactly 0 in float32)",
+        f"({header}; 0 (all): every element exactly 0 in {next(iter(results.values()))[0][0].dtype})",
         f"{'activation':<11}{'init':<9}{'norm':<7}{'plain':>{len(cols)}} |{'residual':>{len(cols)}}",
         f"{'':<27}{cols} |{cols}",
     ]
