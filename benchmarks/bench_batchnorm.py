@@ -1,6 +1,7 @@
 """Benchmark batch norm, ReLU, add and max pooling (fwd+bwd): tiers next to PyTorch CPU.
 
     python benchmarks/bench_batchnorm.py                # the table for benchmarks/README.md
+    python benchmarks/bench_batchnorm.py --only batch   # just the rows naming "batch"
     python benchmarks/bench_batchnorm.py --sizes        # ReLU/add by array size (FAST_SIZE)
     python benchmarks/bench_batchnorm.py --compile      # first call in a fresh process
 
@@ -70,31 +71,33 @@ def make_step(lib, shape: tuple[int, ...], fn: Callable, seed: int = 0) -> Calla
     return step
 
 
-def time_tinyres(tier: str, repeats: int) -> dict[str, float]:
+def time_cases(lib, repeats: int, only: str) -> dict[str, float]:
+    return {
+        name: median_seconds(make_step(lib, shape, fn), repeats=repeats, warmup=2)
+        for name, (shape, fn) in layer_cases(lib).items()
+        if only in name
+    }
+
+
+def time_tinyres(tier: str, repeats: int, only: str) -> dict[str, float]:
     import tinyres
 
     with tinyres.kernels.use_tier(tier):
-        return {
-            name: median_seconds(make_step(tinyres, shape, fn), repeats=repeats, warmup=2)
-            for name, (shape, fn) in layer_cases(tinyres).items()
-        }
+        return time_cases(tinyres, repeats, only)
 
 
-def time_torch(repeats: int) -> dict[str, float]:
+def time_torch(repeats: int, only: str) -> dict[str, float]:
     import torch
 
-    results = {
-        name: median_seconds(make_step(torch, shape, fn), repeats=repeats, warmup=2)
-        for name, (shape, fn) in layer_cases(torch).items()
-    }
+    results = time_cases(torch, repeats, only)
     results["threads"] = torch.get_num_threads()
     return results
 
 
-def torch_in_subprocess(repeats: int) -> dict[str, float] | None:
+def torch_in_subprocess(repeats: int, only: str) -> dict[str, float] | None:
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--torch-only", "--repeats", str(repeats)],
+            [sys.executable, __file__, "--torch-only", "--repeats", str(repeats), "--only", only],
             capture_output=True, text=True, check=True,
         )
     except subprocess.CalledProcessError as error:
@@ -103,10 +106,10 @@ def torch_in_subprocess(repeats: int) -> dict[str, float] | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(repeats: int) -> None:
+def run_table(repeats: int, only: str) -> None:
     print(f"before: {load_note()}")
-    torch_times = torch_in_subprocess(repeats)
-    ours = {tier: time_tinyres(tier, repeats) for tier in ("reference", "numba")}
+    torch_times = torch_in_subprocess(repeats, only)
+    ours = {tier: time_tinyres(tier, repeats, only) for tier in ("reference", "numba")}
     rows = []
     for name in ours["numba"]:
         row = [name, f"{1000 * ours['reference'][name]:.2f}", f"{1000 * ours['numba'][name]:.2f}",
@@ -199,16 +202,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--sizes", action="store_true", help="ReLU/add: NumPy vs Numba by size")
     parser.add_argument("--compile", action="store_true", help="first-call time, cold and warm cache")
+    parser.add_argument("--only", default="", help="only the rows whose name contains this")
     parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only:
-        print(json.dumps(time_torch(args.repeats)))
+        print(json.dumps(time_torch(args.repeats, args.only)))
     elif args.sizes:
         run_sizes(args.repeats)
     elif args.compile:
         run_compile()
     else:
-        run_table(args.repeats)
+        run_table(args.repeats, args.only)
 
 
 if __name__ == "__main__":

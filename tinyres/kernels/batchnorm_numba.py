@@ -4,9 +4,10 @@ Same formulas and signatures as ``batchnorm_reference`` (read that first), arran
 to touch memory as little as possible, since batch norm does almost no arithmetic
 per byte:
 
-- forward, training: one pass gathers sum and sum of squares per channel (shifted by
-  the channel's first value, so a large mean cannot cancel away the variance, and
-  accumulated in float64), one pass writes y = a*x + b with a = gamma*inv_std;
+- forward, training: per channel, one pass gathers sum and sum of squares (shifted
+  by the channel's first value, so a large mean cannot cancel away the variance,
+  and accumulated in float64), and a second writes y = a*x + b with
+  a = gamma*inv_std;
 - backward: one pass gathers sum(dy) and sum(dy*xhat), recomputing xhat from x
   instead of storing it, one pass writes dx.
 
@@ -36,36 +37,54 @@ from numba import njit, prange
 REASSOCIATE = {"reassoc"}
 
 
-@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def _statistics(x, eps):  # pragma: no cover - compiled
-    n, c, s = x.shape
-    mean = np.empty(c, np.float64)
-    var = np.empty(c, np.float64)
+@njit(cache=True, fastmath=REASSOCIATE)
+def _channel_statistics(x, ch):  # pragma: no cover - compiled
+    """Mean and biased variance of channel ``ch``, in float64."""
+    n, _, s = x.shape
     m = n * s
+    shift = np.float64(x[0, ch, 0])
+    total = 0.0
+    squares = 0.0
+    for i in range(n):
+        for j in range(s):
+            d = np.float64(x[i, ch, j]) - shift
+            total += d
+            squares += d * d
+    return shift + total / m, max((squares - total * total / m) / m, 0.0)
+
+
+@njit(cache=True)
+def _channel_affine(x, ch, scale, shift, out):  # pragma: no cover - compiled
+    """out = scale[ch] * x + shift[ch] on channel ``ch`` (scale, shift of x's dtype)."""
+    n, _, s = x.shape
+    a = scale[ch]
+    b = shift[ch]
+    for i in range(n):
+        for j in range(s):
+            out[i, ch, j] = a * x[i, ch, j] + b
+
+
+@njit(parallel=True, cache=True)
+def _train_forward(x, gamma, beta, eps, out, mean, var):  # pragma: no cover - compiled
+    c = x.shape[1]
+    # Arrays of x's dtype, so the affine pass multiplies in float32 for float32 data.
+    scale = np.empty(c, x.dtype)
+    shift = np.empty(c, x.dtype)
     for ch in prange(c):
-        shift = np.float64(x[0, ch, 0])
-        total = 0.0
-        squares = 0.0
-        for i in range(n):
-            for j in range(s):
-                d = np.float64(x[i, ch, j]) - shift
-                total += d
-                squares += d * d
-        mean[ch] = shift + total / m
-        var[ch] = max((squares - total * total / m) / m, 0.0)
-    return mean, var
+        mu, v = _channel_statistics(x, ch)
+        mean[ch] = mu
+        var[ch] = v
+        a = gamma[ch] / np.sqrt(v + eps)
+        scale[ch] = a
+        shift[ch] = beta[ch] - mu * a
+        # Right after the statistics: the channel's data is still in this core's cache.
+        _channel_affine(x, ch, scale, shift, out)
 
 
 @njit(parallel=True, cache=True)
 def _affine(x, scale, shift, out):  # pragma: no cover - compiled
-    """out = scale[c] * x + shift[c]."""
-    n, c, s = x.shape
-    for ch in prange(c):
-        a = scale[ch]
-        b = shift[ch]
-        for i in range(n):
-            for j in range(s):
-                out[i, ch, j] = a * x[i, ch, j] + b
+    for ch in prange(x.shape[1]):
+        _channel_affine(x, ch, scale, shift, out)
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
@@ -104,10 +123,11 @@ def train_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y, mean, biased var, inv_std of an (N, C, S) batch (see the reference)."""
     x = np.ascontiguousarray(x)
-    mean, var = _statistics(x, eps)
+    c = x.shape[1]
+    out, mean, var = np.empty_like(x), np.empty(c), np.empty(c)
+    _train_forward(x, gamma.astype(np.float64), beta.astype(np.float64), eps, out, mean, var)
     inv_std = 1.0 / np.sqrt(var + eps)
-    y = eval_forward(x, mean, inv_std, gamma, beta)
-    return y, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
+    return out, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
 def eval_forward(
