@@ -159,7 +159,7 @@ def figure(spectra: dict[str, np.ndarray], title: str, words: str) -> Figure:
         ax.set_title(panel)
         ax.set_xlabel("singular value index (largest first)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 0.1))  # clear of the floor
     axes[0].set_ylabel("singular value of dy/dx")
     fig.suptitle(title, fontsize=11)
     fig.text(0.5, 0.01, words, ha="center", va="bottom", fontsize=8.5, wrap=True)
