@@ -1,0 +1,332 @@
+"""tinyres.models: parameter counts, torchvision state-dict layout, PyTorch cross-checks,
+gradient checks of whole blocks, zero-init of residual branches, and refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import tinyres as tr
+from tinyres import models, nn
+from tinyres.models.blocks import PadShortcut, init_resnet_weights, projection_shortcut
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+IMAGENET_COUNTS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+}
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- counts and layout ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(IMAGENET_COUNTS))
+def test_imagenet_counts_and_torchvision_state_dict(name):
+    model = models.MODELS[name]()
+    assert n_params(model) == IMAGENET_COUNTS[name]
+    if not HAS_TORCH:
+        return
+    from tests.torch_models import torch_imagenet
+
+    reference = torch_imagenet(name)
+    assert sum(p.numel() for p in reference.parameters()) == IMAGENET_COUNTS[name]
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert list(ours) == list(theirs)  # same keys in the same order
+    assert ours == theirs
+
+
+def test_imagenet_state_dict_names_without_torch():
+    keys = list(models.resnet50().state_dict())
+    for key in ["conv1.weight", "bn1.running_mean", "bn1.num_batches_tracked", "layer1.0.conv3.weight",
+                "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "fc.bias"]:
+        assert key in keys
+    assert "layer1.1.downsample.0.weight" not in keys  # only the first block of a stage projects
+
+
+@pytest.mark.parametrize(
+    ("build", "count"),
+    [
+        (lambda: models.resnet20(), 269_722),  # the paper's 0.27M
+        (lambda: models.resnet20(shortcut="B"), 272_474),  # + two 1x1 projections with BN
+        (lambda: models.plain20(), 269_722),  # option A adds nothing, so the same
+        (lambda: models.resnet110(), 1_727_962),
+        # BN moves: +BN(64) at the end, -BN(16) at the stem, and the first blocks of stages
+        # 2 and 3 normalise their 16- and 32-channel inputs: 128 - 32 - 32 - 64 = 0
+        (lambda: models.preact_resnet20(), 269_722),
+    ],
+)
+def test_cifar_counts(build, count):
+    assert n_params(build()) == count
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+@pytest.mark.parametrize(("block", "shortcut"), [("basic", "A"), ("basic", "B"), ("plain", None),
+                                                 ("preact", "A"), ("preact", "B")])
+def test_cifar_state_dict_matches_reference(depth, block, shortcut):
+    pytest.importorskip("torch")
+    from tests.torch_models import TorchCifarResNet
+
+    ours = models.CifarResNet(depth, block=block, shortcut=shortcut)
+    reference = TorchCifarResNet(depth, block=block, shortcut=shortcut or "A")
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in reference.state_dict().items()
+    }
+
+
+def test_cifar_stage_shapes():
+    s = tr.summary(models.resnet20(), (2, 3, 32, 32))
+    assert [s.row(f"layer{i}").output_shape for i in (1, 2, 3)] == [
+        (2, 16, 32, 32), (2, 32, 16, 16), (2, 64, 8, 8)
+    ]
+    assert len([m for m in models.resnet56().modules() if isinstance(m, nn.Conv2d)]) == 6 * 9 + 1
+
+
+def test_initialisation_as_torchvision():
+    tr.manual_seed(0)
+    model = models.resnet18()
+    w = model.layer3[0].conv1.weight.detach().numpy()
+    fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+    assert abs(w.std() / np.sqrt(2.0 / fan_out) - 1) < 0.05  # Kaiming normal, fan_out, ReLU
+    assert abs(w.mean()) < 0.05 * w.std()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert np.all(m.weight.detach().numpy() == 1) and np.all(m.bias.detach().numpy() == 0)
+
+
+# ---- zero_init_residual ---------------------------------------------------------------
+
+
+def test_zero_init_residual_zeroes_last_bn():
+    for model, last in [(models.resnet18(zero_init_residual=True), "bn2"),
+                        (models.resnet50(zero_init_residual=True), "bn3"),
+                        (models.resnet20(zero_init_residual=True), "bn2"),
+                        (models.preact_resnet20(zero_init_residual=True), "bn2")]:
+        blocks = [m for m in model.modules() if isinstance(m, (models.BasicBlock, models.Bottleneck,
+                                                               models.PreActBlock))]
+        assert blocks
+        for block in blocks:
+            assert np.all(getattr(block, last).weight.detach().numpy() == 0)
+            assert np.all(block.bn1.weight.detach().numpy() == 1)
+    assert np.all(models.resnet18().layer1[0].bn2.weight.detach().numpy() == 1)  # off by default
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: models.BasicBlock(4, 4),
+        lambda: models.BasicBlock(4, 8, 2, PadShortcut(4, 8, 2)),
+        lambda: models.Bottleneck(4, 2, 2, projection_shortcut(4, 8, 2)),
+        lambda: models.PreActBlock(4, 8, 2, projection_shortcut(4, 8, 2)),
+    ],
+)
+def test_zero_init_block_is_its_shortcut(make):
+    block = make()
+    init_resnet_weights(block, zero_init_residual=True)
+    x = tr.randn(2, 4, 6, 6)
+    with tr.no_grad():
+        shortcut = x if block.downsample is None else block.downsample(
+            block.relu(block.bn1(x)) if isinstance(block, models.PreActBlock) else x
+        )
+        expected = shortcut if isinstance(block, models.PreActBlock) else shortcut.relu()
+        np.testing.assert_allclose(block(x).numpy(), expected.numpy(), atol=1e-6)
+
+
+# ---- gradient checks of whole blocks (float64, train mode) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "in_channels"),
+    [
+        (lambda: models.BasicBlock(3, 3), 3),
+        (lambda: models.BasicBlock(2, 3, 2, projection_shortcut(2, 3, 2)), 2),
+        (lambda: models.BasicBlock(2, 3, 2, PadShortcut(2, 3, 2)), 2),
+        (lambda: models.Bottleneck(4, 1), 4),
+        (lambda: models.Bottleneck(2, 1, 2, projection_shortcut(2, 4, 2)), 2),
+        (lambda: models.PreActBlock(2, 3, 2, PadShortcut(2, 3, 2)), 2),
+        (lambda: models.PlainBlock(2, 3, 2), 2),
+    ],
+    ids=["basic", "basic-B", "basic-A", "bottleneck", "bottleneck-down", "preact-A", "plain"],
+)
+def test_block_gradcheck_train_mode(make, in_channels):
+    tr.manual_seed(1)
+    block = make().double().train()
+    rng = np.random.default_rng(2)
+    for m in block.modules():  # non-trivial BN affine parameters
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
+            m.bias.data[...] = rng.normal(0, 0.2, m.bias.shape)
+    x = tr.tensor(rng.standard_normal((2, in_channels, 4, 4)), requires_grad=True)
+    params = list(block.parameters())
+    assert tr.gradcheck(lambda x, *ps: block(x), (x, *params), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("block", "options"),
+    [("basic", {}), ("preact", {"shortcut": "B"}), ("plain", {"activation": "tanh", "norm": "none"})],
+)
+def test_whole_cifar_network_input_gradcheck(block, options):
+    tr.manual_seed(3)
+    model = models.CifarResNet(8, block=block, **options).double().train()
+    x = tr.tensor(np.random.default_rng(4).standard_normal((2, 3, 4, 4)), requires_grad=True)
+    assert tr.gradcheck(model, (x,))
+
+
+# ---- options and refusals -------------------------------------------------------------
+
+
+def test_activation_and_norm_options():
+    model = models.resnet20(activation="sigmoid", norm="none")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "BatchNorm2d" not in kinds and "ReLU" not in kinds and "Sigmoid" in kinds
+    bn_params = 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64)  # stem BN and two per block
+    assert n_params(model) == 269_722 - bn_params
+    assert model(tr.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: models.CifarResNet(21), "6n\\+2"),
+        (lambda: models.CifarResNet(20, block="dense"), "block='dense'"),
+        (lambda: models.CifarResNet(20, shortcut="C"), "shortcut='C'"),
+        (lambda: models.CifarResNet(20, activation="gelu"), "activation='gelu'"),
+        (lambda: models.CifarResNet(20, norm="layer"), "norm='layer'"),
+        (lambda: models.plain20(shortcut="A"), "plain network has no shortcuts"),
+        (lambda: models.plain20(zero_init_residual=True), "zero_init_residual"),
+        (lambda: models.resnet20(norm="none", zero_init_residual=True), "zero_init_residual"),
+        (lambda: models.BasicBlock(16, 32, stride=2), "16 -> 32 channels with stride 2"),
+        (lambda: models.Bottleneck(64, 64), "64 -> 256 channels"),
+        (lambda: PadShortcut(8, 4, 2), "outplanes >= inplanes"),
+        (lambda: models.ResNet(models.BasicBlock, [2, 2, 2]), "four stages"),
+    ],
+)
+def test_refusals(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_pad_shortcut_rejects_wrong_channels():
+    with pytest.raises(ValueError, match=r"expects \(N, 4, H, W\)"):
+        PadShortcut(4, 8, 2)(tr.zeros(1, 3, 4, 4))
+
+
+def test_pad_shortcut_matches_definition():
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    out = PadShortcut(3, 5, 2)(tr.tensor(x)).numpy()
+    assert out.shape == (2, 5, 3, 4)
+    np.testing.assert_array_equal(out[:, :3], x[:, :, ::2, ::2])
+    assert np.all(out[:, 3:] == 0)
+
+
+# ---- cross-checks against PyTorch (same weights, float32) -----------------------------
+
+
+def assert_close(ours: np.ndarray, theirs: np.ndarray, what: str, rel: float, floor: float = 0.0) -> None:
+    """Scale-relative comparison: max |ours - theirs| <= rel * max(max |theirs|, floor).
+
+    Elementwise relative error is meaningless for elements near zero, where float32
+    sums in a different order differ by their rounding; the scale is the tensor's, or
+    ``floor`` for a tensor that is zero in exact arithmetic (see ``cross_check``).
+    """
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
+    scale = max(float(np.max(np.abs(theirs))), floor, 1e-30)
+    error = float(np.max(np.abs(ours.astype(np.float64) - theirs))) / scale
+    assert error <= rel, f"{what}: relative error {error:.2e} > {rel:.0e}"
+
+
+def cross_check(ours, theirs, input_shape, seed=0, dtype=np.float32, train_steps=1):
+    """Copy ``theirs``' weights into ``ours``; compare logits, gradients, running stats.
+
+    float32 results must agree to 1e-4 of each tensor's scale. Training-mode BN makes
+    the backward pass subtract nearly equal numbers when a channel has few values at
+    the last stage (batch 2 at 1x1: PyTorch's own float32 gradients are then 1e-2 away
+    from its float64 ones), so the float32 checks use inputs where PyTorch float32
+    agrees with float64 to about 1e-5; the float64 runs check every case to 1e-9.
+    Some gradients are zero in exact arithmetic (a pre-activation projection's BN
+    bias, whose shift the next training-mode BN removes) and are float noise in both
+    libraries; parameter gradients are therefore measured against at least 1/1000 of
+    the model's largest parameter gradient.
+    """
+    import torch
+
+    from tests.torch_models import numpy_state, randomize_batchnorm
+
+    rel = 1e-4 if dtype == np.float32 else 1e-9
+    if dtype == np.float64:
+        ours.double()
+        theirs.double()
+    randomize_batchnorm(theirs, seed)
+    ours.load_state_dict(numpy_state(theirs))
+    rng = np.random.default_rng(seed)
+    for mode in ("train", "eval"):
+        ours.train(mode == "train")
+        theirs.train(mode == "train")
+        for _ in range(train_steps if mode == "train" else 1):
+            x = rng.standard_normal(input_shape).astype(dtype)
+            xo, xt = tr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+            yo, yt = ours(xo), theirs(xt)
+            assert_close(yo.detach().numpy(), yt.detach().numpy(), f"{mode} logits", rel)
+            upstream = rng.standard_normal(yt.shape).astype(dtype)
+            ours.zero_grad()
+            theirs.zero_grad()
+            (yo * tr.tensor(upstream)).sum().backward()
+            (yt * torch.tensor(upstream)).sum().backward()
+            assert_close(xo.grad.numpy(), xt.grad.numpy(), f"{mode} input gradient", rel)
+            named = dict(theirs.named_parameters())
+            floor = 1e-3 * max(float(p.grad.abs().max()) for p in named.values())
+            for name, p in ours.named_parameters():
+                theirs_grad = named[name].grad.numpy()
+                assert_close(p.grad.numpy(), theirs_grad, f"{mode} gradient of {name}", rel, floor)
+        theirs_state = numpy_state(theirs)
+        for name, value in ours.state_dict().items():  # running statistics moved alike
+            assert_close(value.numpy(), theirs_state[name], f"{mode} state {name}", rel)
+
+
+DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_resnet18_matches_pytorch(dtype):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import torch_imagenet
+
+    torch.manual_seed(0)
+    cross_check(models.resnet18(num_classes=10), torch_imagenet("resnet18", 10), (2, 3, 64, 64), dtype=dtype)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bottleneck_resnet_matches_pytorch(dtype):
+    """ResNet-50's layers with one bottleneck per stage (its layout is checked above)."""
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import TorchBottleneck, TorchResNet
+
+    torch.manual_seed(0)
+    ours = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=10)
+    theirs = TorchResNet(TorchBottleneck, [1, 1, 1, 1], num_classes=10)
+    cross_check(ours, theirs, (2, 3, 64, 64), dtype=dtype)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("block", "shortcut"), [("basic", "A"), ("basic", "B"), ("plain", None),
+                                                 ("preact", "A"), ("preact", "B")])
+def test_cifar_resnet20_matches_pytorch(block, shortcut):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import TorchCifarResNet
+
+    torch.manual_seed(0)
+    ours = models.CifarResNet(20, block=block, shortcut=shortcut)
+    theirs = TorchCifarResNet(20, block=block, shortcut=shortcut or "A")
+    cross_check(ours, theirs, (4, 3, 32, 32), train_steps=2)
