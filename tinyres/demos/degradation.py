@@ -72,12 +72,15 @@ def runs_for(depths: tuple[int, ...]) -> list[Run]:
     return [Run(d, residual) for residual in (False, True) for d in depths]
 
 
-def recipe(quick: bool, epochs: int | None, seed: int) -> TrainConfig:
-    """The paper's recipe (SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50%
-    and 75% of training), scaled to the digits: 1-pixel pad-and-crop and no flips (a
-    mirrored digit is another symbol or none)."""
+def recipe(
+    quick: bool, epochs: int | None, seed: int, batch: int | None = None, lr: float = 0.1
+) -> TrainConfig:
+    """The paper's recipe (SGD, batch 128, momentum 0.9, weight decay 1e-4, lr 0.1 divided
+    by 10 at 50% and 75% of training), scaled to the digits: 1-pixel pad-and-crop and no
+    flips (a mirrored digit is another symbol or none)."""
     epochs = epochs or (2 if quick else 20)
-    return TrainConfig(epochs=epochs, batch_size=64 if quick else 128, lr=0.1, momentum=0.9,
+    batch = batch or (64 if quick else 128)
+    return TrainConfig(epochs=epochs, batch_size=batch, lr=lr, momentum=0.9,
                        weight_decay=1e-4, padding=1, flip=False, seed=seed)
 
 
@@ -251,6 +254,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
                         help="two 6n+2 depths (default: 20 56; --quick: 8 14)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 20 (--quick: 2)")
+    parser.add_argument("--batch", type=int, default=None, help="default: 128 (--quick: 64)")
+    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="depths 8 and 14, 2 epochs, 128 training images: a smoke test for CI")
@@ -264,7 +269,7 @@ def depths_of(args: argparse.Namespace) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     depths = depths_of(args)
-    config = recipe(args.quick, args.epochs, args.seed)
+    config = recipe(args.quick, args.epochs, args.seed, args.batch, args.lr)
     folder = out_dir(args.out)
     results, _ = trained_models(depths, config, args.quick, folder / "runs", not args.no_progress)
     words = sentence(results, depths, config.epochs)

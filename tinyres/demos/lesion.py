@@ -113,6 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
                         help="as for demo degradation; the DEEP nets are lesioned (default: 20 56)")
     parser.add_argument("--epochs", type=int, default=None, help="as for demo degradation")
+    parser.add_argument("--batch", type=int, default=None, help="as for demo degradation")
+    parser.add_argument("--lr", type=float, default=0.1, help="as for demo degradation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the --quick nets of demo degradation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -123,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     deep = depths_of(args)[1]
-    config = recipe(args.quick, args.epochs, args.seed)
+    config = recipe(args.quick, args.epochs, args.seed, args.batch, args.lr)
     models, test_data = trained_models(depths_of(args), config, args.quick, out_dir(args.runs),
                                        not args.no_progress, select=lambda r: r.depth == deep)
     results = {}

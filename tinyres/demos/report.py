@@ -1,7 +1,7 @@
 """What every demo writes: a table (printed and saved as text), a JSON file and a PNG.
 
->>> fmt(1.8e-7), fmt(0.75), fmt(4.2e6), fmt(0.0), fmt(float("nan"))
-('1.8e-7', '0.75', '4.2e6', '0', 'nan')
+>>> fmt(1.8e-7), fmt(0.0034), fmt(0.75), fmt(113.0), fmt(4.2e6), fmt(0.0), fmt(float("nan"))
+('1.8e-7', '0.0034', '0.75', '110', '4.2e6', '0', 'nan')
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ def fmt(x: float) -> str:
     """Two significant digits, exponents written short (1.8e-7), as the text quotes them."""
     if x == 0 or math.isnan(x) or math.isinf(x):
         return "0" if x == 0 else str(x)
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{float(f'{x:.2g}'):g}"
     mantissa, _, exponent = f"{x:.2g}".partition("e")
     return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
