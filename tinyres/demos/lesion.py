@@ -103,7 +103,7 @@ def figure(results: dict[str, dict], words: str, title: str) -> Figure:
     ax.set(xlabel="deleted block (grey lines: stage-changing blocks, not deletable)",
            ylabel="test accuracy (%)", title=title, ylim=(0, 100))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, 140)), ha="center", va="bottom", fontsize=8.5)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
