@@ -8,6 +8,8 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
+# First, before anything imports NumPy: calms the thread pools (see tinyres/threads.py).
+import tinyres.threads  # noqa: F401  (imported for its effect)
 from tinyres import kernels, models, nn, optim
 from tinyres.creation import (
     arange,
