@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from matplotlib.ticker import MaxNLocator
 import tinyres as tr
 from tinyres import nn
 from tinyres.data import ArrayDataset, load_digits
-from tinyres.demos.report import out_dir, write_outputs
+from tinyres.demos.report import caption, out_dir, write_outputs
 from tinyres.models import CifarResNet
 from tinyres.training import TrainConfig, train
 
@@ -241,16 +240,15 @@ def figure(results: dict[Run, tuple], words: str, title: str) -> Figure:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     grad_axes[0].set_ylabel("|dLoss/dW| per layer (epoch mean)")
-    fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, 150)), ha="center", va="bottom", fontsize=8.5)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    caption(fig, words, title, room=0.06)
     return fig
 
 
 # ---- command line ---------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that pick the trained nets (shared with ``demo lesion``, which reuses them)."""
     parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
                         help="two 6n+2 depths (default: 20 56; --quick: 8 14)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 20 (--quick: 2)")
@@ -260,6 +258,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="depths 8 and 14, 2 epochs, 128 training images: a smoke test for CI")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
     parser.add_argument("--out", default="results/degradation", help="output folder (runs cached inside)")
 
 

@@ -37,9 +37,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import tinyres as tr
-from tinyres.demos.nets import ACTIVATIONS, INITS, NORM_LAYERS, NORMS, initialise
-from tinyres.demos.report import fmt, out_dir, write_outputs
-from tinyres.demos.vanishing import Setting
+from tinyres.demos.nets import ACTIVATIONS, NORM_LAYERS, initialise
+from tinyres.demos.report import caption, fmt, out_dir, write_outputs
+from tinyres.demos.vanishing import Setting, add_setting_arguments
 from tinyres.models.blocks import BasicBlock
 
 NAME = "jacobian"
@@ -161,16 +161,12 @@ def figure(spectra: dict[str, np.ndarray], title: str, words: str) -> Figure:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 0.1))  # clear of the floor
     axes[0].set_ylabel("singular value of dy/dx")
-    fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.01, words, ha="center", va="bottom", fontsize=8.5, wrap=True)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    caption(fig, words, title)
     return fig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
-    parser.add_argument("--init", choices=INITS, default="default", help="default = PyTorch's")
-    parser.add_argument("--norm", choices=NORMS, default="none")
+    add_setting_arguments(parser)
     parser.add_argument("--width", type=int, default=8, help="channels of the block")
     parser.add_argument("--size", type=int, default=6, help="height and width of the input")
     parser.add_argument("--seed", type=int, default=0)

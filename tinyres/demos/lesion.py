@@ -18,7 +18,6 @@ paper.
 from __future__ import annotations
 
 import argparse
-import textwrap
 from dataclasses import asdict
 
 import numpy as np
@@ -26,8 +25,8 @@ from matplotlib.figure import Figure
 
 from tinyres import nn
 from tinyres.data import ArrayDataset, DataLoader
-from tinyres.demos.degradation import Run, depths_of, recipe, trained_models
-from tinyres.demos.report import out_dir, write_outputs
+from tinyres.demos.degradation import Run, add_recipe_arguments, depths_of, recipe, trained_models
+from tinyres.demos.report import caption, out_dir, write_outputs
 from tinyres.models import CifarResNet
 from tinyres.training import evaluate
 
@@ -104,20 +103,12 @@ def figure(results: dict[str, dict], words: str, title: str) -> Figure:
            ylabel="test accuracy (%)", title=title, ylim=(0, 100))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
-    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, 140)), ha="center", va="bottom", fontsize=8.5)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    caption(fig, words, width=140)
     return fig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
-                        help="as for demo degradation; the DEEP nets are lesioned (default: 20 56)")
-    parser.add_argument("--epochs", type=int, default=None, help="as for demo degradation")
-    parser.add_argument("--batch", type=int, default=None, help="as for demo degradation")
-    parser.add_argument("--lr", type=float, default=0.1, help="as for demo degradation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="the --quick nets of demo degradation")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_recipe_arguments(parser)  # the same options as demo degradation pick the same cached nets
     parser.add_argument("--runs", default="results/degradation/runs",
                         help="where demo degradation caches its trained nets")
     parser.add_argument("--out", default="results/lesion", help="output folder")

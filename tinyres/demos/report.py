@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,15 @@ def fmt(x: float) -> str:
         return f"{float(f'{x:.2g}'):g}"
     mantissa, _, exponent = f"{x:.2g}".partition("e")
     return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def caption(fig: Figure, words: str, title: str | None = None, width: int = 150, room: float = 0.07) -> None:
+    """Write ``words`` (the demo's sentence) under the plots and ``title`` over them, then lay
+    the plots out in the space left (``room``: the fraction of the height kept for the words)."""
+    if title is not None:
+        fig.suptitle(title, fontsize=11)
+    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, width)), ha="center", va="bottom", fontsize=8.5)
+    fig.tight_layout(rect=(0, room, 1, 0.97 if title is not None else 1))
 
 
 def out_dir(path: str | Path) -> Path:

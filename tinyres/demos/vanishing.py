@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -40,7 +39,7 @@ from tqdm import tqdm
 
 import tinyres as tr
 from tinyres.demos.nets import ACTIVATIONS, INITS, NORMS, blocks_for_depth, make_net
-from tinyres.demos.report import fmt, out_dir, write_outputs
+from tinyres.demos.report import caption, fmt, out_dir, write_outputs
 from tinyres.nn import functional as F
 
 NAME = "vanishing"
@@ -296,9 +295,7 @@ def figure(setting: Setting, plain: list[Measurement], residual: list[Measuremen
         if zeros_drawn:
             axes[row, 0].plot([], [], "v", mfc="none", color="gray", label="exactly 0 (drawn at the floor)")
         axes[row, 0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Gradient norms at initialisation: {setting.label()}", fontsize=13)
-    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, 130)), ha="center", va="bottom", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    caption(fig, words, f"Gradient norms at initialisation: {setting.label()}", width=130, room=0.06)
     return fig
 
 
@@ -335,10 +332,15 @@ def grid_figure(results: dict[Setting, tuple[list[Measurement], list[Measurement
 # ---- command line ---------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """--activation, --init, --norm: the fields of a ``Setting`` (also used by demo jacobian)."""
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     parser.add_argument("--init", choices=INITS, default="default", help="default = PyTorch's")
     parser.add_argument("--norm", choices=NORMS, default="none")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_setting_arguments(parser)
     parser.add_argument("--depths", type=int, nargs="+", default=None,
                         help="depths in weighted layers, 2 + 2 per block (default: 20 56 110)")
     parser.add_argument("--batch", type=int, default=None, help="default: 32")
