@@ -65,24 +65,16 @@ def inits(seed=1):
 # ---- against PyTorch ------------------------------------------------------------------
 
 
-@pytest.mark.torch
-@pytest.mark.parametrize("settings", SGD_SETTINGS, ids=str)
-def test_sgd_matches_torch_over_several_steps(settings):
-    torch = pytest.importorskip("torch")
-    grads = gradient_sequence(SHAPES, 6)
-    ours, _ = run_tinyres(lambda ps: SGD(ps, **settings), inits(), grads)
-    theirs = run_torch(torch, lambda ps: torch.optim.SGD(ps, **settings), inits(), grads)
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+OPTIMIZER_CASES = [("SGD", s) for s in SGD_SETTINGS] + [("Adam", s) for s in ADAM_SETTINGS]
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("settings", ADAM_SETTINGS, ids=str)
-def test_adam_matches_torch_over_several_steps(settings):
+@pytest.mark.parametrize("name, settings", OPTIMIZER_CASES, ids=str)
+def test_optimizer_matches_torch_over_several_steps(name, settings):
     torch = pytest.importorskip("torch")
     grads = gradient_sequence(SHAPES, 6)
-    ours, _ = run_tinyres(lambda ps: Adam(ps, **settings), inits(), grads)
-    theirs = run_torch(torch, lambda ps: torch.optim.Adam(ps, **settings), inits(), grads)
+    ours, _ = run_tinyres(lambda ps: getattr(tr.optim, name)(ps, **settings), inits(), grads)
+    theirs = run_torch(torch, lambda ps: getattr(torch.optim, name)(ps, **settings), inits(), grads)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -221,7 +213,8 @@ def test_parameters_without_gradient_are_left_alone():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda ps: SGD(ps, lr=-1.0), "learning rate"),
+        (lambda ps: SGD(ps, lr=-1.0), "invalid lr"),
+        (lambda ps: Adam(ps, eps=-1.0), "invalid eps"),
         (lambda ps: SGD(ps, lr=0.1, nesterov=True), "Nesterov"),
         (lambda ps: Adam(ps, betas=(0.9, 1.0)), "beta"),
         (lambda ps: SGD([], lr=0.1), "empty"),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Tensor
-from tinyres.optim.optimizer import Optimizer
+from tinyres.optim.optimizer import Optimizer, check_non_negative
 
 
 class Adam(Optimizer):
@@ -41,15 +41,10 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
     ):
-        if lr < 0:
-            raise ValueError(f"invalid learning rate {lr}: expected lr >= 0")
-        if eps < 0:
-            raise ValueError(f"invalid eps {eps}: expected eps >= 0")
+        check_non_negative(lr=lr, eps=eps, weight_decay=weight_decay)
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"invalid beta at index {i}: {beta}; expected 0 <= beta < 1")
-        if weight_decay < 0:
-            raise ValueError(f"invalid weight_decay {weight_decay}: expected weight_decay >= 0")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults)
 

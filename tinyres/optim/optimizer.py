@@ -32,6 +32,13 @@ import numpy as np
 from tinyres.engine import Tensor
 
 
+def check_non_negative(**settings: float) -> None:
+    """Raise a clear error for a negative setting (``lr``, ``weight_decay``, ...)."""
+    for name, value in settings.items():
+        if value < 0:
+            raise ValueError(f"invalid {name} {value}: expected {name} >= 0")
+
+
 class Optimizer:
     """Parameter groups plus per-parameter state; subclasses write ``step``.
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tinyres.engine import Tensor
-from tinyres.optim.optimizer import Optimizer
+from tinyres.optim.optimizer import Optimizer, check_non_negative
 
 
 class SGD(Optimizer):
@@ -41,12 +41,7 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ):
-        if lr < 0:
-            raise ValueError(f"invalid learning rate {lr}: expected lr >= 0")
-        if momentum < 0:
-            raise ValueError(f"invalid momentum {momentum}: expected momentum >= 0")
-        if weight_decay < 0:
-            raise ValueError(f"invalid weight_decay {weight_decay}: expected weight_decay >= 0")
+        check_non_negative(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
