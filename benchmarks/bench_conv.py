@@ -18,12 +18,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from timing import load_note, median_seconds, table
-
 # Run from a checkout without installing: the repository root holds the package.
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
+# tinyres before NumPy, so its thread settings reach OpenBLAS (tinyres/threads.py);
+# --numpy-first shows what a user gets who imports NumPy first. The PyTorch process
+# gets neither: it runs with PyTorch's own defaults.
+if "--numpy-first" not in sys.argv and "--torch-only" not in sys.argv:
+    import tinyres  # noqa: F401
+
+import numpy as np  # noqa: E402
+from timing import load_note, median_seconds, table  # noqa: E402
 
 # (N, C_in, H, W, C_out, k, stride, pad): the shapes of issue 3 (CIFAR and ImageNet ResNets).
 SHAPES = [
@@ -114,7 +119,8 @@ def torch_in_subprocess(index: int, repeats: int) -> dict[str, float] | None:
 
 def run_table(tiers: list[str], repeats: int) -> None:
     """One row per shape; PyTorch runs right before tinyres, so both see the same machine load."""
-    print(f"before: {load_note()}")
+    print(f"before: {load_note()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
     rows = []
     threads = None
@@ -143,7 +149,7 @@ def run_table(tiers: list[str], repeats: int) -> None:
 
 FIRST_CALL = """
 import time
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 import numpy as np
 import tinyres
 from tinyres.nn import functional as F
@@ -155,13 +161,17 @@ for dtype in {dtypes}:
     if hasattr(F, "batch_norm"):
         y = F.batch_norm(y, None, None, training=True)
     y.sum().backward()
-done = time.perf_counter()
-print(f"{{imported - start:.2f}} {{done - imported:.2f}} {{hasattr(F, 'batch_norm')}}")
+done, cpu = time.perf_counter(), time.process_time() - cpu_start
+print(f"{{imported - start:.2f}} {{done - imported:.2f}} {{hasattr(F, 'batch_norm')}} {{cpu:.2f}}")
 """
 
 
 def run_compile() -> None:
-    """Cold cache: every kernel compiles; warm cache: a new process loads them from disk."""
+    """Cold cache: every kernel compiles; warm cache: a new process loads them from disk.
+
+    Wall time suffers from other processes on the machine; the process's CPU time
+    (import included) does not, so both are printed.
+    """
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT)
         for dtypes, name in (("[np.float32, np.float64]", "both dtypes"), ("[np.float32]", "float32")):
@@ -173,7 +183,8 @@ def run_compile() -> None:
                 out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                      text=True, check=True).stdout.split()
                 print(f"{state} cache, {name}: import {out[0]} s, first conv2d"
-                      f"{'+batch_norm' if out[2] == 'True' else ''} fwd+bwd {out[1]} s")
+                      f"{'+batch_norm' if out[2] == 'True' else ''} fwd+bwd {out[1]} s "
+                      f"(wall); CPU time of the whole process {out[3]} s")
 
 
 def main() -> None:
@@ -181,6 +192,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
+    parser.add_argument("--numpy-first", action="store_true", help="import NumPy before tinyres")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only is not None:

@@ -53,6 +53,10 @@ class Conv2d(Function):
     ) -> np.ndarray:
         # The tier is fixed at forward time, so backward uses the same kernels.
         self.kernels = TIER_KERNELS[kernels.get_tier()]
+        # The Numba tier works channels-last (NHWC). One NHWC copy of x, viewed as NCHW,
+        # serves its forward and backward (no copy at all if x already is one, as a
+        # previous convolution's output is); the other tiers take any layout.
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         self.x, self.w, self.has_bias = x, w, b is not None
         self.options = (stride, padding, dilation)
         return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation)
