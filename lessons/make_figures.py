@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make ``import tinyres`` work f
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinyres as tr
+from tinyres.demos.vanishing import Setting, measure
 from tinyres.models import BasicBlock, Bottleneck, resnet18
 from tinyres.viz import draw_block
 
@@ -72,11 +73,40 @@ def resnet18_stages() -> Figure:
     return draw_block(resnet18())
 
 
+def vanishing_settings() -> Figure:
+    """Lesson 9: gradient norm at every block's input, plain vs residual, four settings.
+
+    float64, so that the plain nets' tiny gradients are numbers rather than underflowed zeros.
+    """
+    settings = [Setting(), Setting(init="kaiming"), Setting(norm="batch"), Setting(activation="sigmoid")]
+    depths = (20, 56, 110)
+    fig = Figure(figsize=(10, 6.4))
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for ax, setting in zip(axes, settings):
+        for depth, colour in zip(depths, ("tab:blue", "tab:orange", "tab:green")):
+            for residual, style in ((False, "--"), (True, "-")):
+                m = measure(depth, residual, setting, batch=8, seed=0, dtype="float64")
+                layers = [2 * i + 2 for i in range(len(m.block_norms))]  # each block's first conv
+                label = f"{'residual' if residual else 'plain'}-{depth}"
+                ax.semilogy(layers, m.block_norms, style, color=colour, lw=1.3, label=label)
+        ax.set_title(setting.label(), fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[2:]:
+        ax.set_xlabel("layer index of the block's first convolution")
+    for ax in axes[::2]:
+        ax.set_ylabel("|dLoss/d(block input)|")
+    axes[0].legend(fontsize=7, ncol=3)
+    fig.suptitle("Gradient norms at initialisation (dashed: plain, solid: residual)", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "03-finite-differences": finite_differences,
     "06-basic-block": basic_block,
     "07-bottleneck-block": bottleneck_block,
     "08-resnet18": resnet18_stages,
+    "09-vanishing": vanishing_settings,
 }
 
 
