@@ -232,91 +232,25 @@ def test_pad_shortcut_matches_definition():
 # ---- cross-checks against PyTorch (same weights, float32) -----------------------------
 
 
-def assert_close(ours: np.ndarray, theirs: np.ndarray, what: str, rel: float, floor: float = 0.0) -> None:
-    """Scale-relative comparison: max |ours - theirs| <= rel * max(max |theirs|, floor).
-
-    Elementwise relative error is meaningless for elements near zero, where float32
-    sums in a different order differ by their rounding; the scale is the tensor's, or
-    ``floor`` for a tensor that is zero in exact arithmetic (see ``cross_check``).
-    """
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
-    scale = max(float(np.max(np.abs(theirs))), floor, 1e-30)
-    error = float(np.max(np.abs(ours.astype(np.float64) - theirs))) / scale
-    assert error <= rel, f"{what}: relative error {error:.2e} > {rel:.0e}"
-
-
-def cross_check(ours, theirs, input_shape, seed=0, dtype=np.float32, train_steps=1):
-    """Copy ``theirs``' weights into ``ours``; compare logits, gradients, running stats.
-
-    float32 results must agree to 1e-4 of each tensor's scale. Training-mode BN makes
-    the backward pass subtract nearly equal numbers when a channel has few values at
-    the last stage (batch 2 at 1x1: PyTorch's own float32 gradients are then 1e-2 away
-    from its float64 ones), so the float32 checks use inputs where PyTorch float32
-    agrees with float64 to about 1e-5; the float64 runs check every case to 1e-9.
-    Some gradients are zero in exact arithmetic (a pre-activation projection's BN
-    bias, whose shift the next training-mode BN removes) and are float noise in both
-    libraries; parameter gradients are therefore measured against at least 1/1000 of
-    the model's largest parameter gradient.
-    """
-    import torch
-
-    from tests.torch_models import numpy_state, randomize_batchnorm
-
-    rel = 1e-4 if dtype == np.float32 else 1e-9
-    if dtype == np.float64:
-        ours.double()
-        theirs.double()
-    randomize_batchnorm(theirs, seed)
-    ours.load_state_dict(numpy_state(theirs))
-    rng = np.random.default_rng(seed)
-    for mode in ("train", "eval"):
-        ours.train(mode == "train")
-        theirs.train(mode == "train")
-        for _ in range(train_steps if mode == "train" else 1):
-            x = rng.standard_normal(input_shape).astype(dtype)
-            xo, xt = tr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-            yo, yt = ours(xo), theirs(xt)
-            assert_close(yo.detach().numpy(), yt.detach().numpy(), f"{mode} logits", rel)
-            upstream = rng.standard_normal(yt.shape).astype(dtype)
-            ours.zero_grad()
-            theirs.zero_grad()
-            (yo * tr.tensor(upstream)).sum().backward()
-            (yt * torch.tensor(upstream)).sum().backward()
-            assert_close(xo.grad.numpy(), xt.grad.numpy(), f"{mode} input gradient", rel)
-            named = dict(theirs.named_parameters())
-            floor = 1e-3 * max(float(p.grad.abs().max()) for p in named.values())
-            for name, p in ours.named_parameters():
-                theirs_grad = named[name].grad.numpy()
-                assert_close(p.grad.numpy(), theirs_grad, f"{mode} gradient of {name}", rel, floor)
-        theirs_state = numpy_state(theirs)
-        for name, value in ours.state_dict().items():  # running statistics moved alike
-            assert_close(value.numpy(), theirs_state[name], f"{mode} state {name}", rel)
-
-
-DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
-
-
 @pytest.mark.torch
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_resnet18_matches_pytorch(dtype):
+def test_resnet18_matches_pytorch():
     torch = pytest.importorskip("torch")
-    from tests.torch_models import torch_imagenet
+    from tests.torch_models import cross_check, torch_imagenet
 
     torch.manual_seed(0)
-    cross_check(models.resnet18(num_classes=10), torch_imagenet("resnet18", 10), (2, 3, 64, 64), dtype=dtype)
+    cross_check(models.resnet18(num_classes=10), torch_imagenet("resnet18", 10), (2, 3, 64, 64))
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_bottleneck_resnet_matches_pytorch(dtype):
+def test_bottleneck_resnet_matches_pytorch():
     """ResNet-50's layers with one bottleneck per stage (its layout is checked above)."""
     torch = pytest.importorskip("torch")
-    from tests.torch_models import TorchBottleneck, TorchResNet
+    from tests.torch_models import TorchBottleneck, TorchResNet, cross_check
 
     torch.manual_seed(0)
     ours = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=10)
     theirs = TorchResNet(TorchBottleneck, [1, 1, 1, 1], num_classes=10)
-    cross_check(ours, theirs, (2, 3, 64, 64), dtype=dtype)
+    cross_check(ours, theirs, (2, 3, 64, 64))
 
 
 @pytest.mark.torch
@@ -324,7 +258,7 @@ def test_bottleneck_resnet_matches_pytorch(dtype):
                                                  ("preact", "A"), ("preact", "B")])
 def test_cifar_resnet20_matches_pytorch(block, shortcut):
     torch = pytest.importorskip("torch")
-    from tests.torch_models import TorchCifarResNet
+    from tests.torch_models import TorchCifarResNet, cross_check
 
     torch.manual_seed(0)
     ours = models.CifarResNet(20, block=block, shortcut=shortcut)
