@@ -117,10 +117,9 @@ def torch_in_subprocess(index: int, repeats: int) -> dict[str, float] | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(tiers: list[str], repeats: int) -> None:
+def run_table(tiers: list[str], repeats: int, numpy_first: bool) -> None:
     """One row per shape; PyTorch runs right before tinyres, so both see the same machine load."""
-    print(f"before: {load_note()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
+    print(f"before: {load_note()}; NumPy imported {'before' if numpy_first else 'after'} tinyres")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
     rows = []
     threads = None
@@ -200,7 +199,7 @@ def main() -> None:
     elif args.compile:
         run_compile()
     else:
-        run_table(args.tiers.split(","), args.repeats)
+        run_table(args.tiers.split(","), args.repeats, args.numpy_first)
 
 
 if __name__ == "__main__":
