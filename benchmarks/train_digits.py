@@ -5,7 +5,7 @@ directory is empty, so the wall time includes compiling every kernel, as on a
 fresh clone. Then the curves of all runs go into one figure (training dashed, test
 solid, as in the ResNet paper).
 
-    python benchmarks/train_digits.py                       # resnet20 and plain20, 15 epochs
+    python benchmarks/train_digits.py                       # resnet20 and plain20, 30 epochs
     python benchmarks/train_digits.py --models resnet20 --epochs 15 -- --lr 0.05
 
 Arguments after ``--`` are passed to ``tinyres train`` unchanged. Prints one line
@@ -30,7 +30,7 @@ from tinyres.history import plot_history
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,plain20")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", default="runs/bench-digits", help="where the runs go")
     parser.add_argument("--figure", default="docs/figures/digits-plain20-vs-resnet20.png")
     parser.add_argument("extra", nargs="*", help="options for tinyres train (after --)")

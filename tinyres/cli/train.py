@@ -57,13 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", choices=["digits", "cifar10"], default="digits", help="data set")
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 directory (cifar-10-batches-py or its parent)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--nesterov", action="store_true")
-    parser.add_argument("--schedule", choices=["multistep", "cosine"], default="multistep")
+    parser.add_argument("--schedule", choices=["multistep", "cosine"], default="cosine",
+                        help="cosine annealing to 0 (default) or the paper's step decay (multistep)")
     parser.add_argument("--milestones", type=parse_milestones, default=None, metavar="E1,E2",
                         help="epochs at which multistep divides the rate (default: 50%% and 75%%)")
     parser.add_argument("--gamma", type=float, default=0.1, help="multistep factor")
