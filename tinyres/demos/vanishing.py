@@ -325,7 +325,8 @@ def grid_figure(results: dict[Setting, tuple[list[Measurement], list[Measurement
     handles.append(axes[0, 0].plot([], [], "kv", mfc="none")[0])
     labels = [f"depth {m.depth}" for m in plain] + ["plain", "residual", "exactly 0 (at the floor)"]
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    # Fixed margins: tight_layout measures every tick label of 18 panels, which takes seconds.
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.045, top=0.955, hspace=0.32, wspace=0.22)
     return fig
 
 
