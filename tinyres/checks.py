@@ -18,6 +18,7 @@ import numpy as np
 
 from tinyres.engine import Tensor
 from tinyres.gradcheck import InputCheck, check_gradients
+from tinyres.models.blocks import SubsamplePad
 from tinyres.nn import functional as F
 from tinyres.ops import cat, stack
 
@@ -154,3 +155,8 @@ register("conv2d_1x1_strided", lambda x, w: F.conv2d(x, w, stride=2),
          _conv_inputs((2, 3, 5, 5), (4, 3, 1, 1), bias=False))
 register("conv2d_unbatched", lambda x, w, b: F.conv2d(x, w, b, padding=1),
          _conv_inputs((2, 4, 3), (3, 2, 3, 3)))
+
+
+# ---- models: option A's shortcut (tinyres.models.blocks) ------------------------------
+
+register("subsample_pad", lambda x: SubsamplePad.apply(x, stride=2, out_channels=5), _one((2, 3, 5, 4)))
