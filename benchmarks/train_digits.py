@@ -24,7 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinyres.history import plot_history
+# Run from a checkout without installing: the repository root holds the package.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tinyres.history import plot_history  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +43,8 @@ def main() -> None:
     for model in args.models.split(","):
         out = Path(args.out) / model
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache,
+                   "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
             command = [sys.executable, "-m", "tinyres", "train", "--model", model, "--data", "digits",
                        "--epochs", str(args.epochs), "--out", str(out), "--no-progress", *args.extra]
             start = time.perf_counter()

@@ -18,7 +18,6 @@ Data:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -82,11 +81,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"--epochs and --batch-size must be positive, got {args.epochs} and {args.batch_size}"
         )
-    # OpenMP threads that spin while waiting make every parallel kernel crawl when the
-    # machine is busy (measured: 5-8x slower steps on 2 cores under load); passive
-    # waiting costs little when it is idle. It must be set before the first parallel
-    # kernel loads the OpenMP runtime; an explicit setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.threads is not None:
         import numba
 
