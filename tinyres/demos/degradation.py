@@ -74,11 +74,13 @@ def runs_for(depths: tuple[int, ...]) -> list[Run]:
 def recipe(
     quick: bool, epochs: int | None, seed: int, batch: int | None = None, lr: float = 0.1
 ) -> TrainConfig:
-    """The paper's recipe (SGD, batch 128, momentum 0.9, weight decay 1e-4, lr 0.1 divided
-    by 10 at 50% and 75% of training), scaled to the digits: 1-pixel pad-and-crop and no
-    flips (a mirrored digit is another symbol or none)."""
+    """The paper's recipe (SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at
+    50% and 75% of training), scaled to the digits: 1-pixel pad-and-crop, no flips (a
+    mirrored digit is another symbol or none), and batch 32 instead of 128, so that the
+    1,438 training images give 45 steps per epoch, not 12 (the paper trains for 64k steps;
+    with batch 128, 20 epochs are 240 steps, too few for the 56-layer nets to get far)."""
     epochs = epochs or (2 if quick else 20)
-    batch = batch or (64 if quick else 128)
+    batch = batch or (64 if quick else 32)
     return TrainConfig(epochs=epochs, batch_size=batch, lr=lr, momentum=0.9,
                        weight_decay=1e-4, padding=1, flip=False, seed=seed)
 
@@ -252,7 +254,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
                         help="two 6n+2 depths (default: 20 56; --quick: 8 14)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 20 (--quick: 2)")
-    parser.add_argument("--batch", type=int, default=None, help="default: 128 (--quick: 64)")
+    parser.add_argument("--batch", type=int, default=None, help="default: 32 (--quick: 64)")
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
