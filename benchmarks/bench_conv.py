@@ -2,6 +2,8 @@
 
     python benchmarks/bench_conv.py                 # the table for benchmarks/README.md
     python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm cache
+    python benchmarks/bench_conv.py --numpy-first   # as a user who imports NumPy first
+    python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
 
 PyTorch runs in its own process with its default threads, so neither library's
 thread pool sits spinning while the other one works. The loop reference is timed
@@ -103,9 +105,11 @@ def time_torch(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
 THREAD_VARIABLES = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER")
 
 
-def torch_in_subprocess(index: int, repeats: int) -> dict[str, float] | None:
-    """PyTorch on SHAPES[index] in a fresh process with its default threads and settings."""
+def torch_in_subprocess(index: int, repeats: int, threads: int | None = None) -> dict[str, float] | None:
+    """PyTorch on SHAPES[index] in a fresh process with its default settings (and threads)."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     try:
         out = subprocess.run(
             [sys.executable, __file__, "--torch-only", str(index), "--repeats", str(repeats)],
@@ -117,10 +121,12 @@ def torch_in_subprocess(index: int, repeats: int) -> dict[str, float] | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(tiers: list[str], repeats: int, numpy_first: bool) -> None:
+def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool) -> None:
     """One row per shape; PyTorch runs right before tinyres, so both see the same machine load."""
     print(f"before: {load_note()}; NumPy imported {'before' if numpy_first else 'after'} tinyres")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
+    if single:
+        header.append("PyTorch 1 thread ms")
     rows = []
     threads = None
     for index, shape in enumerate(SHAPES):
@@ -138,6 +144,9 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool) -> None:
             row.append(f"{fastest / (1000 * theirs['seconds']):.2f}" if fastest else "-")
         else:
             row += ["-", "-"]
+        if single:
+            one = torch_in_subprocess(index, repeats, threads=1)
+            row.append(f"{1000 * one['seconds']:.1f}" if one else "-")
         rows.append(row)
         print(" | ".join(row), flush=True)
     print()
@@ -192,6 +201,8 @@ def main() -> None:
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
     parser.add_argument("--numpy-first", action="store_true", help="import NumPy before tinyres")
+    parser.add_argument("--torch-single", action="store_true",
+                        help="add a column: PyTorch with one thread (steadier on a busy machine)")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only is not None:
@@ -199,7 +210,7 @@ def main() -> None:
     elif args.compile:
         run_compile()
     else:
-        run_table(args.tiers.split(","), args.repeats, args.numpy_first)
+        run_table(args.tiers.split(","), args.repeats, args.numpy_first, args.torch_single)
 
 
 if __name__ == "__main__":
