@@ -1,0 +1,178 @@
+"""Benchmark whole models: a CIFAR ResNet-20 training step and a ResNet-50 forward.
+
+    python benchmarks/bench_models.py              # the table for benchmarks/README.md
+    python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
+
+Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
+inside them):
+
+- ResNet-20 (CIFAR, shortcut A) training step, batch 64 of 3x32x32: forward,
+  cross-entropy, backward, ``optim.SGD(lr=0.1, momentum=0.9, weight_decay=1e-4)`` step;
+- ResNet-50 inference forward (eval mode, no_grad) at (2, 3, 224, 224);
+- peak memory of a ResNet-50 training forward+backward at (2, 3, 224, 224): resident
+  set size above the level after building the model (``ru_maxrss``), each library
+  in a fresh process.
+
+The same step code runs on both libraries (``lib`` is ``tinyres`` or ``torch``);
+PyTorch runs in its own process with its default threads, as the other scripts here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from timing import load_note, median_seconds, table
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, ROOT)
+
+CIFAR_BATCH = (64, 3, 32, 32)
+IMAGENET_BATCH = (2, 3, 224, 224)
+
+
+def build(lib_name: str, model: str):
+    """(lib, model) for ``tinyres`` or ``torch``; the PyTorch models are the test references."""
+    if lib_name == "tinyres":
+        import tinyres as lib
+        from tinyres import models
+
+        net = models.resnet20() if model == "resnet20" else models.resnet50()
+    else:
+        import torch as lib
+
+        from tests.torch_models import TorchCifarResNet, torch_imagenet
+
+        net = TorchCifarResNet(20) if model == "resnet20" else torch_imagenet("resnet50")
+    return lib, net
+
+
+def train_step_fn(lib_name: str):
+    """A zero-argument ResNet-20 training step on a fixed batch."""
+    lib, model = build(lib_name, "resnet20")
+    rng = np.random.default_rng(0)
+    x = lib.tensor(rng.standard_normal(CIFAR_BATCH).astype(np.float32))
+    y = lib.tensor(rng.integers(0, 10, CIFAR_BATCH[0]))
+    opt = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad()
+        loss = lib.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def forward_fn(lib_name: str):
+    """A zero-argument ResNet-50 inference forward."""
+    lib, model = build(lib_name, "resnet50")
+    x = lib.tensor(np.random.default_rng(0).standard_normal(IMAGENET_BATCH).astype(np.float32))
+    model.eval()
+
+    def forward() -> None:
+        with lib.no_grad():
+            model(x)
+
+    return forward
+
+
+def rss_mb() -> float:
+    """The current resident set size in MB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def peak_memory_mb(lib_name: str) -> float:
+    """Peak RSS of one ResNet-50 training forward+backward above the built model's level."""
+    lib, model = build(lib_name, "resnet50")
+    x = lib.tensor(np.random.default_rng(0).standard_normal(IMAGENET_BATCH).astype(np.float32))
+    model.train()
+    before = rss_mb()
+    model(x).sum().backward()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+
+
+def measure(lib_name: str, repeats: int) -> dict[str, float]:
+    step = train_step_fn(lib_name)
+    results = {"step": median_seconds(step, repeats=repeats, warmup=2)}
+    forward = forward_fn(lib_name)
+    results["forward"] = median_seconds(forward, repeats=max(3, repeats // 2), warmup=1)
+    if lib_name == "torch":
+        import torch
+
+        results["threads"] = torch.get_num_threads()
+    return results
+
+
+def in_subprocess(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_table(repeats: int) -> None:
+    print(f"before: {load_note()}")
+    theirs = in_subprocess("--only", "torch", "--repeats", str(repeats))
+    ours = in_subprocess("--only", "tinyres", "--repeats", str(repeats))
+    memory = {lib: in_subprocess("--memory", lib)["peak_mb"] for lib in ("tinyres", "torch")}
+    n_step, n_fwd = CIFAR_BATCH[0], IMAGENET_BATCH[0]
+    rows = [
+        ["ResNet-20 train step, batch 64, 3x32x32", f"{1000 * ours['step']:.0f}",
+         f"{n_step / ours['step']:.0f}", f"{1000 * theirs['step']:.0f}", f"{n_step / theirs['step']:.0f}",
+         f"{ours['step'] / theirs['step']:.2f}"],
+        ["ResNet-50 forward (eval), (2,3,224,224)", f"{1000 * ours['forward']:.0f}",
+         f"{n_fwd / ours['forward']:.1f}", f"{1000 * theirs['forward']:.0f}",
+         f"{n_fwd / theirs['forward']:.1f}", f"{ours['forward'] / theirs['forward']:.2f}"],
+        ["ResNet-50 fwd+bwd peak memory, (2,3,224,224)", f"{memory['tinyres']:.0f} MB", "",
+         f"{memory['torch']:.0f} MB", "", f"{memory['tinyres'] / memory['torch']:.2f}"],
+    ]
+    header = ["float32", "tinyres ms", "tinyres img/s", "PyTorch ms", "PyTorch img/s", "tinyres / PyTorch"]
+    print(table(header, rows))
+    print(f"\nPyTorch threads: {theirs['threads']}")
+    print(f"after: {load_note()}")
+
+
+def profile(steps: int) -> None:
+    """cProfile a few ResNet-20 steps (after warm-up) and print the top functions."""
+    step = train_step_fn("tinyres")
+    step()
+    step()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step()
+    profiler.disable()
+    print(f"{steps} ResNet-20 steps, batch 64; {load_note()}")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="profile the ResNet-20 step")
+    parser.add_argument("--only", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(measure(args.only, args.repeats)))
+    elif args.memory:
+        print(json.dumps({"peak_mb": peak_memory_mb(args.memory)}))
+    elif args.profile:
+        profile(5)
+    else:
+        run_table(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
