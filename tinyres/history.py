@@ -49,7 +49,7 @@ def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike) -> 
 
 
 def plot_history(runs: dict[str, list[dict[str, Any]]], path: str | os.PathLike, title: str = "") -> None:
-    """Plot loss and error (%) per epoch for one or more runs into a PNG.
+    """Plot loss and error (%) per epoch, both on log scales, for one or more runs into a PNG.
 
     Training curves are dashed, test curves solid, one colour per run, as in the
     ResNet paper's figures. Uses Matplotlib's Agg canvas directly (no pyplot), so it
@@ -66,9 +66,11 @@ def plot_history(runs: dict[str, list[dict[str, Any]]], path: str | os.PathLike,
                          label=f"{label} {split}")
             err_ax.plot(epochs, [100 * (1 - h[f"{split}_acc"]) for h in history], style, color=color,
                         label=f"{label} {split}")
+    # Log scales: the last epochs' differences (a few %, a few images) would be flat
+    # lines on a linear axis next to the first epochs' 90%. An error of exactly 0 is
+    # not drawn.
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log")
-    err_ax.set(xlabel="epoch", ylabel="error (%)")
-    err_ax.set_ylim(bottom=0)
+    err_ax.set(xlabel="epoch", ylabel="error (%)", yscale="log")
     for ax in (loss_ax, err_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
