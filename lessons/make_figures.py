@@ -8,6 +8,8 @@ results). With no arguments every figure is remade; give names to remake a few.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +21,20 @@ if __package__ in (None, ""):  # run as a script: make ``import tinyres`` work f
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinyres as tr
+from tinyres import nn
+from tinyres.data import DataLoader
+from tinyres.demos import degradation
+from tinyres.demos.lesion import deletable, lesion_accuracies
 from tinyres.demos.vanishing import Setting, measure
 from tinyres.models import BasicBlock, Bottleneck, resnet18
+from tinyres.training import evaluate
 from tinyres.viz import draw_block
 
 FIGURE_DIR = Path(__file__).resolve().parent / "figures"
 DPI = 100
+# The cache of ``tinyres demo degradation`` (default recipe): the lesson figures and the demo
+# share the trained nets, so neither retrains what the other has trained.
+DEGRADATION_RUNS = Path(__file__).resolve().parent.parent / "results" / "degradation" / "runs"
 
 
 def finite_difference_error(dtype: type, eps: float, central: bool, x: float = 0.7) -> float:
@@ -101,12 +111,109 @@ def vanishing_settings() -> Figure:
     return fig
 
 
+@functools.cache
+def degradation_runs() -> tuple:
+    """(recipe, {Run: (model, history, grad norms)}, test data) of the demo's default run:
+    plain-20/56 and ResNet-20/56, 20 epochs on the digits. Loaded from the demo's cache, or
+    trained into it (about 15 minutes on two cores)."""
+    config = degradation.recipe(quick=False, epochs=None, seed=0)
+    results, test_data = degradation.trained_models((20, 56), config, False, DEGRADATION_RUNS, progress=False)
+    return config, results, test_data
+
+
+def write_numbers(name: str, numbers: dict) -> None:
+    """The numbers a lesson quotes from a long run, next to its figure (the lesson checks them)."""
+    (FIGURE_DIR / f"{name}.json").write_text(json.dumps(numbers, indent=1) + "\n")
+
+
+def degradation_curves() -> Figure:
+    """Lesson 10: the demo's figure of the default run, and its numbers as JSON."""
+    config, results, _ = degradation_runs()
+    numbers = {"recipe": {k: v for k, v in vars(config).items() if k != "milestones"}, "runs": {}}
+    for run, (model, history, norms) in results.items():
+        weights = dict(model.named_parameters())
+        first, last = norms["names"][0], norms["names"][-2]  # stem conv, last conv (before fc)
+        i, j = norms["names"].index(first), norms["names"].index(last)
+        numbers["runs"][run.name] = {
+            "train_loss": [h["train_loss"] for h in history],
+            "train_error": [1 - h["train_acc"] for h in history],
+            "test_error": [1 - h["test_acc"] for h in history],
+            "first_layer": first,
+            "last_layer": last,
+            "grad_first_over_last": [epoch[i] / epoch[j] for epoch in norms["per_epoch"]],
+            "weight_norm_first": float(np.linalg.norm(weights[first].data)),
+            "weight_norm_last": float(np.linalg.norm(weights[last].data)),
+        }
+    write_numbers("10-degradation", numbers)
+    words = degradation.sentence(results, (20, 56), config.epochs)
+    title = (f"Plain vs residual nets on the digits ({config.epochs} epochs, batch {config.batch_size}, "
+             f"SGD lr {config.lr}, momentum {config.momentum}, seed {config.seed})")
+    return degradation.figure(results, words, title)
+
+
+def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
+    """Replace the blocks ``names`` (e.g. "layer1.3") by the identity; returns them for putting back."""
+    removed = {}
+    for name in names:
+        stage, index = name.split(".")
+        removed[name] = getattr(model, stage)[int(index)]
+        getattr(model, stage).add_module(index, nn.Identity())
+    return removed
+
+
+def lesion_curves() -> Figure:
+    """Lesson 11: test accuracy with one block deleted, and with k random blocks deleted."""
+    _, results, test_data = degradation_runs()
+    loader = DataLoader(test_data, 512)
+    rng = np.random.default_rng(0)
+    numbers = {}
+    fig = Figure(figsize=(11, 4.4))
+    one, many = fig.subplots(1, 2)
+    colours = {"resnet-56": "tab:red", "resnet-20": "tab:orange",
+               "plain-56": "tab:blue", "plain-20": "tab:cyan"}
+    for run, (model, _, _) in results.items():
+        intact = evaluate(model, loader, nn.CrossEntropyLoss())[1]
+        single = lesion_accuracies(model, test_data)
+        blocks = [f"{s}.{i}" for s in ("layer1", "layer2", "layer3") for i, b in enumerate(getattr(model, s))
+                  if deletable(b)]
+        random_k = {}
+        for k in range(1, min(10, len(blocks)) + 1):
+            accs = []
+            for _ in range(5):
+                chosen = list(rng.choice(blocks, size=k, replace=False))
+                removed = delete_blocks(model, chosen)
+                accs.append(evaluate(model, loader, nn.CrossEntropyLoss())[1])
+                for name, block in removed.items():
+                    stage, index = name.split(".")
+                    getattr(model, stage).add_module(index, block)
+            random_k[k] = float(np.mean(accs))
+        numbers[run.name] = {"intact": intact, "single": single, "random_k": random_k}
+        colour = colours[run.name]
+        accs = [np.nan if r["test_acc"] is None else 100 * r["test_acc"] for r in single]
+        one.plot(range(1, len(accs) + 1), accs, "o-", ms=3, lw=1.1, color=colour, label=run.name)
+        one.axhline(100 * intact, color=colour, ls=":", lw=1)
+        many.plot([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())], "o-", ms=3,
+                  color=colour, label=run.name)
+    write_numbers("11-lesion", numbers)
+    one.set(xlabel="deleted block (gaps: stage-changing blocks)", ylabel="test accuracy (%)", ylim=(0, 100),
+            title="one block deleted (dotted: intact)")
+    many.set(xlabel="number of blocks deleted at random (mean of 5 draws)", ylim=(0, 100),
+             title="k random blocks deleted")
+    for ax in (one, many):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "03-finite-differences": finite_differences,
     "06-basic-block": basic_block,
     "07-bottleneck-block": bottleneck_block,
     "08-resnet18": resnet18_stages,
     "09-vanishing": vanishing_settings,
+    "10-degradation": degradation_curves,
+    "11-lesion": lesion_curves,
 }
 
 
