@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
 from tinyres.checks import CASES
+from tinyres.cli.bench import script_path
 from tinyres.cli import main
 
 
@@ -36,3 +39,16 @@ def test_python_dash_m_matches_the_console_script():
         [sys.executable, "-m", "tinyres", "--help"], capture_output=True, text=True, check=True
     )
     assert "usage: tinyres" in result.stdout
+
+
+def test_bench_runs_a_benchmark_script_with_its_arguments():
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyres", "bench", "conv", "--help"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "Benchmark conv2d" in result.stdout and "--repeats" in result.stdout
+
+
+def test_bench_explains_a_missing_checkout(tmp_path):
+    with pytest.raises(SystemExit, match="pip install -e"):
+        script_path("conv", tmp_path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyres.cli import demo, draw, gradcheck_report, summary, train
+from tinyres.cli import bench, demo, draw, gradcheck_report, summary, train
 
-COMMANDS = [demo, gradcheck_report, summary, draw, train]
+COMMANDS = [demo, gradcheck_report, summary, draw, train, bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
