@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from tinyres.checks import CASES
-from tinyres.cli.bench import script_path
 from tinyres.cli import main
+from tinyres.cli.bench import script_path
 
 
 def test_help_lists_the_commands(capsys):
