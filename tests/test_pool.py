@@ -48,6 +48,9 @@ def run(tier, pool, x, options, upstream):
     return y.detach().numpy(), leaf.grad.numpy()
 
 
+# A dilated window on padding only gives -inf in both tiers; assert_allclose then
+# computes inf - inf on the way to calling them equal, which NumPy warns about.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @given(data=st.data())
 def test_numba_max_pool_matches_reference(data):
     x, options = data.draw(pool_cases())
