@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import tinyres as tr
 import tinyres.nn.functional as F
 from tinyres import kernels
+from tinyres.kernels import batchnorm_numba
 
 
 @st.composite
@@ -142,3 +143,77 @@ def test_errors(call, error, message):
     with pytest.raises(error, match=None) as info:
         call()
     assert message in str(info.value)
+
+
+def channels_last(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, C, H, W) as a view of NHWC memory, the layout convolutions return."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@st.composite
+def channels_last_cases(draw, max_side=4):
+    """A channels-last (N, C, H, W) input (C, H*W > 1: truly not NCHW-contiguous)."""
+    dtype = draw(float_dtypes)
+    n, c = draw(st.integers(1, 3)), draw(st.integers(2, 5))
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    assume(h * w > 1)
+    x = channels_last(draw(arrays((n, c, h, w), dtype=dtype, layout="c")))
+    training = draw(st.booleans())
+    assume(not training or x.swapaxes(0, 1).reshape(c, -1).var(axis=1).min() > 1e-2)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    weight, bias = rng.uniform(0.5, 2, c).astype(dtype), rng.uniform(-1, 1, c).astype(dtype)
+    stats = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    return x, weight, bias, stats, training
+
+
+@given(channels_last_cases(), st.sampled_from(["same", "nchw"]))
+def test_channels_last_rows_path_matches_reference_and_keeps_layout(case, grad_layout):
+    """The (N*H*W, C) rows kernels: same numbers as the reference, output still channels last."""
+    x, weight, bias, stats, training = case
+    assert not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+    upstream = np.random.default_rng(0).standard_normal(x.shape)
+    if grad_layout == "same":
+        upstream = channels_last(upstream)
+    ours = run("numba", x, weight, bias, stats, training, upstream)
+    reference = run("reference", np.ascontiguousarray(x), weight, bias, stats, training, upstream)
+    tol = 1e-10 if x.dtype == np.float64 else 1e-4
+    for got, want in zip(ours, reference):
+        assert got.dtype == want.dtype == x.dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"x {x.shape} {x.dtype}")
+    assert ours[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the output should stay channels last"
+    # (The engine stores leaf gradients as C-ordered copies, so ask the kernel for dx's layout.)
+    x3 = x.reshape(*x.shape[:2], -1)
+    dx, _, _ = batchnorm_numba.backward(upstream.reshape(x3.shape), x3, *stats, weight, training)
+    assert dx.reshape(x.shape).transpose(0, 2, 3, 1).flags.c_contiguous, "dx should stay channels last"
+
+
+def test_channels_last_results_do_not_depend_on_the_thread_count():
+    """The rows path sums fixed chunks in a fixed order: bitwise equal with 1 or 2 threads."""
+    import numba
+
+    rng = np.random.default_rng(3)
+    x = channels_last(rng.standard_normal((4, 3, 9, 9)).astype(np.float32))
+    runs = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            runs.append(run("numba", x, np.ones(3, np.float32), np.zeros(3, np.float32),
+                            (np.zeros(3, np.float32), np.ones(3, np.float32)), True, channels_last(x * x)))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(channels_last_cases(max_side=3))
+def test_channels_last_rows_path_passes_gradcheck(case):
+    x, weight, bias, stats, training = case
+    stats = tuple(s.astype(np.float64) for s in stats)
+    inputs = [tr.tensor(channels_last(a.astype(np.float64)) if a.ndim == 4 else a.astype(np.float64),
+                        requires_grad=True) for a in (x, weight, bias)]
+
+    def fn(t, w, b):
+        assert t.data.transpose(0, 2, 3, 1).flags.c_contiguous  # the rows path, not a copy
+        return F.batch_norm(t, stats[0].copy(), stats[1].copy(), w, b, training=training)
+
+    assert tr.gradcheck(fn, inputs)

@@ -64,6 +64,19 @@ def test_fast_paths_pass_gradcheck(data):
         assert tr.gradcheck(lambda a, b: tr.relu(a + b) + a, inputs)
 
 
+@given(data=st.data(), dtype=float_dtypes)
+def test_fast_relu_backward_keeps_a_channels_last_layout(data, dtype):
+    """NHWC memory viewed as NCHW (a convolution's output): dx equals NumPy's, same layout."""
+    n, c, h, w = (data.draw(st.integers(1, 3)), *(data.draw(st.integers(2, 4)) for _ in range(3)))
+    x = np.round(data.draw(arrays((n, h, w, c), dtype=dtype, layout="c"))).transpose(0, 3, 1, 2)
+    z = np.maximum(x, dtype(0))
+    upstream = data.draw(arrays((n, c, h, w), dtype=dtype))  # any layout
+    upstream = data.draw(st.sampled_from([upstream, np.ascontiguousarray(z + upstream, dtype=dtype)]))
+    dx = relu_numba.relu_backward(upstream, z)
+    np.testing.assert_array_equal(dx, upstream * (z > 0))
+    assert dx.dtype == dtype and dx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 def test_large_arrays_take_the_kernel_and_agree(monkeypatch):
     x = np.random.default_rng(0).standard_normal(elementwise.FAST_SIZE).astype(np.float32)
     x[:3] = [np.nan, -0.0, 0.0]
@@ -90,7 +103,7 @@ NO_JIT_SCRIPT = textwrap.dedent(
 
     elementwise.FAST_SIZE = 1
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 5, 4))
+    x0 = rng.standard_normal((2, 3, 5, 4))
     stats = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
     layers = [
         lambda t: F.batch_norm(t, None, None, tr.tensor(stats[1]), None, training=True),
@@ -98,7 +111,9 @@ NO_JIT_SCRIPT = textwrap.dedent(
         lambda t: F.max_pool2d(t, 3, stride=1, padding=1, dilation=(1, 2)),
         lambda t: tr.relu(t) + t,
     ]
-    for layer in layers:
+    # NCHW, and channels last (NHWC memory viewed as NCHW: the batch norm and ReLU rows paths)
+    inputs = [x0, np.ascontiguousarray(x0.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)]
+    for layer, x in [(layer, x) for layer in layers for x in inputs]:
         results = []
         for tier in ("numba", "reference"):
             t = tr.tensor(x, requires_grad=True)

@@ -14,7 +14,15 @@ per byte:
 Channels are independent, so ``prange`` over channels needs no synchronisation.
 A channel's data (N*S values, 256 KiB for (64, 64, 32, 32) float32) stays in the
 core's cache between the two passes, so the second pass costs little.
-The Python wrappers make the (N, C, S) arrays C-contiguous before a kernel runs.
+
+**Channels last.** A convolution's output is NHWC memory viewed as NCHW (see
+``tinyres.kernels.im2col_numba``). Copying it to NCHW here, and the result back
+to NHWC for the next convolution, would cost more than the batch norm itself, so
+such an input is treated as an (N*S, C) matrix of rows and the result keeps its
+layout. A channel is then a strided column, so the sums run over fixed chunks of
+rows in parallel (each chunk keeps its own per-channel sums), and the chunk sums
+are added in a fixed order afterwards: the result does not depend on the number
+of threads. Any other layout is made C-contiguous (N, C, S) first.
 
 >>> import numpy as np
 >>> from tinyres.kernels import batchnorm_reference
@@ -118,10 +126,130 @@ def _backward(dy, x, mean, inv_std, gamma, training, dx, dgamma, dbeta):  # prag
                     dx[i, ch, j] = scale * dy[i, ch, j]
 
 
+# Row chunks of the channels-last sums: a fixed number, so results never depend on
+# the thread count, and enough to keep every core busy.
+CHUNKS = 64
+
+
+@njit(cache=True)
+def _chunk(k, chunks, m):  # pragma: no cover - compiled
+    """Rows [start, stop) of chunk k when m rows are split into ``chunks`` parts."""
+    return k * m // chunks, (k + 1) * m // chunks
+
+
+@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
+def _rows_statistics(x, shift, totals, squares):  # pragma: no cover - compiled
+    """Per chunk k of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
+    m, c = x.shape
+    chunks = totals.shape[0]
+    for k in prange(chunks):
+        start, stop = _chunk(k, chunks, m)
+        total = np.zeros(c)
+        square = np.zeros(c)
+        for r in range(start, stop):
+            for ch in range(c):
+                d = np.float64(x[r, ch]) - shift[ch]
+                total[ch] += d
+                square[ch] += d * d
+        totals[k] = total
+        squares[k] = square
+
+
+@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
+def _rows_backward_sums(dy, x, mean, sums_dy, sums_dy_xc):  # pragma: no cover - compiled
+    """Per chunk k of the rows: sums of dy and of dy * (x - mean), in float64."""
+    m, c = x.shape
+    chunks = sums_dy.shape[0]
+    for k in prange(chunks):
+        start, stop = _chunk(k, chunks, m)
+        total = np.zeros(c)
+        product = np.zeros(c)
+        for r in range(start, stop):
+            for ch in range(c):
+                g = np.float64(dy[r, ch])
+                total[ch] += g
+                product[ch] += g * (np.float64(x[r, ch]) - mean[ch])
+        sums_dy[k] = total
+        sums_dy_xc[k] = product
+
+
+@njit(parallel=True, cache=True)
+def _rows_affine(x, scale, shift, out):  # pragma: no cover - compiled
+    """out[r, ch] = scale[ch] * x[r, ch] + shift[ch], parallel over rows."""
+    m, c = x.shape
+    for r in prange(m):
+        for ch in range(c):
+            out[r, ch] = scale[ch] * x[r, ch] + shift[ch]
+
+
+@njit(parallel=True, cache=True)
+def _rows_input_grad(dy, x, a, b, c0, dx):  # pragma: no cover - compiled
+    """dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch], parallel over rows."""
+    m, c = x.shape
+    for r in prange(m):
+        for ch in range(c):
+            dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch]
+
+
+def _channels_last(x: np.ndarray) -> bool:
+    """Whether (N, C, S) ``x`` is a view of C-ordered (N, S, C) memory (and not also NCS)."""
+    return not x.flags.c_contiguous and x.transpose(0, 2, 1).flags.c_contiguous
+
+
+def _rows(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """(N, C, S) ``a`` as the (N*S, C) matrix of its channels-last memory (copied if need be)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype).reshape(-1, a.shape[1])
+
+
+def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The (N*S, C) matrix back as an (N, C, S) view."""
+    n, c, s = shape
+    return rows.reshape(n, s, c).transpose(0, 2, 1)
+
+
+def _rows_train_forward(x, gamma, beta, eps):
+    rows = _rows(x, x.dtype)
+    chunks = min(CHUNKS, rows.shape[0])
+    totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
+    shift = rows[0].astype(np.float64)
+    _rows_statistics(rows, shift, totals, squares)
+    m = rows.shape[0]
+    total, square = totals.sum(axis=0), squares.sum(axis=0)
+    mean = shift + total / m
+    var = np.maximum((square - total * total / m) / m, 0.0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    scale = gamma.astype(np.float64) * inv_std
+    out = np.empty_like(rows)
+    _rows_affine(rows, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), out)
+    return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
+
+
+def _rows_backward(dy, x, mean, inv_std, gamma, training):
+    rows, dy_rows = _rows(x, x.dtype), _rows(dy, x.dtype)
+    m, c = rows.shape
+    chunks = min(CHUNKS, m)
+    sums_dy, sums_dy_xc = np.empty((chunks, c)), np.empty((chunks, c))
+    mean, inv_std = mean.astype(np.float64), inv_std.astype(np.float64)
+    _rows_backward_sums(dy_rows, rows, mean, sums_dy, sums_dy_xc)
+    dbeta = sums_dy.sum(axis=0)
+    dgamma = sums_dy_xc.sum(axis=0) * inv_std
+    scale = gamma.astype(np.float64) * inv_std
+    if training:  # the same fold as the NCHW kernel: dx = a*dy + b*x + c0
+        b = -scale * inv_std * dgamma / m
+        c0 = -scale * dbeta / m - b * mean
+    else:
+        b, c0 = np.zeros(c), np.zeros(c)
+    dx = np.empty_like(rows)
+    _rows_input_grad(dy_rows, rows, scale, b, c0, dx)
+    return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
 def train_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y, mean, biased var, inv_std of an (N, C, S) batch (see the reference)."""
+    if _channels_last(x):
+        return _rows_train_forward(x, gamma, beta, eps)
     x = np.ascontiguousarray(x)
     c = x.shape[1]
     out, mean, var = np.empty_like(x), np.empty(c), np.empty(c)
@@ -134,9 +262,13 @@ def eval_forward(
     x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
     """y = gamma * (x - mean) * inv_std + beta, as one multiply-add per element."""
-    x = np.ascontiguousarray(x)
     scale = gamma.astype(np.float64) * inv_std
     shift = beta - mean * scale
+    if _channels_last(x):
+        out = np.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
+        _rows_affine(_rows(x, x.dtype), scale.astype(x.dtype), shift.astype(x.dtype), out)
+        return _unrows(out, x.shape)
+    x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     _affine(x, scale.astype(x.dtype), shift.astype(x.dtype), out)
     return out
@@ -151,6 +283,8 @@ def backward(
     training: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dx, dgamma, dbeta by the compact closed form (see the reference)."""
+    if _channels_last(x):
+        return _rows_backward(dy, x, mean, inv_std, gamma, training)
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     c = x.shape[1]

@@ -27,8 +27,16 @@ def _relu_backward(grad, z, out):  # pragma: no cover - compiled
 
 
 def relu_backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """grad where the forward output z is positive, else 0 (any layout, same shape)."""
+    """grad where the forward output z is positive, else 0 (any layout, same shape).
+
+    A channels-last z (NHWC memory viewed as NCHW, as convolutions and batch norm
+    return it) is walked in its own memory order and the result keeps that layout,
+    so the convolution that receives it needs no copy.
+    """
+    last = z.ndim == 4 and not z.flags.c_contiguous and z.transpose(0, 2, 3, 1).flags.c_contiguous
+    if last:
+        grad, z = grad.transpose(0, 2, 3, 1), z.transpose(0, 2, 3, 1)
     grad, z = np.ascontiguousarray(grad), np.ascontiguousarray(z)
     out = np.empty_like(grad)
     _relu_backward(grad.reshape(-1), z.reshape(-1), out.reshape(-1))
-    return out
+    return out.transpose(0, 3, 1, 2) if last else out
