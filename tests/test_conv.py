@@ -9,6 +9,7 @@ the kernel are in the drawn ranges.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import kernels
-from tinyres.kernels import conv_reference
+from tinyres.kernels import conv_reference, im2col_numba
 from tinyres.nn import functional as F
 
 FAST_TIERS = ["numpy", "numba"]
@@ -81,6 +82,47 @@ def test_fast_tiers_agree_with_the_loop_reference(case, dtype, bias, data):
     for tier in FAST_TIERS:
         for name, got, want in zip(names, _run(tier, x, w, b, options, upstream), expected):
             np.testing.assert_allclose(got, want, **tolerance, err_msg=f"{tier} tier: {name}")
+
+
+@contextlib.contextmanager
+def block_rows(rows: int):
+    """Make the Numba tier cut the batch into blocks of ``rows`` column rows (at least 2 samples)."""
+    saved, im2col_numba.BLOCK_ROWS = im2col_numba.BLOCK_ROWS, rows
+    try:
+        yield
+    finally:
+        im2col_numba.BLOCK_ROWS = saved
+
+
+@settings(max_examples=40)
+@given(case=conv_cases(max_batch=7), dtype=float_dtypes, rows=st.integers(1, 40), data=st.data())
+def test_numba_tier_in_blocks_of_samples_agrees_with_the_reference(case, dtype, rows, data):
+    """Several blocks, a short last one: the same output and gradients as one block."""
+    x_shape, w_shape, stride, padding, dilation = case
+    note(_describe(case, dtype, True))
+    x, w, b = (data.draw(arrays(shape, dtype)) for shape in (x_shape, w_shape, w_shape[:1]))
+    options = dict(stride=stride, padding=padding, dilation=dilation)
+    out_shape = conv_reference.conv2d_forward(
+        np.zeros(x_shape), np.zeros(w_shape), None, stride, padding, dilation).shape
+    upstream = np.random.default_rng(0).standard_normal(out_shape)
+    expected = _run("reference", *(a.astype(np.float64) for a in (x, w, b)), options, upstream)
+    with block_rows(rows):
+        got = _run("numba", x, w, b, options, upstream)
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for name, g, e in zip(["output", "dx", "dw", "db"], got, expected):
+        np.testing.assert_allclose(g, e, **tolerance, err_msg=name)
+
+
+@settings(max_examples=10)
+@given(case=conv_cases(max_batch=5, max_channels=2, max_extra=2), seed=st.integers(0, 99))
+def test_numba_tier_in_blocks_passes_gradcheck(case, seed):
+    x_shape, w_shape, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    inputs = [tr.tensor(rng.standard_normal(s), requires_grad=True) for s in (x_shape, w_shape)]
+    with block_rows(1):
+        assert tr.gradcheck(
+            lambda *t: F.conv2d(*t, stride=stride, padding=padding, dilation=dilation), inputs, seed=seed
+        )
 
 
 @settings(max_examples=10)
