@@ -8,8 +8,10 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-# First, before anything imports NumPy: calms the thread pools (see tinyres/threads.py).
-import tinyres.threads  # noqa: F401  (imported for its effect)
+# First, before anything imports NumPy: calms the thread pools (see tinyres/threads.py)
+# and keeps freed memory for reuse (see tinyres/memory.py). Imported for their effects.
+import tinyres.memory
+import tinyres.threads  # noqa: F401
 from tinyres import kernels, models, nn, optim
 from tinyres.creation import (
     arange,
