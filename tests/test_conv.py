@@ -25,6 +25,7 @@ import tinyres as tr
 from tinyres import kernels
 from tinyres.kernels import conv_reference, im2col_numba
 from tinyres.nn import functional as F
+from tinyres.ops.conv import TIER_KERNELS
 
 FAST_TIERS = ["numpy", "numba"]
 
@@ -268,14 +269,30 @@ def test_matches_pytorch(x_shape, w_shape, options):
     compare_with_torch(lambda lib, x, w, b: lib.nn.functional.conv2d(x, w, b, **options), x, w, b)
 
 
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_bias_gradient_is_skipped_when_there_is_no_bias(tier):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2))
+    options = ((1, 1), (1, 0), (1, 1))
+    module = TIER_KERNELS[tier]
+    g = rng.standard_normal(module.conv2d_forward(x, w, None, *options).shape)
+    with_db = module.conv2d_backward(g, x, w, *options)
+    without = module.conv2d_backward(g, x, w, *options, bias_grad=False)
+    assert without[2] is None
+    np.testing.assert_allclose(with_db[2], g.sum(axis=(0, 2, 3)), rtol=1e-12)
+    for a, b in zip(with_db[:2], without[:2]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_numba_tier_runs_with_the_jit_disabled():
     """With NUMBA_DISABLE_JIT=1 the kernels run as plain Python and must give the same numbers."""
     code = textwrap.dedent("""
         import numpy as np
         from tinyres.kernels import conv_reference, im2col_numba
         rng = np.random.default_rng(0)
-        x, w, g = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2)), None
+        x, w, g = rng.standard_normal((5, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2)), None
         options = ((2, 1), (1, 1), (1, 2))
+        im2col_numba.BLOCK_ROWS = 1  # blocks of 2 samples: 2 + 2 + 1
         y = im2col_numba.conv2d_forward(x, w, None, *options)
         g = rng.standard_normal(y.shape)
         got = [y, *im2col_numba.conv2d_backward(g, x, w, *options)[:2]]

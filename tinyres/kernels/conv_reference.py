@@ -84,10 +84,12 @@ def conv2d_backward(
     padding: Pair,
     dilation: Pair,
     input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    bias_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dw, db) for y = conv2d(x, w) + b, given dL/dy = ``grad``.
 
-    ``dx`` is None when ``input_grad`` is False (an input image needs no gradient).
+    ``dx`` is None when ``input_grad`` is False (an input image needs no gradient),
+    ``db`` when ``bias_grad`` is False (a convolution without bias).
     """
     dx = np.zeros(x.shape, dtype=x.dtype)
     dw = np.zeros(w.shape, dtype=w.dtype)
@@ -95,5 +97,5 @@ def conv2d_backward(
         g = grad[:, :, oh, ow]  # (N, C_out)
         dx[:, :, h, v] += g @ w[:, :, i, j]  # (N, C_out) @ (C_out, C_in)
         dw[:, :, i, j] += g.T @ x[:, :, h, v]  # (C_out, N) @ (N, C_in)
-    db = grad.sum(axis=(0, 2, 3))
+    db = grad.sum(axis=(0, 2, 3)) if bias_grad else None
     return (dx if input_grad else None), dw, db

@@ -81,13 +81,14 @@ def conv2d_backward(
     padding: Pair,
     dilation: Pair,
     input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    bias_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dw, db): dW = dY^T @ cols, dX = col2im(dY @ W), db = sum of dY."""
     cols = im2col(x, w.shape[2:], stride, padding, dilation)
     # Fields first: (C, kH, kW, C_out). BLAS splits a product over the rows of its result,
     # and C_out rows with a huge inner dimension (N*Ho*Wo) leave its threads fighting.
     dw = np.tensordot(cols, grad, axes=([0, 2, 3], [0, 2, 3])).transpose(3, 0, 1, 2)
-    db = grad.sum(axis=(0, 2, 3))
+    db = grad.sum(axis=(0, 2, 3)) if bias_grad else None
     if not input_grad:
         return None, dw, db
     dcols = np.tensordot(w, grad, axes=([0], [1]))  # (C, kH, kW, N, Ho, Wo)

@@ -164,7 +164,8 @@ def conv2d_backward(
     padding: Pair,
     dilation: Pair,
     input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    bias_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dw, db): dW^T = cols^T @ dY, dX = col2im(dY @ W), db = column sums of dY.
 
     Block by block, as the forward: dW^T adds up the blocks' cols^T @ dY (in a fixed
@@ -192,7 +193,9 @@ def conv2d_backward(
             (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
             col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
     dw = np.ascontiguousarray(dw_t.reshape(kH, kW, C, C_out).transpose(3, 2, 0, 1))
-    db = g.sum(axis=0)
+    # Skipped without a bias: a column sum of the tall, narrow dY is slow in NumPy
+    # (1.4 ms for a 16-channel layer at batch 64, a quarter of its backward's GEMMs).
+    db = g.sum(axis=0) if bias_grad else None
     if not input_grad:
         return None, dw, db
     if one_by_one:

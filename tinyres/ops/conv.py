@@ -38,7 +38,8 @@ class Conv2d(Function):
     r"""y = conv2d(x, w) + b (NCHW); the math is in ``tinyres.kernels.conv_reference``.
 
     Backward returns (dx, dw, db); dx is skipped when the input needs no gradient
-    (an image batch), which saves one matrix product and a col2im.
+    (an image batch), which saves one matrix product and a col2im, and db when
+    there is no bias.
     """
 
     def forward(
@@ -64,8 +65,9 @@ class Conv2d(Function):
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x_input = self.inputs[0]
         input_grad = isinstance(x_input, Tensor) and x_input.requires_grad
-        dx, dw, db = self.kernels.conv2d_backward(grad, self.x, self.w, *self.options, input_grad)
-        return dx, dw, (db if self.has_bias else None)
+        return self.kernels.conv2d_backward(
+            grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias
+        )
 
 
 def _pair(name: str, value: int | tuple[int, int], minimum: int) -> Pair:
