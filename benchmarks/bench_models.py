@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
+    python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -28,11 +29,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from timing import load_note, median_seconds, table
-
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
+# tinyres before NumPy in the processes that time it, so its thread settings reach
+# OpenBLAS (tinyres/threads.py), as in bench_conv.py; --numpy-first shows what a user
+# gets who imports NumPy first. The parent and the PyTorch processes never import it
+# (its environment settings would be inherited by, and slow down, PyTorch's OpenMP).
+if ("tinyres" in sys.argv or "--profile" in sys.argv) and "--numpy-first" not in sys.argv:
+    import tinyres  # noqa: F401
+
+import numpy as np  # noqa: E402
+from timing import load_note, median_seconds, table  # noqa: E402
 
 CIFAR_BATCH = (64, 3, 32, 32)
 IMAGENET_BATCH = (2, 3, 224, 224)
@@ -121,11 +128,12 @@ def in_subprocess(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(repeats: int) -> None:
+def run_table(repeats: int, numpy_first: bool) -> None:
     print(f"before: {load_note()}")
+    order = ["--numpy-first"] if numpy_first else []
     theirs = in_subprocess("--only", "torch", "--repeats", str(repeats))
-    ours = in_subprocess("--only", "tinyres", "--repeats", str(repeats))
-    memory = {lib: in_subprocess("--memory", lib)["peak_mb"] for lib in ("tinyres", "torch")}
+    ours = in_subprocess("--only", "tinyres", "--repeats", str(repeats), *order)
+    memory = {lib: in_subprocess("--memory", lib, *order)["peak_mb"] for lib in ("tinyres", "torch")}
     n_step, n_fwd = CIFAR_BATCH[0], IMAGENET_BATCH[0]
     rows = [
         ["ResNet-20 train step, batch 64, 3x32x32", f"{1000 * ours['step']:.0f}",
@@ -161,6 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the ResNet-20 step")
+    parser.add_argument("--numpy-first", action="store_true",
+                        help="import NumPy before tinyres (its OpenBLAS thread setting then has no effect)")
     parser.add_argument("--only", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,7 +181,7 @@ def main() -> None:
     elif args.profile:
         profile(5)
     else:
-        run_table(args.repeats)
+        run_table(args.repeats, args.numpy_first)
 
 
 if __name__ == "__main__":
