@@ -9,8 +9,8 @@ the kernel must map and zero fresh pages, one page fault per 4 KiB, on every ste
 PyTorch avoids this with its own caching allocator; two ``mallopt`` settings do the
 same job here:
 
-- ``M_MMAP_THRESHOLD`` at its largest allowed value (32 MiB on 64-bit): blocks up to
-  that size come from the heap, whose pages stay mapped;
+- ``M_MMAP_THRESHOLD`` at 32 MiB (the ceiling glibc's own adaptive threshold uses on
+  64-bit): blocks up to that size come from the heap, whose pages stay mapped;
 - ``M_TRIM_THRESHOLD`` at 1 GiB: free heap memory is kept for reuse, not released.
 
 The process keeps its high-water mark of memory instead of shrinking between steps;
