@@ -24,6 +24,7 @@ import numpy as np
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
 from tinyres.kernels import conv_reference, im2col, im2col_numba
+from tinyres.ops.validate import as_pair
 
 Pair = tuple[int, int]
 
@@ -68,17 +69,6 @@ class Conv2d(Function):
         return self.kernels.conv2d_backward(
             grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias
         )
-
-
-def _pair(name: str, value: int | tuple[int, int], minimum: int) -> Pair:
-    """An int or a pair of ints, each at least ``minimum``, as a pair."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)):
-        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"conv2d: {name} must be at least {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _as_tensor(name: str, value: Tensor | np.ndarray) -> Tensor:
@@ -136,9 +126,9 @@ def conv2d(
                              f"got {bias.shape}")
         if bias.dtype != input.dtype:
             raise TypeError(f"conv2d: input is {input.dtype} but bias is {bias.dtype}; make them match")
-    stride = _pair("stride", stride, 1)
-    padding = _pair("padding", padding, 0)
-    dilation = _pair("dilation", dilation, 1)
+    stride = as_pair(stride, "stride", "conv2d", minimum=1)
+    padding = as_pair(padding, "padding", "conv2d", minimum=0)
+    dilation = as_pair(dilation, "dilation", "conv2d", minimum=1)
     for axis, size, k, p, d in (("height", input.shape[-2], kH, padding[0], dilation[0]),
                                 ("width", input.shape[-1], kW, padding[1], dilation[1])):
         span = d * (k - 1) + 1

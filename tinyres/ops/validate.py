@@ -7,6 +7,10 @@ expected and what came.
 >>> import numpy as np
 >>> as_pair(3, "kernel_size", "max_pool2d")
 (3, 3)
+>>> as_pair(1.5, "stride", "max_pool2d")
+Traceback (most recent call last):
+    ...
+TypeError: max_pool2d: stride must be an int or a pair of ints, got 1.5
 >>> check_float("relu", np.zeros(2, dtype=np.int64))
 Traceback (most recent call last):
     ...
@@ -20,11 +24,20 @@ from typing import Any
 import numpy as np
 
 
-def as_pair(value: Any, name: str, op: str) -> tuple[int, int]:
-    """An int or a pair of ints, as PyTorch accepts for kernel size, stride, ..."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+def as_pair(value: Any, name: str, op: str, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints, as PyTorch accepts for kernel size, stride, ...
+
+    With ``minimum``, each of the two must be at least that (stride >= 1, padding >= 0).
+    """
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    if not (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)
+    ):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if minimum is not None and min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be at least {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
 
 
