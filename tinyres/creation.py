@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyres.engine import Tensor
+from tinyres.engine import Tensor, _as_array
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -51,15 +51,7 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (Python floats become float32)."""
-    if isinstance(data, Tensor):
-        data = data.data
-    arr = np.array(data, dtype=dtype, copy=True)
-    if dtype is None and not isinstance(data, np.ndarray):
-        if arr.dtype.kind == "f":
-            arr = arr.astype(float32)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(int64)
-    return Tensor(arr, requires_grad=requires_grad)
+    return Tensor(np.array(_as_array(data, dtype), copy=True), requires_grad=requires_grad)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
