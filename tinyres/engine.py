@@ -312,10 +312,14 @@ class Tensor:
                 if replaced is not None:
                     grad = _as_array(replaced, dtype=node.dtype)
             if node.grad_fn is None:
-                node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.data + grad)
+                # A copy, so .grad never aliases an array an op still holds; order="K" keeps
+                # the memory layout (a channels-last gradient stays so) instead of paying
+                # for a transposing copy.
+                total = grad.copy(order="K") if node.grad is None else node.grad.data + grad
+                node.grad = Tensor(total)
                 continue
             if node._retains_grad:
-                node.grad = Tensor(grad.copy())
+                node.grad = Tensor(grad.copy(order="K"))
             fn = node.grad_fn
             if fn.freed:
                 raise RuntimeError(

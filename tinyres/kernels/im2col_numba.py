@@ -16,6 +16,10 @@ The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for
   memory.
 - **No saved columns**: backward rebuilds them (im2col is cheap next to a GEMM); the
   memory of one block's columns is reused from call to call instead of allocated.
+- **Pointwise layers need no columns at all**: a 1x1 convolution (stride 1, no
+  padding) is a matrix product in either layout. An NCHW input stays NCHW and each
+  sample is one product, Y[n] = W @ X[n] with X[n] the (C, H*W) matrix, which saves
+  the channels-last copy of a large input (see ``kernel_layout``).
 
 Indices are checked in Python (``tinyres.nn.functional.conv2d``) before a kernel
 runs, and every read below is guarded by bounds tests, so no shape can make a kernel
@@ -112,11 +116,37 @@ def _columns_buffer(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
 def _columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, Ho: int, Wo: int):
     N, _, _, C = x_nhwc.shape
     (kH, kW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
-    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
+    if _pointwise(kernel, stride, padding):
         return x_nhwc.reshape(N * Ho * Wo, C)  # a 1x1 convolution is a plain matrix product
     cols = _columns_buffer(N * Ho * Wo, kH * kW * C, x_nhwc.dtype)
     im2col_nhwc(x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
     return cols
+
+
+def _pointwise(kernel: Pair, stride: Pair, padding: Pair) -> bool:
+    return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
+def _channels_last(a: np.ndarray) -> bool:
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def kernel_layout(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
+    """``x`` (N, C, H, W) in the memory layout the kernels below read without a copy.
+
+    Channels last (an NCHW view of NHWC memory), which a previous convolution's output
+    already is; but a pointwise layer keeps a C-ordered NCHW input as it is, since it
+    needs no columns and a per-sample product reads NCHW directly.
+
+    >>> x = np.zeros((2, 3, 4, 5), dtype=np.float32)
+    >>> kernel_layout(x, (3, 3), (1, 1), (1, 1)).transpose(0, 2, 3, 1).flags.c_contiguous
+    True
+    >>> kernel_layout(x, (1, 1), (1, 1), (0, 0)) is x
+    True
+    """
+    if _pointwise(kernel, stride, padding) and x.flags.c_contiguous:
+        return x
+    return _nhwc(x).transpose(0, 3, 1, 2)
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
@@ -144,6 +174,8 @@ def conv2d_forward(
     """y = conv2d(x, w) + b: Numba im2col, then Y = cols @ W^T with BLAS, block by block."""
     N, _, H, W = x.shape
     C_out, _, kH, kW = w.shape
+    if _pointwise((kH, kW), stride, padding) and not _channels_last(x):
+        return _pointwise_forward(x, w, b)
     Ho = output_size(H, kH, stride[0], padding[0], dilation[0])
     Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
     x_nhwc, w_t = _nhwc(x), _weight_matrix(w).T
@@ -173,10 +205,12 @@ def conv2d_backward(
     """
     N, C, H, W = x.shape
     C_out, _, kH, kW = w.shape
+    if _pointwise((kH, kW), stride, padding) and not _channels_last(x):
+        return _pointwise_backward(grad, x, w, input_grad, bias_grad)
     Ho, Wo = grad.shape[2:]
     g = _nhwc(grad).reshape(N * Ho * Wo, C_out)
     x_nhwc, w_matrix = _nhwc(x), _weight_matrix(w)
-    one_by_one = (kH, kW) == (1, 1) and stride == (1, 1) and padding == (0, 0)
+    one_by_one = _pointwise((kH, kW), stride, padding)
     dx = None if not input_grad or one_by_one else np.empty((N, H, W, C), dtype=x.dtype)
     dw_t = np.zeros((kH * kW * C, C_out), dtype=x.dtype)
     for n0, n1 in _sample_blocks(N, Ho, Wo):
@@ -201,3 +235,30 @@ def conv2d_backward(
     if one_by_one:
         return np.matmul(g, w_matrix).reshape(N, H, W, C).transpose(0, 3, 1, 2), dw, db
     return dx.transpose(0, 3, 1, 2), dw, db
+
+
+def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """A 1x1 convolution of NCHW ``x``: Y[n] = W @ X[n], one (C_out, C) @ (C, H*W) product a sample."""
+    N, C, H, W = x.shape
+    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+    y = np.matmul(w.reshape(w.shape[0], C), x3)
+    if b is not None:
+        y += b[:, None]
+    return y.reshape(N, -1, H, W)
+
+
+def _pointwise_backward(
+    grad: np.ndarray, x: np.ndarray, w: np.ndarray, input_grad: bool, bias_grad: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """dX[n] = W^T @ dY[n] and dW = sum over n of dY[n] @ X[n]^T, in NCHW."""
+    N, C, H, W = x.shape
+    C_out = w.shape[0]
+    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+    g3 = np.ascontiguousarray(grad).reshape(N, C_out, H * W)
+    w_matrix = w.reshape(C_out, C)
+    dw, term = np.zeros((C_out, C), dtype=x.dtype), np.empty((C_out, C), dtype=x.dtype)
+    for n in range(N):  # summed sample by sample, in a fixed order: no (N, C_out, C) stack in memory
+        dw += np.matmul(g3[n], x3[n].T, out=term)
+    dx = np.matmul(w_matrix.T, g3).reshape(N, C, H, W) if input_grad else None
+    db = g3.sum(axis=(0, 2)) if bias_grad else None
+    return dx, dw.reshape(w.shape), db

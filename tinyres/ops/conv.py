@@ -55,10 +55,11 @@ class Conv2d(Function):
     ) -> np.ndarray:
         # The tier is fixed at forward time, so backward uses the same kernels.
         self.kernels = TIER_KERNELS[kernels.get_tier()]
-        # The Numba tier works channels-last (NHWC). One NHWC copy of x, viewed as NCHW,
-        # serves its forward and backward (no copy at all if x already is one, as a
-        # previous convolution's output is); the other tiers take any layout.
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        if self.kernels is im2col_numba:
+            # One copy in the layout the Numba kernels read (usually channels last; none
+            # at all if x already is, as a previous convolution's output is) serves
+            # forward and backward. The other tiers take any layout.
+            x = im2col_numba.kernel_layout(x, w.shape[2:], stride, padding)
         self.x, self.w, self.has_bias = x, w, b is not None
         self.options = (stride, padding, dilation)
         return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation)
