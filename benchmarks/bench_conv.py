@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,30 @@ def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int) -> float:
 
     with tinyres.kernels.use_tier(tier):
         upstream = np.ones(F.conv2d(x, w, stride=stride, padding=pad).shape, dtype=np.float32)
-        return median_seconds(step, repeats=repeats, warmup=1)
+        return median_seconds(step, repeats=repeats, warmup=2)
+
+
+def time_products(shape: tuple[int, ...], repeats: int) -> float:
+    """The three bare BLAS products of an im2col convolution, on ready-made matrices.
+
+    Y = cols @ W^T, dW^T = cols^T @ dY and dcols = dY @ W with cols (N*Ho*Wo, k*k*C):
+    no im2col, col2im, copies or Python, so this is the floor of any im2col design
+    on NumPy's BLAS.
+    """
+    N, C, H, W, C_out, k, stride, pad = shape
+    rows = N * ((H + 2 * pad - k) // stride + 1) * ((W + 2 * pad - k) // stride + 1)
+    rng = np.random.default_rng(0)
+    cols = rng.standard_normal((rows, k * k * C), dtype=np.float32)
+    w = rng.standard_normal((C_out, k * k * C), dtype=np.float32)
+    dy = rng.standard_normal((rows, C_out), dtype=np.float32)
+    y, dcols = np.empty_like(dy), np.empty_like(cols)
+
+    def products():
+        np.matmul(cols, w.T, out=y)
+        cols.T @ dy
+        np.matmul(dy, w, out=dcols)
+
+    return median_seconds(products, repeats=repeats, warmup=2)
 
 
 def time_torch(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
@@ -98,7 +122,7 @@ def time_torch(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
         x.grad = w.grad = None
         torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
 
-    return {"seconds": median_seconds(step, repeats=repeats, warmup=1), "threads": torch.get_num_threads()}
+    return {"seconds": median_seconds(step, repeats=repeats, warmup=2), "threads": torch.get_num_threads()}
 
 
 # Thread settings tinyres may apply to itself (see benchmarks/README.md); PyTorch runs without them.
@@ -121,29 +145,46 @@ def torch_in_subprocess(index: int, repeats: int, threads: int | None = None) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool) -> None:
-    """One row per shape; PyTorch runs right before tinyres, so both see the same machine load."""
+def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, rounds: int) -> None:
+    """One row per shape; PyTorch runs right before tinyres, so both see the same machine load.
+
+    With ``rounds`` > 1 the PyTorch process and the Numba tier take turns that many
+    times and each reports the median of its rounds, so a slow spell of the machine
+    falls on both sides instead of on one.
+    """
     print(f"before: {load_note()}; NumPy imported {'before' if numpy_first else 'after'} tinyres")
-    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio"]
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio",
+              "products ms", "products / PyTorch"]
     if single:
         header.append("PyTorch 1 thread ms")
     rows = []
     threads = None
     for index, shape in enumerate(SHAPES):
-        theirs = torch_in_subprocess(index, repeats)
+        torch_runs, numba_runs = [], []
+        for _ in range(rounds):
+            run = torch_in_subprocess(index, repeats)
+            if run:
+                torch_runs.append(run["seconds"])
+                threads = run["threads"]
+            if "numba" in tiers:
+                numba_runs.append(time_tinyres(shape, "numba", repeats))
+        theirs = {"seconds": statistics.median(torch_runs)} if torch_runs else None
         row = [label(shape)]
         for tier in tiers:
             if tier == "reference" and reference_steps(shape) > REFERENCE_LIMIT:
                 row.append("skipped")
                 continue
-            row.append(f"{1000 * time_tinyres(shape, tier, repeats):.1f}")
+            seconds = statistics.median(numba_runs) if tier == "numba" else time_tinyres(shape, tier, repeats)
+            row.append(f"{1000 * seconds:.1f}")
         fastest = float(row[tiers.index("numba") + 1]) if "numba" in tiers else None
         if theirs:
-            threads = theirs["threads"]
             row.append(f"{1000 * theirs['seconds']:.1f}")
             row.append(f"{fastest / (1000 * theirs['seconds']):.2f}" if fastest else "-")
         else:
             row += ["-", "-"]
+        floor = time_products(shape, repeats)
+        row.append(f"{1000 * floor:.1f}")
+        row.append(f"{floor / theirs['seconds']:.2f}" if theirs else "-")
         if single:
             one = torch_in_subprocess(index, repeats, threads=1)
             row.append(f"{1000 * one['seconds']:.1f}" if one else "-")
@@ -151,7 +192,8 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool) -
         print(" | ".join(row), flush=True)
     print()
     print(table(header, rows))
-    print(f"\nPyTorch threads: {threads}; ratio = numba tier / PyTorch, forward+backward")
+    print(f"\nPyTorch threads: {threads}; ratio = numba tier / PyTorch, forward+backward; "
+          "products = the three bare BLAS products alone (the floor of im2col on NumPy's BLAS)")
     print(f"after: {load_note()}")
 
 
@@ -198,6 +240,8 @@ def run_compile() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate PyTorch and the Numba tier this many times per shape")
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
     parser.add_argument("--numpy-first", action="store_true", help="import NumPy before tinyres")
@@ -210,7 +254,7 @@ def main() -> None:
     elif args.compile:
         run_compile()
     else:
-        run_table(args.tiers.split(","), args.repeats, args.numpy_first, args.torch_single)
+        run_table(args.tiers.split(","), args.repeats, args.numpy_first, args.torch_single, args.rounds)
 
 
 if __name__ == "__main__":

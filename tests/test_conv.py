@@ -114,6 +114,25 @@ def test_numba_tier_in_blocks_of_samples_agrees_with_the_reference(case, dtype, 
         np.testing.assert_allclose(g, e, **tolerance, err_msg=name)
 
 
+@given(case=conv_cases(max_channels=2 * im2col_numba.FEW_CHANNELS), dtype=float_dtypes, data=st.data())
+def test_both_numba_im2col_kernels_build_the_same_columns(case, dtype, data):
+    """The whole-row kernel for few channels and the general one write every entry alike.
+
+    The conv2d tests above reach the general kernel with small inputs only through
+    dilation; here the two meet on the same undilated cases, from 1 to 32 channels.
+    """
+    x_shape, (_, _, kH, kW), (sH, sW), (pH, pW), _ = case
+    note(f"x{x_shape}, kernel ({kH}, {kW}), stride ({sH}, {sW}), padding ({pH}, {pW}), {dtype.__name__}")
+    x = np.ascontiguousarray(data.draw(arrays(x_shape, dtype), label="x").transpose(0, 2, 3, 1))
+    N, H, W, C = x.shape
+    Ho, Wo = (H + 2 * pH - kH) // sH + 1, (W + 2 * pW - kW) // sW + 1
+    general, rows = (np.full((N * Ho * Wo, kH * kW * C), np.nan, dtype=dtype) for _ in range(2))
+    im2col_numba.im2col_nhwc(x, kH, kW, sH, sW, pH, pW, 1, 1, Ho, Wo, general)
+    im2col_numba.im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, rows)
+    assert not np.isnan(general).any() and not np.isnan(rows).any(), "an entry was never written"
+    np.testing.assert_array_equal(rows, general)
+
+
 @settings(max_examples=10)
 @given(case=conv_cases(max_batch=5, max_channels=2, max_extra=2), seed=st.integers(0, 99))
 def test_numba_tier_in_blocks_passes_gradcheck(case, seed):
