@@ -208,6 +208,17 @@ def _weight_matrix(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
 
 
+def _weight_layout(dw_t: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(kH*kW*C, C_out), the rows in (i, j, c) order, -> a C-ordered (C_out, C, kH, kW).
+
+    Two copies: a single transpose of all four axes reads numbers C*C_out apart in
+    its inner loop, and took 1.6 ms for a 256-channel 3x3 weight against 0.7 ms.
+    """
+    C_out, C, kH, kW = shape
+    by_input_channel = np.ascontiguousarray(dw_t.reshape(kH * kW, C, C_out).transpose(1, 2, 0))
+    return np.ascontiguousarray(by_input_channel.transpose(1, 0, 2)).reshape(shape)
+
+
 def _sample_blocks(N: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
     """Split the batch into runs of whole samples of about ``BLOCK_ROWS`` column rows.
 
@@ -275,7 +286,7 @@ def conv2d_backward(
             np.matmul(g_block, w_matrix, out=dcols)
             (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
             col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
-    dw = np.ascontiguousarray(dw_t.reshape(kH, kW, C, C_out).transpose(3, 2, 0, 1))
+    dw = _weight_layout(dw_t, w.shape)
     # Skipped without a bias: a column sum of the tall, narrow dY is slow in NumPy
     # (1.4 ms for a 16-channel layer at batch 64, a quarter of its backward's GEMMs).
     db = g.sum(axis=0) if bias_grad else None
