@@ -9,6 +9,7 @@ the kernel are in the drawn ranges.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import subprocess
@@ -301,6 +302,32 @@ def test_bias_gradient_is_skipped_when_there_is_no_bias(tier):
     np.testing.assert_allclose(with_db[2], g.sum(axis=(0, 2, 3)), rtol=1e-12)
     for a, b in zip(with_db[:2], without[:2]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_numba_tier_is_safe_from_several_python_threads():
+    """Two threads convolving at once get what each would get alone.
+
+    The columns' work memory is reused from call to call; shared between threads,
+    one thread's im2col would overwrite columns another is multiplying (NumPy
+    releases the GIL inside a matrix product).
+    """
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    inputs = [rng.standard_normal((4, 6, 12, 12)).astype(np.float32) for _ in range(8)]
+    options = ((1, 1), (1, 1), (1, 1))
+
+    def work(x):
+        y = im2col_numba.conv2d_forward(x, w, None, *options)
+        dx, dw, _ = im2col_numba.conv2d_backward(np.ones_like(y), x, w, *options, bias_grad=False)
+        return y, dx, dw
+
+    alone = [work(x) for x in inputs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(20):
+            together = list(pool.map(work, inputs))
+            for mine, theirs in zip(together, alone):
+                for a, b in zip(mine, theirs):
+                    np.testing.assert_array_equal(a, b)
 
 
 def test_numba_tier_runs_with_the_jit_disabled():

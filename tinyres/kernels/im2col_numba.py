@@ -35,6 +35,8 @@ True
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
@@ -142,20 +144,30 @@ BLOCK_ROWS = 8192
 # channels the plain kernel is as fast or faster (benchmarks/README.md).
 FEW_CHANNELS = 16
 
-_scratch: dict[np.dtype, np.ndarray] = {}
+# One work block per Python thread: NumPy releases the GIL inside a matrix product,
+# so a block shared between threads could be overwritten by one thread's im2col
+# while another thread's product still reads it.
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.blocks: dict[np.dtype, np.ndarray] = {}
+
+
+_scratch = _Scratch()
 
 
 def _columns_buffer(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
-    """A (rows, width) work matrix, carved from one reused block per dtype.
+    """A (rows, width) work matrix, carved from one reused block per dtype and thread.
 
     The columns matrix is large (kH*kW times the input) and lives only during one
     forward or backward call; reusing its memory avoids a fresh allocation and page
-    faults each call.
+    faults each call. A block grows to the largest block of columns seen so far
+    (``BLOCK_ROWS`` bounds it for most layers) and is freed with its thread.
     """
+    blocks = _scratch.blocks
     size = rows * width
-    block = _scratch.get(dtype)
+    block = blocks.get(dtype)
     if block is None or block.size < size:
-        block = _scratch[dtype] = np.empty(size, dtype=dtype)
+        block = blocks[dtype] = np.empty(size, dtype=dtype)
     return block[:size].reshape(rows, width)
 
 
