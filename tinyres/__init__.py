@@ -33,6 +33,7 @@ from tinyres.creation import (
 )
 from tinyres.engine import Function, Tensor, is_grad_enabled, no_grad
 from tinyres.gradcheck import GradcheckError, gradcheck
+from tinyres.model_summary import summary
 from tinyres.ops import (
     cat,
     exp,
@@ -46,7 +47,6 @@ from tinyres.ops import (
     tanh,
 )
 from tinyres.serialization import load, save
-from tinyres.summary import summary
 
 float = float32
 double = float64

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tinyres.model_summary import summary
 from tinyres.models import MODELS
-from tinyres.summary import summary
 
 NAME = "summary"
 HELP = "print a model's layers with output shapes, parameters and multiply-accumulates"
