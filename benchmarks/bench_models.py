@@ -111,9 +111,52 @@ def peak_memory_mb(lib_name: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
 
 
+def products_fn():
+    """A zero-argument run of the bare BLAS products of one ResNet-20 training step.
+
+    Each convolution of the step as im2col does it: Y = cols @ W^T, dW^T = cols^T @ dY
+    and (except for the first layer, whose input is the image) dcols = dY @ W, on
+    ready-made float32 matrices. No im2col, col2im, batch norm, ReLU or Python: what
+    the step would cost if everything but the convolutions' products were free.
+    """
+    import tinyres
+    from tinyres import models
+
+    model, geometry = models.resnet20(), []
+
+    def record(module, inputs, output):
+        N, C, _, _ = inputs[0].shape
+        C_out, _, kH, kW = module.weight.shape
+        geometry.append((N * output.shape[2] * output.shape[3], C * kH * kW, C_out, len(geometry) > 0))
+
+    for module in model.modules():
+        if isinstance(module, tinyres.nn.Conv2d):
+            module.register_forward_hook(record)
+    with tinyres.no_grad():
+        model(tinyres.zeros(*CIFAR_BATCH))
+    rng = np.random.default_rng(0)
+    layers = []
+    for rows, width, C_out, input_grad in geometry:
+        cols = rng.standard_normal((rows, width), dtype=np.float32)
+        w = rng.standard_normal((C_out, width), dtype=np.float32)
+        dy = rng.standard_normal((rows, C_out), dtype=np.float32)
+        layers.append((cols, w, dy, input_grad))
+
+    def products() -> None:
+        for cols, w, dy, input_grad in layers:
+            cols @ w.T
+            cols.T @ dy
+            if input_grad:
+                dy @ w
+
+    return products
+
+
 def measure(lib_name: str, repeats: int) -> dict[str, float]:
     step = train_step_fn(lib_name)
     results = {"step": median_seconds(step, repeats=repeats, warmup=2)}
+    if lib_name == "tinyres":
+        results["products"] = median_seconds(products_fn(), repeats=repeats, warmup=2)
     forward = forward_fn(lib_name)
     results["forward"] = median_seconds(forward, repeats=max(3, repeats // 2), warmup=1)
     if lib_name == "torch":
@@ -139,6 +182,8 @@ def run_table(repeats: int, numpy_first: bool) -> None:
         ["ResNet-20 train step, batch 64, 3x32x32", f"{1000 * ours['step']:.0f}",
          f"{n_step / ours['step']:.0f}", f"{1000 * theirs['step']:.0f}", f"{n_step / theirs['step']:.0f}",
          f"{ours['step'] / theirs['step']:.2f}"],
+        ["ResNet-20 step: the convolutions' bare BLAS products alone", f"{1000 * ours['products']:.0f}",
+         "", "", "", f"{ours['products'] / theirs['step']:.2f}"],
         ["ResNet-50 forward (eval), (2,3,224,224)", f"{1000 * ours['forward']:.0f}",
          f"{n_fwd / ours['forward']:.1f}", f"{1000 * theirs['forward']:.0f}",
          f"{n_fwd / theirs['forward']:.1f}", f"{ours['forward'] / theirs['forward']:.2f}"],
