@@ -148,9 +148,9 @@ def torch_in_subprocess(index: int, repeats: int, threads: int | None = None) ->
 def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, rounds: int) -> None:
     """One row per shape; PyTorch runs right before tinyres, so both see the same machine load.
 
-    With ``rounds`` > 1 the PyTorch process and the Numba tier take turns that many
-    times and each reports the median of its rounds, so a slow spell of the machine
-    falls on both sides instead of on one.
+    With ``rounds`` > 1 the PyTorch process, the Numba tier and the bare products take
+    turns that many times and each reports the median of its rounds, so a slow spell
+    of the machine falls on all of them instead of on one.
     """
     print(f"before: {load_note()}; NumPy imported {'before' if numpy_first else 'after'} tinyres")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio",
@@ -160,7 +160,7 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, r
     rows = []
     threads = None
     for index, shape in enumerate(SHAPES):
-        torch_runs, numba_runs = [], []
+        torch_runs, numba_runs, product_runs = [], [], []
         for _ in range(rounds):
             run = torch_in_subprocess(index, repeats)
             if run:
@@ -168,6 +168,7 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, r
                 threads = run["threads"]
             if "numba" in tiers:
                 numba_runs.append(time_tinyres(shape, "numba", repeats))
+            product_runs.append(time_products(shape, repeats))
         theirs = {"seconds": statistics.median(torch_runs)} if torch_runs else None
         row = [label(shape)]
         for tier in tiers:
@@ -182,7 +183,7 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, r
             row.append(f"{fastest / (1000 * theirs['seconds']):.2f}" if fastest else "-")
         else:
             row += ["-", "-"]
-        floor = time_products(shape, repeats)
+        floor = statistics.median(product_runs)
         row.append(f"{1000 * floor:.1f}")
         row.append(f"{floor / theirs['seconds']:.2f}" if theirs else "-")
         if single:

@@ -140,14 +140,15 @@ def products_fn():
         cols = rng.standard_normal((rows, width), dtype=np.float32)
         w = rng.standard_normal((C_out, width), dtype=np.float32)
         dy = rng.standard_normal((rows, C_out), dtype=np.float32)
-        layers.append((cols, w, dy, input_grad))
+        layers.append((cols, w, dy, input_grad, np.empty_like(dy), np.empty((width, C_out), np.float32)))
+    dcols = np.empty(max(layer[0].size for layer in layers), dtype=np.float32)
 
-    def products() -> None:
-        for cols, w, dy, input_grad in layers:
-            cols @ w.T
-            cols.T @ dy
+    def products() -> None:  # into reused outputs: no allocation or page faults timed
+        for cols, w, dy, input_grad, y, dw_t in layers:
+            np.matmul(cols, w.T, out=y)
+            np.matmul(cols.T, dy, out=dw_t)
             if input_grad:
-                dy @ w
+                np.matmul(dy, w, out=dcols[: cols.size].reshape(cols.shape))
 
     return products
 
