@@ -66,7 +66,7 @@ def im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no 
                             cols[r, start + c] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols):  # pragma: no cover - compiled
     """``im2col_nhwc`` without dilation, for inputs with few channels (an RGB stem).
 
@@ -74,11 +74,13 @@ def im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols):  # pragma: no cov
     dilation, a field row that lies wholly inside the image is kW*C numbers in a row
     of x, copied as one run; only fields that overlap the border go pixel by pixel.
     x must be C-contiguous (``_nhwc`` makes it so), to be viewed as rows of W*C numbers.
+    One thread: compiled parallel it took 1.3 s longer to compile per dtype, to save
+    0.7 ms per 224x224 image pair (and it was slower on CIFAR's 32x32 stem).
     """
     N, H, W, C = x.shape
     image_rows = x.reshape((N, H, W * C))
     run = kW * C
-    for row in prange(N * Ho):
+    for row in range(N * Ho):
         n = row // Ho
         oh = row - n * Ho
         for ow in range(Wo):
@@ -141,7 +143,7 @@ def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: n
 BLOCK_ROWS = 8192
 
 # Below this many channels im2col copies whole field rows (``im2col_nhwc_rows``): the
-# 7x7 RGB stem's columns build 2.3 ms -> 0.9 ms for two 224x224 images; from 16
+# 7x7 RGB stem's columns build 3.1 ms -> 1.7 ms for two 224x224 images; from 16
 # channels the plain kernel is as fast or faster (benchmarks/README.md).
 FEW_CHANNELS = 16
 
