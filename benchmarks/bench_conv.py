@@ -1,7 +1,7 @@
 """Benchmark conv2d forward+backward: each tinyres tier next to PyTorch CPU.
 
     python benchmarks/bench_conv.py                 # the table for benchmarks/README.md
-    python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm cache
+    python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm, all kernels too
     python benchmarks/bench_conv.py --numpy-first   # as a user who imports NumPy first
     python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
 
@@ -217,6 +217,22 @@ print(f"{{imported - start:.2f}} {{done - imported:.2f}} {{hasattr(F, 'batch_nor
 """
 
 
+EVERY_KERNEL = """
+import time
+import numpy as np
+import tinyres
+from tinyres.nn import functional as F
+start = time.perf_counter()
+for dtype in {dtypes}:
+    model = tinyres.models.resnet18(num_classes=10).to(dtype)
+    x = tinyres.randn(2, 3, 32, 32, dtype=dtype, requires_grad=True)
+    F.cross_entropy(model(x), tinyres.tensor([1, 2])).backward()
+    F.relu(tinyres.randn(64, 64, 64, 64, dtype=dtype, requires_grad=True)).sum().backward()
+    F.avg_pool2d(x, 2).sum().backward()
+print(f"{{time.perf_counter() - start:.2f}}")
+"""
+
+
 def run_compile() -> None:
     """Cold cache: every kernel compiles; warm cache: a new process loads them from disk.
 
@@ -236,6 +252,18 @@ def run_compile() -> None:
                 print(f"{state} cache, {name}: import {out[0]} s, first conv2d"
                       f"{'+batch_norm' if out[2] == 'True' else ''} fwd+bwd {out[1]} s "
                       f"(wall); CPU time of the whole process {out[3]} s")
+        # Every kernel of the library: a ResNet-18 step (conv incl. the few-channel im2col,
+        # batch norm both layouts, ReLU, max pooling), a large ReLU and average pooling.
+        for dtypes, name in (("[np.float32, np.float64]", "both dtypes"), ("[np.float32]", "float32")):
+            env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(dir=cache)
+            seconds = []
+            for _ in ("cold", "warm"):
+                code = EVERY_KERNEL.format(dtypes=dtypes)
+                done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                      text=True, check=True)
+                seconds.append(float(done.stdout.split()[-1]))
+            print(f"every kernel, {name}: first ResNet-18 step + ReLU + pools {seconds[0]:.2f} s cold, "
+                  f"{seconds[1]:.2f} s warm: about {seconds[0] - seconds[1]:.1f} s of compilation")
 
 
 def main() -> None:
