@@ -179,6 +179,52 @@ def test_stacked_convolutions_match_across_tiers(tier):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=40)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 5),
+                    st.integers(1, 5)),
+    dtype=float_dtypes, bias=st.booleans(), channels_last=st.booleans(), upstream_last=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pointwise_layers_agree_with_the_reference_in_either_layout(
+    shape, dtype, bias, channels_last, upstream_last, seed
+):
+    """A 1x1 layer reads an NCHW input in place and a channels-last one as such; both are right.
+
+    The drawn cases above rarely hit a 1x1 kernel with stride 1 and no padding, the
+    only shape that takes the per-sample path; here every case does.
+    """
+    N, C_in, C_out, H, W = shape
+    note(f"x({N}, {C_in}, {H}, {W}), w({C_out}, {C_in}, 1, 1), {dtype.__name__}, bias={bias}, "
+         f"channels_last={channels_last}, upstream channels_last={upstream_last}")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((C_out, C_in, 1, 1)).astype(dtype)
+    b = rng.standard_normal(C_out).astype(dtype) if bias else None
+    upstream = rng.standard_normal((N, C_out, H, W))
+    if upstream_last:
+        upstream = np.ascontiguousarray(upstream.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    options = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+    expected = _run("reference", *(None if a is None else a.astype(np.float64) for a in (x, w, b)),
+                    options, upstream)
+    got = _run("numba", x, w, b, options, upstream)
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for name, g, e in zip(["output", "dx", "dw", "db"], got, expected):
+        np.testing.assert_allclose(g, e, **tolerance, err_msg=name)
+    assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous, "a convolution's output is channels last"
+
+
+def test_pointwise_layer_on_an_nchw_input_passes_gradcheck():
+    rng = np.random.default_rng(3)
+    x = tr.tensor(rng.standard_normal((2, 3, 4, 5)), requires_grad=True)
+    w = tr.tensor(rng.standard_normal((4, 3, 1, 1)), requires_grad=True)
+    b = tr.tensor(rng.standard_normal(4), requires_grad=True)
+    assert x.detach().numpy().flags.c_contiguous  # the per-sample path, not a channels-last copy
+    assert tr.gradcheck(lambda *t: F.conv2d(*t), [x, w, b], seed=3)
+
+
 @pytest.mark.parametrize("tier", kernels.TIERS)
 def test_input_without_grad_gets_none_and_weight_still_learns(tier):
     x = tr.randn(2, 3, 6, 6, dtype=tr.float64)
@@ -278,6 +324,7 @@ def test_any_arguments_give_a_clean_error_or_the_reference_result(
         ((2, 4, 9, 7), (6, 4, 3, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(2, 1))),
         ((1, 3, 16, 16), (8, 3, 7, 7), dict(stride=2, padding=3)),
         ((2, 8, 6, 6), (4, 8, 1, 1), dict(stride=2)),
+        ((2, 8, 6, 6), (4, 8, 1, 1), {}),  # pointwise: read NCHW in place
         ((3, 5, 5), (2, 3, 3, 3), dict(padding=1)),  # unbatched
     ],
 )
