@@ -93,8 +93,10 @@ def time_products(shape: tuple[int, ...], repeats: int) -> float:
     no im2col, col2im, copies or Python, so this is the floor of any im2col design
     on NumPy's BLAS.
     """
+    from tinyres.kernels.conv_reference import output_size
+
     N, C, H, W, C_out, k, stride, pad = shape
-    rows = N * ((H + 2 * pad - k) // stride + 1) * ((W + 2 * pad - k) // stride + 1)
+    rows = N * output_size(H, k, stride, pad, 1) * output_size(W, k, stride, pad, 1)
     rng = np.random.default_rng(0)
     cols = rng.standard_normal((rows, k * k * C), dtype=np.float32)
     w = rng.standard_normal((C_out, k * k * C), dtype=np.float32)

@@ -126,7 +126,7 @@ def test_both_numba_im2col_kernels_build_the_same_columns(case, dtype, data):
     note(f"x{x_shape}, kernel ({kH}, {kW}), stride ({sH}, {sW}), padding ({pH}, {pW}), {dtype.__name__}")
     x = np.ascontiguousarray(data.draw(arrays(x_shape, dtype), label="x").transpose(0, 2, 3, 1))
     N, H, W, C = x.shape
-    Ho, Wo = (H + 2 * pH - kH) // sH + 1, (W + 2 * pW - kW) // sW + 1
+    Ho, Wo = conv_reference.output_size(H, kH, sH, pH, 1), conv_reference.output_size(W, kW, sW, pW, 1)
     general, rows = (np.full((N * Ho * Wo, kH * kW * C), np.nan, dtype=dtype) for _ in range(2))
     im2col_numba.im2col_nhwc(x, kH, kW, sH, sW, pH, pW, 1, 1, Ho, Wo, general)
     im2col_numba.im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, rows)
