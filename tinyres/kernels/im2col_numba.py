@@ -177,8 +177,6 @@ def _columns_buffer(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
 def _columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, Ho: int, Wo: int):
     N, _, _, C = x_nhwc.shape
     (kH, kW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
-    if _pointwise(kernel, stride, padding):
-        return x_nhwc.reshape(N * Ho * Wo, C)  # a 1x1 convolution is a plain matrix product
     cols = _columns_buffer(N * Ho * Wo, kH * kW * C, x_nhwc.dtype)
     if C < FEW_CHANNELS and (dH, dW) == (1, 1):
         im2col_nhwc_rows(x_nhwc, kH, kW, sH, sW, pH, pW, Ho, Wo, cols)
@@ -251,7 +249,7 @@ def conv2d_forward(
     """y = conv2d(x, w) + b: Numba im2col, then Y = cols @ W^T with BLAS, block by block."""
     N, _, H, W = x.shape
     C_out, _, kH, kW = w.shape
-    if _pointwise((kH, kW), stride, padding) and not _channels_last(x):
+    if _pointwise((kH, kW), stride, padding):
         return _pointwise_forward(x, w, b)
     Ho = output_size(H, kH, stride[0], padding[0], dilation[0])
     Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
@@ -282,13 +280,12 @@ def conv2d_backward(
     """
     N, C, H, W = x.shape
     C_out, _, kH, kW = w.shape
-    if _pointwise((kH, kW), stride, padding) and not _channels_last(x):
+    if _pointwise((kH, kW), stride, padding):
         return _pointwise_backward(grad, x, w, input_grad, bias_grad)
     Ho, Wo = grad.shape[2:]
     g = _nhwc(grad).reshape(N * Ho * Wo, C_out)
     x_nhwc, w_matrix = _nhwc(x), _weight_matrix(w)
-    one_by_one = _pointwise((kH, kW), stride, padding)
-    dx = None if not input_grad or one_by_one else np.empty((N, H, W, C), dtype=x.dtype)
+    dx = np.empty((N, H, W, C), dtype=x.dtype) if input_grad else None
     dw_t = np.zeros((kH * kW * C, C_out), dtype=x.dtype)
     for n0, n1 in _sample_blocks(N, Ho, Wo):
         g_block = g[n0 * Ho * Wo : n1 * Ho * Wo]
@@ -309,23 +306,26 @@ def conv2d_backward(
     db = g.sum(axis=0) if bias_grad else None
     if not input_grad:
         return None, dw, db
-    if one_by_one:
-        return np.matmul(g, w_matrix).reshape(N, H, W, C).transpose(0, 3, 1, 2), dw, db
     return dx.transpose(0, 3, 1, 2), dw, db
 
 
 def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """A 1x1 convolution of NCHW ``x``, written channels last: Y[n] = X[n]^T @ W^T.
+    """A 1x1 convolution (stride 1, no padding) needs no columns: Y = X @ W^T, written channels last.
 
-    X[n] is sample n's (C, H*W) matrix; BLAS reads it transposed in place, so the
-    input needs no copy, and the (H*W, C_out) products are the NHWC output that the
-    layers after this one expect.
+    X holds x's pixels as rows of C numbers. Channels-last x already is that matrix,
+    (N*H*W, C), so the whole batch is one product. NCHW x is not copied: sample n is
+    the (C, H*W) matrix X[n], read transposed by BLAS, one product per sample. Either
+    way the (H*W, C_out) rows are the NHWC output the layers after this one expect.
     """
     N, C, H, W = x.shape
     C_out = w.shape[0]
-    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
-    y = np.empty((N, H * W, C_out), dtype=x.dtype)
-    np.matmul(x3.transpose(0, 2, 1), w.reshape(C_out, C).T, out=y)
+    w_t = w.reshape(C_out, C).T
+    y = np.empty((N * H * W, C_out), dtype=x.dtype)
+    if _channels_last(x):
+        np.matmul(_nhwc(x).reshape(N * H * W, C), w_t, out=y)
+    else:
+        x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+        np.matmul(x3.transpose(0, 2, 1), w_t, out=y.reshape(N, H * W, C_out))
     if b is not None:
         y += b
     return y.reshape(N, H, W, C_out).transpose(0, 3, 1, 2)
@@ -334,19 +334,27 @@ def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np
 def _pointwise_backward(
     grad: np.ndarray, x: np.ndarray, w: np.ndarray, input_grad: bool, bias_grad: bool
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """dW = sum over n of dY[n]^T @ X[n]^T and dX[n] = W^T @ dY[n]^T, for NCHW ``x``.
+    """dW = dY^T @ X and dX = dY @ W, with dY the (N*H*W, C_out) channels-last gradient.
 
-    dY[n] is sample n's (H*W, C_out) channels-last gradient; dX comes out NCHW, the
-    layout of x.
+    For NCHW x, per sample: dW = sum over n of dY[n]^T @ X[n]^T and dX[n] = W^T @ dY[n]^T,
+    so dX comes out NCHW, the layout of x.
     """
     N, C, H, W = x.shape
     C_out = w.shape[0]
-    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
-    g3 = _nhwc(grad).reshape(N, H * W, C_out)
     w_matrix = w.reshape(C_out, C)
+    g = _nhwc(grad).reshape(N * H * W, C_out)
+    db = g.sum(axis=0) if bias_grad else None
+    if _channels_last(x):
+        x_rows = _nhwc(x).reshape(N * H * W, C)
+        # X^T @ dY, then transposed: as in conv2d_backward, BLAS should not split a product
+        # with C_out rows and a huge inner dimension over its few rows.
+        dw = np.ascontiguousarray((x_rows.T @ g).T)
+        dx = np.matmul(g, w_matrix).reshape(N, H, W, C).transpose(0, 3, 1, 2) if input_grad else None
+        return dx, dw.reshape(w.shape), db
+    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+    g3 = g.reshape(N, H * W, C_out)
     dw, term = np.zeros((C_out, C), dtype=x.dtype), np.empty((C_out, C), dtype=x.dtype)
     for n in range(N):  # summed sample by sample, in a fixed order: no (N, C_out, C) stack in memory
         dw += np.matmul(g3[n].T, x3[n].T, out=term)
     dx = np.matmul(w_matrix.T, g3.transpose(0, 2, 1)).reshape(N, C, H, W) if input_grad else None
-    db = g3.sum(axis=(0, 1)) if bias_grad else None
     return dx, dw.reshape(w.shape), db
