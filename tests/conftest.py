@@ -1,13 +1,18 @@
-"""Shared test settings: hypothesis profiles and the ``slow`` marker.
+"""Shared test settings: hypothesis profiles, the ``slow`` marker, torch-free collection.
 
 Profiles: ``dev`` (default, quick), ``ci`` (more examples; .ci/run selects it with
 HYPOTHESIS_PROFILE=ci). No per-example deadline: a first call may compile Numba kernels.
 """
 
+import importlib.util
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# --doctest-modules imports every module under tests/, and torch_models.py imports torch;
+# without torch (an optional dependency) its tests skip, so the module must not be collected.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["torch_models.py"]
 
 settings.register_profile(
     "dev",
