@@ -41,7 +41,7 @@ def finite_difference_error(dtype: type, eps: float, central: bool, x: float = 0
     """|numeric - exact| derivative of tanh at ``x``, with the forward pass in ``dtype``."""
 
     def f(v: float) -> float:
-        return float(tr.tensor(np.array([v], dtype=dtype)).tanh().data[0])
+        return float(tr.tensor(np.array([v], dtype=dtype)).tanh().detach().numpy()[0])
 
     e = float(dtype(eps))
     numeric = (f(x + e) - f(x - e)) / (2 * e) if central else (f(x + e) - f(x)) / e
@@ -141,8 +141,8 @@ def degradation_curves() -> Figure:
             "first_layer": first,
             "last_layer": last,
             "grad_first_over_last": [epoch[i] / epoch[j] for epoch in norms["per_epoch"]],
-            "weight_norm_first": float(np.linalg.norm(weights[first].data)),
-            "weight_norm_last": float(np.linalg.norm(weights[last].data)),
+            "weight_norm_first": float(np.linalg.norm(weights[first].detach().numpy())),
+            "weight_norm_last": float(np.linalg.norm(weights[last].detach().numpy())),
         }
     write_numbers("10-degradation", numbers)
     words = degradation.sentence(results, (20, 56), config.epochs)

@@ -213,7 +213,7 @@ def test_channels_last_rows_path_passes_gradcheck(case):
                         requires_grad=True) for a in (x, weight, bias)]
 
     def fn(t, w, b):
-        assert t.data.transpose(0, 2, 3, 1).flags.c_contiguous  # the rows path, not a copy
+        assert t.detach().numpy().transpose(0, 2, 3, 1).flags.c_contiguous  # the rows path, not a copy
         return F.batch_norm(t, stats[0].copy(), stats[1].copy(), w, b, training=training)
 
     assert tr.gradcheck(fn, inputs)

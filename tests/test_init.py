@@ -82,7 +82,7 @@ def test_fills_keep_dtype_and_skip_the_graph():
     for fn, args, expected in fills:
         fn(w, *args)
         assert w.dtype == np.float64 and w.grad_fn is None
-        np.testing.assert_array_equal(w.data, np.full((3, 4), expected))
+        np.testing.assert_array_equal(w.detach().numpy(), np.full((3, 4), expected))
     init.normal_(w)
     assert w.dtype == np.float64 and w.is_leaf and w.requires_grad
 
@@ -100,9 +100,9 @@ def test_manual_seed_makes_init_reproducible():
     np.testing.assert_array_equal(init.kaiming_normal_(tr.zeros(4, 5)).numpy(), a)
     assert not np.array_equal(a, b)
     tr.manual_seed(7)
-    conv_a = nn.Conv2d(2, 3, 3).weight.data.copy()
+    conv_a = nn.Conv2d(2, 3, 3).weight.detach().numpy().copy()
     tr.manual_seed(7)
-    np.testing.assert_array_equal(nn.Conv2d(2, 3, 3).weight.data, conv_a)
+    np.testing.assert_array_equal(nn.Conv2d(2, 3, 3).weight.detach().numpy(), conv_a)
 
 
 @pytest.mark.parametrize("make", [lambda: nn.Conv2d(64, 128, 3), lambda: nn.Linear(576, 512)])
@@ -111,7 +111,7 @@ def test_default_conv_and_linear_init_is_pytorchs(make):
     tr.manual_seed(1)
     layer = make()
     bound = 1 / math.sqrt(576)  # fan_in = 64*3*3 = 576 for both
-    w, b = layer.weight.data, layer.bias.data
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
     assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.02)
     assert np.abs(b).max() <= bound and b.std() > 0.4 * bound
@@ -123,18 +123,18 @@ def test_default_init_agrees_with_pytorch_in_distribution():
     torch.manual_seed(0)
     tr.manual_seed(0)
     theirs, ours = torch.nn.Conv2d(32, 64, 3), nn.Conv2d(32, 64, 3)
-    assert ours.weight.data.std() == pytest.approx(theirs.weight.detach().std().item(), rel=0.03)
+    assert ours.weight.detach().numpy().std() == pytest.approx(theirs.weight.detach().std().item(), rel=0.03)
     theirs_max = theirs.weight.detach().abs().max().item()
-    assert np.abs(ours.weight.data).max() == pytest.approx(theirs_max, rel=0.01)
+    assert np.abs(ours.weight.detach().numpy()).max() == pytest.approx(theirs_max, rel=0.01)
 
 
 def test_batchnorm_starts_at_weight_one_bias_zero():
     bn = nn.BatchNorm2d(4)
-    np.testing.assert_array_equal(bn.weight.data, np.ones(4))
-    np.testing.assert_array_equal(bn.bias.data, np.zeros(4))
+    np.testing.assert_array_equal(bn.weight.detach().numpy(), np.ones(4))
+    np.testing.assert_array_equal(bn.bias.detach().numpy(), np.zeros(4))
     bn.weight.data[...] = 3
     bn.running_mean.data[...] = 2
     bn.num_batches_tracked.data[...] = 9
     bn.reset_parameters()
-    assert bn.weight.data.tolist() == [1] * 4 and bn.running_mean.data.tolist() == [0] * 4
+    assert bn.weight.detach().numpy().tolist() == [1] * 4 and bn.running_mean.detach().numpy().tolist() == [0] * 4
     assert bn.num_batches_tracked.item() == 0

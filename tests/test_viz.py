@@ -267,11 +267,11 @@ def test_plain_block_has_no_sum_and_no_shortcut():
 
 def test_drawing_leaves_the_module_as_it_was():
     block = BasicBlock(4, 4)
-    before = {k: v.data.copy() for k, v in block.state_dict().items()}
+    before = {k: v.detach().numpy().copy() for k, v in block.state_dict().items()}
     draw_block(block)
     assert block.training
     for k, v in block.state_dict().items():
-        np.testing.assert_array_equal(v.data, before[k])
+        np.testing.assert_array_equal(v.detach().numpy(), before[k])
     assert all(not m._forward_hooks for m in block.modules())
 
 

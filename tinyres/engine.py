@@ -76,7 +76,7 @@ class Function:
         arguments are options (strides, axes, ...) and are never differentiated.
         """
         fn = cls()
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
         needs_grad = _grad_enabled and any(
             isinstance(a, Tensor) and a.requires_grad for a in args
@@ -126,7 +126,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     """Turn ``data`` into an array; Python floats become float32 as in PyTorch."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
     if isinstance(data, np.ndarray):
@@ -152,7 +152,7 @@ class Tensor:
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
-        self.data: np.ndarray = _as_array(data, dtype)
+        self._data: np.ndarray = _as_array(data, dtype)
         self.grad: Tensor | None = None
         self.grad_fn: Function | None = None
         self._retains_grad = False
@@ -166,7 +166,7 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and self.data.dtype.kind not in "fc":
+        if value and self._data.dtype.kind not in "fc":
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, got dtype {self.dtype}"
             )
@@ -177,16 +177,28 @@ class Tensor:
         self._requires_grad = bool(value)
 
     @property
+    def data(self) -> Tensor:
+        """A Tensor sharing this one's memory, cut off from the graph (``torch``'s ``.data``).
+
+        Changes made through it reach this tensor; autograd does not see them.
+        """
+        return Tensor(self._data)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = _as_array(value)
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def is_leaf(self) -> bool:
@@ -197,13 +209,13 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
 
     def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied), like ``torch.Tensor.numpy``."""
@@ -211,25 +223,25 @@ class Tensor:
             raise RuntimeError(
                 "can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
             )
-        return self.data
+        return self._data
 
     def item(self) -> float | int | bool:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(
                 f"only a one-element tensor converts to a Python scalar, got shape {self.shape}"
             )
-        return self.data.reshape(()).item()
+        return self._data.reshape(()).item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self.data if dtype is None else self.data.astype(dtype)
+        return self._data if dtype is None else self._data.astype(dtype)
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     def __iter__(self) -> Iterator[Tensor]:
         return (self[i] for i in range(len(self)))
@@ -247,7 +259,7 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
         extras = f"shape={self.shape}, dtype={self.dtype}"
         if self.grad_fn is not None:
             extras += f", grad_fn={self.grad_fn!r}"
@@ -258,7 +270,7 @@ class Tensor:
     # ---- graph handling ---------------------------------------------------------
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data, cut off from the graph."""
-        return Tensor(self.data)
+        return Tensor(self._data)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after ``backward``."""
@@ -290,12 +302,12 @@ class Tensor:
                 "element 0 of tensors does not require grad and does not have a grad_fn"
             )
         if gradient is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise RuntimeError(
                     "grad can be implicitly created only for scalar outputs; "
                     f"this tensor has shape {self.shape}, so pass gradient= of that shape"
                 )
-            seed = np.ones_like(self.data)
+            seed = np.ones_like(self._data)
         else:
             seed = _as_array(gradient, dtype=self.dtype)
             if seed.shape != self.shape:
@@ -315,7 +327,7 @@ class Tensor:
                 # A copy, so .grad never aliases an array an op still holds; order="K" keeps
                 # the memory layout (a channels-last gradient stays so) instead of paying
                 # for a transposing copy.
-                total = grad.copy(order="K") if node.grad is None else node.grad.data + grad
+                total = grad.copy(order="K") if node.grad is None else node.grad._data + grad
                 node.grad = Tensor(total)
                 continue
             if node._retains_grad:
@@ -390,24 +402,29 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return ops.index(self, index)
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, Tensor):
+            index = index._data
+        self._data[index] = _as_array(value)
+
     # Comparisons give boolean tensors and are not differentiable.
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self.data == _as_array(other))
+        return Tensor(self._data == _as_array(other))
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self.data != _as_array(other))
+        return Tensor(self._data != _as_array(other))
 
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self.data < _as_array(other))
+        return Tensor(self._data < _as_array(other))
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor(self.data <= _as_array(other))
+        return Tensor(self._data <= _as_array(other))
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self.data > _as_array(other))
+        return Tensor(self._data > _as_array(other))
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor(self.data >= _as_array(other))
+        return Tensor(self._data >= _as_array(other))
 
     # ---- methods ----------------------------------------------------------------
     def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
@@ -421,8 +438,8 @@ class Tensor:
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         if dim is None:
-            return Tensor(np.argmax(self.data))
-        return Tensor(np.argmax(self.data, axis=dim, keepdims=keepdim))
+            return Tensor(np.argmax(self._data))
+        return Tensor(np.argmax(self._data, axis=dim, keepdims=keepdim))
 
     def exp(self) -> Tensor:
         return ops.exp(self)
@@ -482,11 +499,11 @@ class Tensor:
         return ops.cast(self, np.float64)
 
     def long(self) -> Tensor:
-        return Tensor(self.data.astype(np.int64))
+        return Tensor(self._data.astype(np.int64))
 
     def zero_(self) -> Tensor:
         """Fill with zeros in place (not recorded in the graph)."""
-        self.data[...] = 0
+        self._data[...] = 0
         return self
 
 

@@ -103,7 +103,7 @@ def check_gradients(
     if loss is not None:
         loss.backward()
     analytic = [
-        inputs[i].grad.data.copy() if inputs[i].grad is not None else np.zeros(inputs[i].shape)
+        inputs[i].grad._data.copy() if inputs[i].grad is not None else np.zeros(inputs[i].shape)
         for i in checked
     ]
     for i, grad in zip(checked, previous):
@@ -112,11 +112,11 @@ def check_gradients(
     def scalar_loss() -> float:
         with no_grad():
             outs = _as_tuple(fn(*inputs))
-        return float(sum(np.sum(o.data * v) for o, v in zip(outs, upstream)))
+        return float(sum(np.sum(o._data * v) for o, v in zip(outs, upstream)))
 
     results = []
     for i, a in zip(checked, analytic):
-        x = inputs[i].data
+        x = inputs[i]._data
         numeric = np.zeros(x.shape)
         for j in np.ndindex(x.shape):
             original = x[j]

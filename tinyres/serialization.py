@@ -72,7 +72,7 @@ class _Encoder:
             kind = "tensor"
         else:
             kind = "ndarray" if isinstance(obj, np.ndarray) else "numpy_scalar"
-        array = np.asarray(obj.data if isinstance(obj, Tensor) else obj)
+        array = np.asarray(obj._data if isinstance(obj, Tensor) else obj)
         if array.dtype.hasobject:
             raise TypeError(f"save: the array at {path} has dtype object, which .npz can only pickle")
         name = path or "array"

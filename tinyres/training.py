@@ -87,7 +87,7 @@ def train_one_epoch(
         optimizer.step()
         n = len(labels)
         total_loss += loss.item() * n
-        correct += int((logits.data.argmax(axis=1) == labels.data).sum())
+        correct += int((logits._data.argmax(axis=1) == labels._data).sum())
         seen += n
         speed = seen / (time.perf_counter() - start)
         if progress is not None:
@@ -117,7 +117,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> tuple[
             for images, labels in loader:
                 logits = model(images)
                 total_loss += loss_fn(logits, labels).item() * len(labels)
-                correct += int((logits.data.argmax(axis=1) == labels.data).sum())
+                correct += int((logits._data.argmax(axis=1) == labels._data).sum())
                 seen += len(labels)
     finally:
         model.train(was_training)

@@ -100,7 +100,7 @@ class BatchNorm2d(Module):
                              f"of shape {input.shape}")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
+            self.num_batches_tracked._data[...] += 1
             if self.momentum is None:  # cumulative average: the n-th batch weighs 1/n
                 factor = 1.0 / float(self.num_batches_tracked.item())
         # Batch statistics in training, and in eval when there are no running ones.

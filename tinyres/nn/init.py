@@ -79,7 +79,7 @@ def _fill(tensor: Tensor, values: np.ndarray | float) -> Tensor:
     """Write ``values`` into ``tensor`` in place, in its dtype, outside the graph."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init functions fill a tinyres Tensor, got {type(tensor).__name__}")
-    tensor.data[...] = values
+    tensor._data[...] = values
     return tensor
 
 

@@ -81,7 +81,7 @@ def _array_of(value: Any) -> np.ndarray:
     """The array behind a state-dict value: a Tensor, an array, a number, or anything
     with ``__array__`` (a PyTorch tensor, for instance)."""
     if isinstance(value, Tensor):
-        return value.data
+        return value._data
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu()  # a torch tensor that may require grad
     return np.asarray(value)
@@ -327,9 +327,9 @@ class Module:
                 continue
             for tensor in [*self.parameters(), *self.buffers()]:
                 if tensor.dtype.kind == "f":
-                    tensor.data = tensor.data.astype(dtype)
+                    tensor._data = tensor._data.astype(dtype)
                     if tensor.grad is not None:
-                        tensor.grad = Tensor(tensor.grad.data.astype(dtype))
+                        tensor.grad = Tensor(tensor.grad._data.astype(dtype))
         return self
 
     def double(self) -> Module:
@@ -411,7 +411,7 @@ class Module:
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
             )
         for key, value in arrays.items():
-            slots[key].data[...] = value
+            slots[key]._data[...] = value
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------

@@ -277,7 +277,7 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
     if dtype == x.dtype:
         return x
     if dtype.kind != "f":
-        return Tensor(x.data.astype(dtype))
+        return Tensor(x._data.astype(dtype))
     return Cast.apply(x, dtype=dtype)
 
 

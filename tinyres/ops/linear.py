@@ -36,8 +36,8 @@ class Linear(Function):
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Apply y = x W^T + b; x is (..., in_features), W is (out_features, in_features)."""
-    x, w = input.data, weight.data
-    check_float("linear", x, w, None if bias is None else bias.data)
+    x, w = input._data, weight._data
+    check_float("linear", x, w, None if bias is None else bias._data)
     if w.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {w.shape}")
     if x.ndim < 1 or x.shape[-1] != w.shape[1]:

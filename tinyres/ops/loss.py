@@ -66,7 +66,7 @@ class CrossEntropy(Function):
 
 def log_softmax(input: Tensor, dim: int) -> Tensor:
     """The logarithm of softmax along ``dim``, computed stably."""
-    check_float("log_softmax", input.data)
+    check_float("log_softmax", input._data)
     if not -input.ndim <= dim < max(input.ndim, 1):
         raise IndexError(f"log_softmax: dim {dim} is out of range for a {input.ndim}-D input")
     return LogSoftmax.apply(input, axis=dim % max(input.ndim, 1))
@@ -74,8 +74,8 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Cross-entropy of logits (N, C) (or (C,) for one sample) against class indices."""
-    x = input.data
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    x = input._data
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
     check_float("cross_entropy", x)
     if reduction not in REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")

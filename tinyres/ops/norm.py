@@ -86,7 +86,7 @@ class BatchNorm(Function):
 
 
 def _array(t: Any) -> np.ndarray | None:
-    return t.data if isinstance(t, Tensor) else (None if t is None else np.asarray(t))
+    return t._data if isinstance(t, Tensor) else (None if t is None else np.asarray(t))
 
 
 def batch_norm(

@@ -77,8 +77,8 @@ def _batched(op: str, input: Tensor) -> tuple[Tensor, bool]:
     """Check the input is a float (N, C, H, W) or (C, H, W); give it a batch axis."""
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expected a Tensor input, got {type(input).__name__}")
-    check_ndim(op, input.data, (3, 4), "(C, H, W) or (N, C, H, W)")
-    check_float(op, input.data)
+    check_ndim(op, input._data, (3, 4), "(C, H, W) or (N, C, H, W)")
+    check_float(op, input._data)
     return (input, False) if input.ndim == 4 else (input.unsqueeze(0), True)
 
 

@@ -100,5 +100,5 @@ def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         return Max.apply(x, axis=None, keepdim=False)
     (axis,) = _axes(dim, x.ndim)
     values = Max.apply(x, axis=axis, keepdim=keepdim)
-    indices = np.argmax(x.data, axis=axis)
+    indices = np.argmax(x._data, axis=axis)
     return MaxResult(values, Tensor(np.expand_dims(indices, axis) if keepdim else indices))

@@ -141,9 +141,9 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def index(x: Tensor, index: Any) -> Tensor:
     if isinstance(index, Tensor):
-        index = index.data
+        index = index._data
     elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        index = tuple(i._data if isinstance(i, Tensor) else i for i in index)
     return Index.apply(x, index=index)
 
 

@@ -53,14 +53,14 @@ class Adam(Optimizer):
         for group, p, g in self._params_with_grad():
             beta1, beta2 = group["betas"]
             if group["weight_decay"] != 0:
-                g = g + group["weight_decay"] * p.data
+                g = g + group["weight_decay"] * p._data
             state = self.state.setdefault(p, {})
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = np.zeros_like(p.data)
-                state["exp_avg_sq"] = np.zeros_like(p.data)
+                state["exp_avg"] = np.zeros_like(p._data)
+                state["exp_avg_sq"] = np.zeros_like(p._data)
                 if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                    state["max_exp_avg_sq"] = np.zeros_like(p._data)
             state["step"] += 1
             m, v = state["exp_avg"], state["exp_avg_sq"]
             m += (1 - beta1) * (g - m)  # = beta1*m + (1-beta1)*g, PyTorch's lerp form
@@ -71,4 +71,4 @@ class Adam(Optimizer):
                 v = state["max_exp_avg_sq"]
             step_size = group["lr"] / (1 - beta1 ** state["step"])
             denom = np.sqrt(v) / math.sqrt(1 - beta2 ** state["step"]) + group["eps"]
-            p.data -= step_size * m / denom
+            p._data -= step_size * m / denom

@@ -5,7 +5,7 @@ as the learning rate. Each group is a dict ``{"params": [...], "lr": ..., ...}``
 learning-rate scheduler changes ``group["lr"]`` between epochs. Per-parameter
 buffers (momentum, Adam's moment estimates) live in ``optimizer.state[param]``.
 
-Updates are written in place into ``param.data`` with NumPy: they are not part of
+Updates are written in place into ``param._data`` with NumPy: they are not part of
 the model's computation, so nothing is recorded in the autograd graph.
 
 >>> import tinyres as tr
@@ -91,7 +91,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad._data[...] = 0
 
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no step")
@@ -101,7 +101,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    yield group, p, p.grad.data
+                    yield group, p, p.grad._data
 
     # ---- saving and resuming --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class SGD(Optimizer):
         for group, p, g in self._params_with_grad():
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
             if weight_decay != 0:
-                g = g + weight_decay * p.data
+                g = g + weight_decay * p._data
             if momentum != 0:
                 state = self.state.setdefault(p, {})
                 buf = state.get("momentum_buffer")
@@ -63,4 +63,4 @@ class SGD(Optimizer):
                     buf *= momentum
                     buf += (1 - group["dampening"]) * g
                 g = g + momentum * buf if group["nesterov"] else buf
-            p.data -= lr * g
+            p._data -= lr * g

@@ -82,7 +82,7 @@ class Node:
         """‖dLoss/dtensor‖ once a backward pass has filled ``tensor.grad``."""
         if self.tensor is None or self.tensor.grad is None:
             return None
-        return float(np.linalg.norm(np.asarray(self.tensor.grad.data, dtype=np.float64)))
+        return float(np.linalg.norm(np.asarray(self.tensor.grad._data, dtype=np.float64)))
 
 
 @dataclass
