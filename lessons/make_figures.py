@@ -144,7 +144,7 @@ def degradation_curves() -> Figure:
             "weight_norm_first": float(np.linalg.norm(weights[first].detach().numpy())),
             "weight_norm_last": float(np.linalg.norm(weights[last].detach().numpy())),
         }
-    write_numbers("10-degradation", numbers)
+    write_numbers("11-degradation", numbers)
     words = degradation.sentence(results, (20, 56), config.epochs)
     title = (f"Plain vs residual nets on the digits ({config.epochs} epochs, batch {config.batch_size}, "
              f"SGD lr {config.lr}, momentum {config.momentum}, seed {config.seed})")
@@ -194,7 +194,7 @@ def lesion_curves() -> Figure:
         one.axhline(100 * intact, color=colour, ls=":", lw=1)
         many.plot([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())], "o-", ms=3,
                   color=colour, label=run.name)
-    write_numbers("11-lesion", numbers)
+    write_numbers("12-lesion", numbers)
     one.set(xlabel="deleted block (gaps: stage-changing blocks)", ylabel="test accuracy (%)", ylim=(0, 100),
             title="one block deleted (dotted: intact)")
     many.set(xlabel="number of blocks deleted at random (mean of 5 draws)", ylim=(0, 100),
@@ -208,12 +208,12 @@ def lesion_curves() -> Figure:
 
 FIGURES: dict[str, Callable[[], Figure]] = {
     "03-finite-differences": finite_differences,
-    "06-basic-block": basic_block,
-    "07-bottleneck-block": bottleneck_block,
-    "08-resnet18": resnet18_stages,
-    "09-vanishing": vanishing_settings,
-    "10-degradation": degradation_curves,
-    "11-lesion": lesion_curves,
+    "07-basic-block": basic_block,
+    "08-bottleneck-block": bottleneck_block,
+    "09-resnet18": resnet18_stages,
+    "10-vanishing": vanishing_settings,
+    "11-degradation": degradation_curves,
+    "12-lesion": lesion_curves,
 }
 
 
