@@ -262,7 +262,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = f"shape={self.shape}, dtype={self.dtype}"
+        extras = f"shape={self._data.shape}, dtype={self.dtype}"
         if self.grad_fn is not None:
             extras += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:

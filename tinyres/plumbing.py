@@ -24,10 +24,16 @@ import numpy as np
 
 
 class Size(tuple):
-    """A tensor's shape: a tuple of ints that prints as ``tinyres.Size([2, 3])``."""
+    """A tensor's shape: a tuple of ints whose repr is ``tinyres.Size([2, 3])``.
+
+    Inside a message (``f"got shape {x.shape}"``) it reads as the plain tuple ``(2, 3)``.
+    """
 
     def __repr__(self) -> str:
         return f"tinyres.Size({list(self)})"
+
+    def __str__(self) -> str:
+        return tuple.__repr__(self)
 
     def __getitem__(self, index: Any) -> Any:
         item = super().__getitem__(index)

@@ -84,7 +84,8 @@ class DataLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
     ):
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        map_style = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
+        if not (isinstance(dataset, ArrayDataset) or map_style):
             raise TypeError(f"DataLoader expects an ArrayDataset or a Dataset with __len__ and "
                             f"__getitem__, got {type(dataset).__name__}")
         if transform is not None and not isinstance(dataset, ArrayDataset):

@@ -4,7 +4,7 @@
 >>> import tinyres.nn as nn
 >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
 >>> model(torch.randn(2, 3, 8, 8)).shape
-(2, 4, 8, 8)
+tinyres.Size([2, 4, 8, 8])
 """
 
 from tinyres.nn import functional, init

@@ -12,7 +12,7 @@ for the weight, and the same bound for the bias.
 >>> conv
 Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)
 >>> conv(tr.zeros(2, 3, 32, 32)).shape
-(2, 8, 16, 16)
+tinyres.Size([2, 8, 16, 16])
 """
 
 from __future__ import annotations

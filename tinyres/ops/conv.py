@@ -101,7 +101,7 @@ def conv2d(
     >>> import tinyres as tr
     >>> x = tr.ones(2, 3, 8, 8)
     >>> conv2d(x, tr.ones(4, 3, 3, 3), stride=2, padding=1).shape
-    (2, 4, 4, 4)
+    tinyres.Size([2, 4, 4, 4])
     >>> conv2d(x, tr.ones(4, 2, 3, 3))
     Traceback (most recent call last):
     ...
