@@ -145,15 +145,18 @@ def test_new_ops_match_pytorch(name):
 def test_indices_match_pytorch(name):
     torch = pytest.importorskip("torch")
     x = distinct(np.random.default_rng(2).uniform(-2, 2, (4, 6)))
-    indices = {"max_dim_values": lambda lib, t: lib.max(t, 1)[1], "min_dim_values": lambda lib, t: t.min(0)[1],
-               "topk": lambda lib, t: t.topk(3, 1)[1], "sort": lambda lib, t: t.sort(0)[1]}[name]
+    indices = {"max_dim_values": lambda lib, t: lib.max(t, 1)[1],
+               "min_dim_values": lambda lib, t: t.min(0)[1],
+               "topk": lambda lib, t: t.topk(3, 1)[1],
+               "sort": lambda lib, t: t.sort(0)[1]}[name]
     ours = indices(tr, tr.tensor(x)).numpy()
     theirs = indices(torch, torch.tensor(x)).numpy()
     np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize(("groups", "c_in", "c_out"), [(2, 4, 6), (4, 4, 4), (4, 4, 8)])  # (4, 4, 4): depthwise
+# (4, 4, 4) is depthwise; (4, 4, 8) depthwise with two filters per channel
+@pytest.mark.parametrize(("groups", "c_in", "c_out"), [(2, 4, 6), (4, 4, 4), (4, 4, 8)])
 @pytest.mark.parametrize("tier", ["reference", "numpy", "numba"])
 def test_grouped_conv2d_matches_pytorch_in_every_tier(groups, c_in, c_out, tier):
     rng = np.random.default_rng(3)
@@ -241,7 +244,7 @@ def test_utils_data_loader_batches_shuffles_and_drops_last():
         return [y.tolist() for _, y in DataLoader(ds, batch_size=3, shuffle=True, generator=g, num_workers=2)]
 
     assert order(0) == order(0) != order(1)
-    assert sorted(sum(order(0), [])) == list(range(10))
+    assert sorted(i for batch in order(0) for i in batch) == list(range(10))
 
     class Squares(Dataset):
         def __len__(self):
@@ -260,7 +263,8 @@ def test_modulelist_and_moduledict_register_their_parameters():
     owner = nn.Module()
     owner.layers, owner.heads = layers, heads
     assert [k for k, _ in owner.named_parameters()] == [
-        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "heads.a.weight", "heads.a.bias"]
+        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+        "heads.a.weight", "heads.a.bias"]
     assert layers[-1] is layers[1] and len(layers[:1]) == 1
     with pytest.raises(IndexError, match="out of range"):
         layers[2]
