@@ -79,11 +79,15 @@ def loader(lib, images: np.ndarray, labels: np.ndarray, batch_size: int = 4):
 
 
 def twin_models(name: str, seed: int = 0):
-    """The program's model in both libraries, tinyres's holding PyTorch's weights."""
+    """The program's model in both libraries, tinyres's holding PyTorch's weights
+    (with randomised normalisation layers, so none of them is an identity)."""
     import torch
+
+    from tests.torch_models import randomize_batchnorm
 
     torch.manual_seed(seed)
     theirs = load(name, "torch").build_model()
+    randomize_batchnorm(theirs, seed)
     ours = load(name, "tinyres").build_model()
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     return ours, theirs
