@@ -29,9 +29,10 @@ PROGRAMS = Path(__file__).parent / "programs"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 NAMES = sorted(p.stem for p in PROGRAMS.glob("*.py"))
 MODEL_PROGRAMS = ["checkpoint_resume", "cifar10_tutorial", "cifar_resnet", "imagenet_accuracy",
-                  "torchvision_resnet"]
+                  "mnist_example", "torchvision_resnet"]
 TRAINING_PROGRAMS = [n for n in MODEL_PROGRAMS if n != "imagenet_accuracy"]  # it only validates
-INPUT_SIZE = {"torchvision_resnet": 64, "imagenet_accuracy": 8}
+INPUT_SHAPE = {"torchvision_resnet": (3, 64, 64), "imagenet_accuracy": (3, 8, 8),
+               "mnist_example": (1, 28, 28)}
 # Programs that call an in-place op (``mul_``) that issue 13 adds to tinyres.
 NEEDS_INPLACE = {"imagenet_accuracy"} if not hasattr(tinyres.Tensor, "mul_") else set()
 
@@ -68,8 +69,8 @@ def load(name: str, lib: str) -> types.ModuleType:
 
 def data(name: str, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    size = INPUT_SIZE.get(name, 32)
-    return rng.standard_normal((n, 3, size, size)).astype(np.float32), rng.integers(0, 10, n)
+    shape = INPUT_SHAPE.get(name, (3, 32, 32))
+    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, 10, n)
 
 
 def loader(lib, images: np.ndarray, labels: np.ndarray, batch_size: int = 4):
@@ -80,7 +81,11 @@ def loader(lib, images: np.ndarray, labels: np.ndarray, batch_size: int = 4):
 
 def twin_models(name: str, seed: int = 0):
     """The program's model in both libraries, tinyres's holding PyTorch's weights
-    (with randomised normalisation layers, so none of them is an identity)."""
+    (with randomised normalisation layers, so none of them is an identity).
+
+    Dropout is switched off (p = 0): each library draws its masks from its own
+    generator, so train-mode outputs with dropout cannot agree. Eval mode ignores p.
+    """
     import torch
 
     from tests.torch_models import randomize_batchnorm
@@ -90,6 +95,10 @@ def twin_models(name: str, seed: int = 0):
     randomize_batchnorm(theirs, seed)
     ours = load(name, "tinyres").build_model()
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    for model in (ours, theirs):
+        for m in model.modules():
+            if type(m).__name__ == "Dropout":
+                m.p = 0.0
     return ours, theirs
 
 

@@ -129,6 +129,10 @@ TORCH_CASES = {
     "pad_replicate": lambda lib, x: lib.nn.functional.pad(x.view(1, 1, 3, 5), (2, 1, 1, 2), mode="replicate"),
     "pad_circular": lambda lib, x: lib.nn.functional.pad(x.view(1, 1, 3, 5), (2, 1, 1, 2), mode="circular"),
     "group_norm": lambda lib, x: lib.nn.functional.group_norm(x.view(1, 3, 5), 3),
+    "nll_loss": lambda lib, x: lib.nn.functional.nll_loss(x.log_softmax(1), lib.tensor([0, 4, 2])),
+    "nll_loss_sum": lambda lib, x: lib.nn.NLLLoss(reduction="sum")(x, lib.tensor([1, 1, 3])),
+    "mse_loss": lambda lib, x: lib.nn.functional.mse_loss(x[:, :2], x[:, 3:]),
+    "mse_loss_none": lambda lib, x: lib.nn.MSELoss(reduction="none")(x, x.detach() * 0.5),
     "layer_norm": lambda lib, x: lib.nn.functional.layer_norm(x, (5,)),
 }
 
@@ -317,3 +321,26 @@ def test_bad_inputs_name_what_was_expected():
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+def test_creation_takes_a_cpu_device_and_refuses_others():
+    assert tr.zeros(2, device="cpu").shape == (2,)
+    assert tr.tensor([1.0], device=tr.device("cpu")).tolist() == [1.0]
+    assert tr.arange(3, device="cpu").tolist() == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="CPU only"):
+        tr.randn(2, device="cuda")
+
+
+@pytest.mark.torch
+def test_step_lr_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rates = {}
+    for lib in (tr, torch):
+        opt = lib.optim.SGD([lib.zeros(1, requires_grad=True)], lr=0.5)
+        sched = lib.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.7)
+        rates[lib.__name__] = []
+        for _ in range(8):
+            rates[lib.__name__].append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+    assert rates["tinyres"] == pytest.approx(rates["torch"], rel=1e-15)

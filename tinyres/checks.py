@@ -163,6 +163,8 @@ register("pad_constant", lambda x: F.pad(x, (1, 2, -1, 1), value=0.5), _one((2, 
 register("pad_reflect", lambda x: F.pad(x, (2, 1, 1, 2), mode="reflect"), _one((2, 3, 4)))
 register("pad_replicate", lambda x: F.pad(x, (2, -1, 3, 0), mode="replicate"), _one((2, 3, 4)))
 register("pad_circular", lambda x: F.pad(x, (1, 2), mode="circular"), _one((2, 3, 4)))
+register("nll_loss", lambda x: F.nll_loss(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
+register("mse_loss", F.mse_loss, _pair((3, 4), (3, 4)))
 register("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
 
 

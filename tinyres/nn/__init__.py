@@ -14,7 +14,7 @@ from tinyres.nn.container import ModuleDict, ModuleList, Sequential
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.flatten import Flatten
 from tinyres.nn.linear import Identity, Linear
-from tinyres.nn.loss import CrossEntropyLoss
+from tinyres.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
 from tinyres.nn.module import Module
 from tinyres.nn.normalization import GroupNorm, LayerNorm
 from tinyres.nn.parameter import Parameter
@@ -33,10 +33,12 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "LogSoftmax",
+    "MSELoss",
     "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",

@@ -9,7 +9,7 @@ from tinyres.ops import relu
 from tinyres.ops.conv import conv2d
 from tinyres.ops.dropout import dropout
 from tinyres.ops.linear import linear
-from tinyres.ops.loss import cross_entropy, log_softmax, softmax
+from tinyres.ops.loss import cross_entropy, log_softmax, mse_loss, nll_loss, softmax
 from tinyres.ops.norm import batch_norm
 from tinyres.ops.normalize import group_norm, layer_norm
 from tinyres.ops.pad import pad
@@ -27,6 +27,8 @@ __all__ = [
     "linear",
     "log_softmax",
     "max_pool2d",
+    "mse_loss",
+    "nll_loss",
     "pad",
     "relu",
     "softmax",
