@@ -344,3 +344,36 @@ def test_step_lr_matches_pytorch():
             opt.step()
             sched.step()
     assert rates["tinyres"] == pytest.approx(rates["torch"], rel=1e-15)
+
+
+def test_random_split_and_subset_partition_the_data():
+    from tinyres.utils.data import TensorDataset, random_split
+
+    ds = TensorDataset(tr.arange(10))
+    train, val = random_split(ds, [0.75, 0.25], generator=tr.Generator().manual_seed(0))
+    assert (len(train), len(val)) == (8, 2)
+    seen = sorted(int(train[i][0]) for i in range(len(train))) + sorted(int(val[i][0]) for i in range(2))
+    assert sorted(seen) == list(range(10))
+    with pytest.raises(ValueError, match="must sum to"):
+        random_split(ds, [3, 3])
+
+
+def test_tensor_format_normal_and_uniform():
+    loss = tr.tensor(0.123456)
+    assert f"{loss:.3f}" == "0.123" and "{:.0f}%".format(tr.tensor(99.6)) == "100%"  # noqa: UP032
+    tr.manual_seed(0)
+    w = tr.zeros(1000)
+    assert w.data.normal_(0, 2.0) is not None and abs(float(w.std()) - 2.0) < 0.2
+    assert float(w.uniform_(0, 1).min()) >= 0.0 and float(w.max()) < 1.0
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape", [(6, 3), (6, 3, 4)])
+def test_batchnorm1d_matches_pytorch(shape):
+    torch = pytest.importorskip("torch")
+    theirs, ours = torch.nn.BatchNorm1d(3).double(), nn.BatchNorm1d(3).double()
+    x = np.random.default_rng(5).standard_normal(shape)
+    compare_with_torch(lambda lib, x: (ours if lib is tr else theirs)(x), x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="BatchNorm1d: expected 2D or 3D input"):
+        ours(tr.ones(2, 3, 4, 4, dtype=tr.float64))

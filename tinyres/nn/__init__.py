@@ -9,7 +9,7 @@ tinyres.Size([2, 4, 8, 8])
 
 from tinyres.nn import functional, init
 from tinyres.nn.activation import Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from tinyres.nn.batchnorm import BatchNorm2d
+from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.container import ModuleDict, ModuleList, Sequential
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.flatten import Flatten
@@ -23,6 +23,7 @@ from tinyres.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
