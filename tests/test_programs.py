@@ -67,10 +67,10 @@ def load(name: str, lib: str) -> types.ModuleType:
     return module
 
 
-def data(name: str, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def data(name: str, n: int = 8, seed: int = 0, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     shape = INPUT_SHAPE.get(name, (3, 32, 32))
-    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, 10, n)
+    return rng.standard_normal((n, *shape)).astype(dtype), rng.integers(0, 10, n)
 
 
 def loader(lib, images: np.ndarray, labels: np.ndarray, batch_size: int = 4):
@@ -79,7 +79,7 @@ def loader(lib, images: np.ndarray, labels: np.ndarray, batch_size: int = 4):
     return lib.utils.data.DataLoader(tensors, batch_size=batch_size, shuffle=False)
 
 
-def twin_models(name: str, seed: int = 0):
+def twin_models(name: str, seed: int = 0, dtype: type = np.float32):
     """The program's model in both libraries, tinyres's holding PyTorch's weights
     (with randomised normalisation layers, so none of them is an identity).
 
@@ -99,6 +99,8 @@ def twin_models(name: str, seed: int = 0):
         for m in model.modules():
             if type(m).__name__ == "Dropout":
                 m.p = 0.0
+        if dtype == np.float64:
+            model.double()
     return ours, theirs
 
 
@@ -172,11 +174,8 @@ def test_logits_float32_match_pytorch(name):
 @pytest.mark.parametrize("name", MODEL_PROGRAMS)
 def test_gradients_float64_match_pytorch(name):
     torch = pytest.importorskip("torch")
-    ours, theirs = twin_models(name)
-    ours.double()
-    theirs.double()
-    images, labels = data(name)
-    x64 = images.astype(np.float64)
+    ours, theirs = twin_models(name, dtype=np.float64)
+    x64, labels = data(name, dtype=np.float64)
     tinyres.nn.CrossEntropyLoss()(ours(tinyres.from_numpy(x64)), tinyres.from_numpy(labels)).backward()
     torch.nn.CrossEntropyLoss()(theirs(torch.from_numpy(x64)), torch.from_numpy(labels)).backward()
     theirs_grads = dict(theirs.named_parameters())
@@ -188,11 +187,8 @@ def test_gradients_float64_match_pytorch(name):
 @pytest.mark.parametrize("name", TRAINING_PROGRAMS)
 def test_two_sgd_steps_float64_match_pytorch(name, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    ours, theirs = twin_models(name)
-    ours.double()
-    theirs.double()
-    images, labels = data(name)
-    x64 = images.astype(np.float64)
+    ours, theirs = twin_models(name, dtype=np.float64)
+    x64, labels = data(name, dtype=np.float64)
     results = {}
     for lib, model in (("tinyres", ours), ("torch", theirs)):
         (tmp_path / lib).mkdir()
@@ -209,11 +205,8 @@ def test_two_sgd_steps_float64_match_pytorch(name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", [mark(n) for n in MODEL_PROGRAMS])
 def test_bookkeeping_matches_pytorch(name):
     torch = pytest.importorskip("torch")
-    ours, theirs = twin_models(name)
-    ours.double()
-    theirs.double()
-    images, labels = data(name, n=12, seed=1)
-    x64 = images.astype(np.float64)
+    ours, theirs = twin_models(name, dtype=np.float64)
+    x64, labels = data(name, n=12, seed=1, dtype=np.float64)
     mine = load(name, "tinyres").test(ours, loader(tinyres, x64, labels))
     reference = load(name, "torch").test(theirs, loader(torch, x64, labels))
     assert _flatten(mine) == pytest.approx(_flatten(reference), rel=1e-9)
@@ -221,19 +214,22 @@ def test_bookkeeping_matches_pytorch(name):
 
 @pytest.mark.torch
 def test_checkpoint_resume_matches_pytorch(tmp_path, monkeypatch):
-    """Train, save {'net', 'acc', 'epoch'}, resume into a fresh net, train on: as PyTorch."""
+    """Train, save {'net', 'acc', 'epoch'}, resume into a fresh net, train on: as PyTorch.
+
+    The fresh nets start from different weights in the two libraries, so they agree
+    afterwards only if both really took the weights from the checkpoint file.
+    """
     torch = pytest.importorskip("torch")
-    images, labels = data("checkpoint_resume")
+    images, labels = data("checkpoint_resume", dtype=np.float64)
     finals = {}
-    for lib, module in (("tinyres", tinyres), ("torch", torch)):
-        ours, theirs = twin_models("checkpoint_resume")
-        net = ours if lib == "tinyres" else theirs
+    for side, (lib, module) in enumerate((("tinyres", tinyres), ("torch", torch))):
+        net = twin_models("checkpoint_resume", dtype=np.float64)[side]
         (tmp_path / lib).mkdir()
         monkeypatch.chdir(tmp_path / lib)
         program = load("checkpoint_resume", lib)
-        first = program.train(net.double(), loader(module, images.astype(np.float64), labels))
-        fresh = twin_models("checkpoint_resume", seed=1)[0 if lib == "tinyres" else 1].double()
-        second = program.train(fresh, loader(module, images.astype(np.float64), labels), resume=True)
+        first = program.train(net, loader(module, images, labels))
+        fresh = twin_models("checkpoint_resume", seed=1 + side, dtype=np.float64)[side]
+        second = program.train(fresh, loader(module, images, labels), resume=True)
         finals[lib] = (first, second, {k: np.asarray(v) for k, v in fresh.state_dict().items()})
     (a1, a2, a_state), (b1, b2, b_state) = finals["tinyres"], finals["torch"]
     assert a1 == pytest.approx(b1, rel=1e-9) and a2 == pytest.approx(b2, rel=1e-9)
