@@ -377,3 +377,20 @@ def test_batchnorm1d_matches_pytorch(shape):
     np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-12)
     with pytest.raises(ValueError, match="BatchNorm1d: expected 2D or 3D input"):
         ours(tr.ones(2, 3, 4, 4, dtype=tr.float64))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])  # clipping, and not
+def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    norms, grads = {}, {}
+    for lib in (tr, torch):
+        params = [lib.zeros(a.shape, dtype=lib.float64, requires_grad=True) for a in arrays]
+        sum((p * lib.tensor(a)).sum() for p, a in zip(params, arrays)).backward()
+        norms[lib.__name__] = float(lib.nn.utils.clip_grad_norm_(params, max_norm, norm_type))
+        grads[lib.__name__] = np.concatenate([p.grad.numpy().ravel() for p in params])
+    assert norms["tinyres"] == pytest.approx(norms["torch"], rel=1e-12)
+    np.testing.assert_allclose(grads["tinyres"], grads["torch"], rtol=1e-12)

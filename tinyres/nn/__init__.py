@@ -7,7 +7,7 @@
 tinyres.Size([2, 4, 8, 8])
 """
 
-from tinyres.nn import functional, init
+from tinyres.nn import functional, init, utils
 from tinyres.nn.activation import Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.container import ModuleDict, ModuleList, Sequential
@@ -48,4 +48,5 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "utils",
 ]
