@@ -43,6 +43,8 @@ class Conv2d(Function):
     there is no bias.
     """
 
+    saved_inputs = (0, 1)
+
     def forward(
         self,
         x: np.ndarray,
