@@ -31,7 +31,15 @@ from tinyres.creation import (
     zeros,
     zeros_like,
 )
-from tinyres.engine import Function, Tensor, is_grad_enabled, no_grad
+from tinyres.engine import (
+    Function,
+    Tensor,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.model_summary import summary
 from tinyres.ops import (
@@ -62,6 +70,7 @@ __all__ = [
     "bool_",
     "cat",
     "double",
+    "enable_grad",
     "exp",
     "flatten",
     "float",
@@ -70,6 +79,7 @@ __all__ = [
     "from_numpy",
     "full",
     "gradcheck",
+    "inference_mode",
     "int64",
     "is_grad_enabled",
     "kernels",
@@ -89,6 +99,7 @@ __all__ = [
     "randn",
     "relu",
     "save",
+    "set_grad_enabled",
     "sigmoid",
     "sqrt",
     "stack",

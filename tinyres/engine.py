@@ -66,7 +66,7 @@ class _GradMode:
         return wrapper
 
 
-class no_grad(_GradMode):
+class no_grad(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
     """Context manager (or decorator) that stops operations from recording a graph.
 
     >>> import tinyres as tr
@@ -80,13 +80,13 @@ class no_grad(_GradMode):
     mode = False
 
 
-class enable_grad(_GradMode):
+class enable_grad(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
     """Context manager (or decorator) that turns recording back on inside ``no_grad``."""
 
     mode = True
 
 
-class set_grad_enabled(_GradMode):
+class set_grad_enabled(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
     """Turn recording on or off: at once when called, until the end of the block in ``with``.
 
     >>> import tinyres as tr
@@ -116,7 +116,7 @@ class set_grad_enabled(_GradMode):
         return super().__call__(function)
 
 
-class inference_mode(_GradMode):
+class inference_mode(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
     """``no_grad`` under PyTorch's other name (tinyres has no separate inference tensors).
 
     ``inference_mode(False)`` leaves grad mode unchanged, as in PyTorch.
@@ -177,15 +177,18 @@ class Function:
 
     Subclasses write ``forward(self, *arrays, **options) -> array`` and
     ``backward(self, grad) -> tuple`` with one gradient (or ``None``) per positional
-    input. ``forward`` may keep what ``backward`` needs on ``self``; an op whose
-    backward reads input values declares them in ``saved_inputs`` (their positions),
-    and ``saves_output`` if it reads its own output, so the engine can detect that
-    they were modified in place before backward ran. A gradient may have the
+    input. ``forward`` may keep what ``backward`` needs on ``self``. An op whose
+    backward reads input values declares them, so the engine can detect that they
+    were modified in place before backward ran: ``saved_inputs[i]`` lists the inputs
+    whose gradient reads input i (``z = x * y``: dz/dx reads y and dz/dy reads x, so
+    ``((1,), (0,))``), and input i counts as saved only if one of those gradients is
+    wanted, as in PyTorch (``y = x * 2`` does not save x).
+    ``saves_output`` says backward reads the output. A gradient may have the
     broadcast output's shape: the engine sums it back to the input's shape (see
     ``unbroadcast``), so no op has to.
     """
 
-    saved_inputs: tuple[int, ...] = ()
+    saved_inputs: tuple[tuple[int, ...], ...] = ()
     saves_output = False
 
     inputs: tuple[Any, ...] = ()
@@ -218,14 +221,24 @@ class Function:
             isinstance(a, Tensor) and a.requires_grad for a in args
         )
         result = Tensor(out, requires_grad=needs_grad)
-        _share_counter_with_base(result, args)
+        is_view = _share_counter_with_base(result, args)
         if needs_grad:
             fn.inputs = args
             fn.parents = tuple(_node(a) for a in args)
-            saved = [_saved(args[i]) for i in cls.saved_inputs if isinstance(args[i], Tensor)]
+            saved = [_saved(args[i]) for i in range(len(cls.saved_inputs)) if cls.saves_input(i, args)]
             result.grad_fn = fn
-            fn.saved = (*saved, _saved(result)) if cls.saves_output else tuple(saved)
+            # A view's value is its base's memory. If the base changes in place later, the
+            # view's recorded history is stale: PyTorch rewrites it, tinyres raises instead.
+            fn.saved = (*saved, _saved(result)) if cls.saves_output or is_view else tuple(saved)
         return result
+
+    @classmethod
+    def saves_input(cls, i: int, args: tuple[Any, ...]) -> bool:
+        """Whether backward will read input ``i``: a gradient that needs it is wanted."""
+        readers = cls.saved_inputs[i] if i < len(cls.saved_inputs) else ()
+        return isinstance(args[i], Tensor) and any(
+            isinstance(args[j], Tensor) and args[j].requires_grad for j in readers
+        )
 
     def release(self) -> None:
         """Drop the inputs and saved arrays once backward has used them."""
@@ -243,7 +256,7 @@ def _node(a: Any) -> Function | Tensor | None:
     return a if a.grad_fn is None else a.grad_fn
 
 
-def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> None:
+def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> bool:
     """A result that shares memory with an input (a view) shares its version counter.
 
     ``may_share_memory`` compares address bounds only: O(1), not per element.
@@ -251,7 +264,8 @@ def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> None:
     for a in args:
         if isinstance(a, Tensor) and np.may_share_memory(result._data, a._data):
             result._version_counter, result._is_view = a._version_counter, True
-            return
+            return True
+    return False
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -638,14 +652,16 @@ class Tensor:
         )
         if recording:
             _refuse_inplace_in_graph(self)
-        source = self._old_version() if recording and 0 in fn.saved_inputs else self
+        source = self._old_version() if recording and fn.saves_input(0, (self, *args)) else self
         result = fn.apply(source, *args, **options)
         if result.shape != self.shape:
             raise RuntimeError(
                 f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(result.shape)}"
             )
         if not np.can_cast(result.dtype, self.dtype, casting="same_kind"):
-            raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output type {self.dtype}")
+            raise RuntimeError(
+                f"result type {result.dtype} can't be cast to the desired output type {self.dtype}"
+            )
         self._data[...] = result._data
         self._version_counter.value += 1
         if recording:
@@ -683,7 +699,8 @@ class Tensor:
         return self._inplace(ops.elementwise.Div, _operand(self, other))
 
     def copy_(self, src: Any) -> Tensor:
-        return self._inplace(ops.elementwise.Copy, src if isinstance(src, Tensor) else Tensor(_as_array(src, self.dtype)))
+        source = src if isinstance(src, Tensor) else Tensor(_as_array(src, self.dtype))
+        return self._inplace(ops.elementwise.Copy, source)
 
     def fill_(self, value: Any) -> Tensor:
         return self.copy_(value)
@@ -776,7 +793,9 @@ def _run_hooks(hooks: Any, grad: np.ndarray) -> np.ndarray:
                 f"hook '{name}' has changed the size of value (was {list(grad.shape)} got {list(new.shape)})"
             )
         if new.dtype != grad.dtype:
-            raise RuntimeError(f"hook '{name}' has changed the type of value (was {grad.dtype} got {new.dtype})")
+            raise RuntimeError(
+                f"hook '{name}' has changed the type of value (was {grad.dtype} got {new.dtype})"
+            )
         grad = new
     return grad
 

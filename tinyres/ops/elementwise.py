@@ -38,7 +38,7 @@ class Sub(Function):
 class Mul(Function):
     """z = x * y;  dz/dx = y, dz/dy = x."""
 
-    saved_inputs = (0, 1)
+    saved_inputs = ((1,), (0,))
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
@@ -51,7 +51,7 @@ class Mul(Function):
 class Div(Function):
     """z = x / y;  dz/dx = 1/y, dz/dy = -x/y^2."""
 
-    saved_inputs = (0, 1)
+    saved_inputs = ((1,), (0, 1))
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
@@ -64,7 +64,7 @@ class Div(Function):
 class Pow(Function):
     """z = x ** y;  dz/dx = y x^(y-1), dz/dy = z ln x (where x > 0)."""
 
-    saved_inputs, saves_output = (0, 1), True
+    saved_inputs, saves_output = ((0, 1), (0, 1)), True
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
@@ -104,7 +104,7 @@ class Exp(Function):
 class Log(Function):
     """z = ln x;  dz/dx = 1/x."""
 
-    saved_inputs = (0,)
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
@@ -130,7 +130,7 @@ class Sqrt(Function):
 class Abs(Function):
     """z = |x|;  dz/dx = sign(x) (0 at the kink)."""
 
-    saved_inputs = (0,)
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
@@ -219,7 +219,7 @@ class Clone(Function):
 class Clamp(Function):
     """z = min(max(x, low), high);  dz/dx = 1 where low <= x <= high, else 0 (PyTorch's choice)."""
 
-    saved_inputs = (0,)
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray, *, low: float | None, high: float | None) -> np.ndarray:
         self.x, self.low, self.high = x, low, high

@@ -41,7 +41,7 @@ class BatchNorm(Function):
     never y, so ``y += identity`` (a residual add) may change y in place, as in PyTorch.
     """
 
-    saved_inputs = (0, 1)
+    saved_inputs = ((0, 1, 2), (0, 1, 2))
 
     def forward(
         self,

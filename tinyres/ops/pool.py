@@ -41,7 +41,7 @@ class MaxPool2d(Function):
     saves it, so the same in-place changes raise in both.
     """
 
-    saved_inputs = (0,)
+    saved_inputs = ((0,),)
 
     def forward(
         self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair

@@ -57,7 +57,12 @@ class Index(Function):
 
     def forward(self, x: np.ndarray, *, index: Any) -> np.ndarray:
         self.shape, self.index = x.shape, index
-        return x[index]
+        z = x[index]
+        if not isinstance(z, np.ndarray):
+            # A full integer index gives a NumPy scalar (a copy); PyTorch gives a 0-d view
+            # that shares memory and version counter with x. A trailing ... makes NumPy agree.
+            z = x[(*index, ...) if isinstance(index, tuple) else (index, ...)]
+        return z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         dx = np.zeros(self.shape, dtype=grad.dtype)
