@@ -69,22 +69,22 @@ def finite_differences() -> Figure:
 
 
 def basic_block() -> Figure:
-    """Lesson 6: the residual block, drawn from a live ``BasicBlock``."""
+    """Lesson 7: the residual block, drawn from a live ``BasicBlock``."""
     return draw_block(BasicBlock(64, 64))
 
 
 def bottleneck_block() -> Figure:
-    """Lesson 7: the seeds' bottleneck, 256 -> 64 -> 64 -> 256 channels, identity shortcut."""
+    """Lesson 8: the seeds' bottleneck, 256 -> 64 -> 64 -> 256 channels, identity shortcut."""
     return draw_block(Bottleneck(256, 64))
 
 
 def resnet18_stages() -> Figure:
-    """Lesson 8: ResNet-18 as a column of stages with output shapes for a 224x224 image."""
+    """Lesson 9: ResNet-18 as a column of stages with output shapes for a 224x224 image."""
     return draw_block(resnet18())
 
 
 def vanishing_settings() -> Figure:
-    """Lesson 9: gradient norm at every block's input, plain vs residual, four settings.
+    """Lesson 10: gradient norm at every block's input, plain vs residual, four settings.
 
     float64, so that the plain nets' tiny gradients are numbers rather than underflowed zeros.
     """
@@ -127,7 +127,7 @@ def write_numbers(name: str, numbers: dict) -> None:
 
 
 def degradation_curves() -> Figure:
-    """Lesson 10: the demo's figure of the default run, and its numbers as JSON."""
+    """Lesson 11: the demo's figure of the default run, and its numbers as JSON."""
     config, results, _ = degradation_runs()
     numbers = {"recipe": {k: v for k, v in vars(config).items() if k != "milestones"}, "runs": {}}
     for run, (model, history, norms) in results.items():
@@ -162,7 +162,7 @@ def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
 
 
 def lesion_curves() -> Figure:
-    """Lesson 11: test accuracy with one block deleted, and with k random blocks deleted."""
+    """Lesson 12: test accuracy with one block deleted, and with k random blocks deleted."""
     _, results, test_data = degradation_runs()
     loader = DataLoader(test_data, 512)
     rng = np.random.default_rng(0)
