@@ -28,7 +28,7 @@ from tinyres.demos.lesion import deletable, lesion_accuracies
 from tinyres.demos.vanishing import Setting, measure
 from tinyres.models import BasicBlock, Bottleneck, resnet18
 from tinyres.training import evaluate
-from tinyres.viz import draw_block
+from tinyres.viz import draw_block, draw_graph, trace
 
 FIGURE_DIR = Path(__file__).resolve().parent / "figures"
 DPI = 100
@@ -66,6 +66,16 @@ def finite_differences() -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def autograd_graph() -> Figure:
+    """Lesson 1: the graph of tanh(sum(w * x) + c) with each node's gradient norm."""
+    w = tr.tensor([0.5, -1.0], requires_grad=True)
+    c = tr.tensor(1.0, requires_grad=True)
+    L = ((w * tr.tensor([2.0, 3.0])).sum() + c).tanh()
+    graph = trace(L, params={"w": w, "c": c})
+    L.backward()
+    return draw_graph(graph, show_grad_norms=True)
 
 
 def basic_block() -> Figure:
@@ -207,6 +217,7 @@ def lesion_curves() -> Figure:
 
 
 FIGURES: dict[str, Callable[[], Figure]] = {
+    "01-graph": autograd_graph,
     "03-finite-differences": finite_differences,
     "07-basic-block": basic_block,
     "08-bottleneck-block": bottleneck_block,
