@@ -275,11 +275,12 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     received gradient, so dL/db is the sum over the copies: the leading axes that
     broadcasting added, and the axes where ``b`` had size 1.
 
-    >>> unbroadcast(np.ones((2, 3)), (3,))
-    array([2., 2., 2.])
-    >>> unbroadcast(np.ones((2, 3)), (2, 1))
-    array([[3.],
-           [3.]])
+    >>> g = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    >>> unbroadcast(g, (3,))
+    array([11., 22., 33.])
+    >>> unbroadcast(g, (2, 1))
+    array([[ 6.],
+           [60.]])
     """
     if grad.shape == shape:
         return grad
