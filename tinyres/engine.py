@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tinyres.plumbing import Size, device, float_dtype_or_device, refuse_device, refuse_half
+
 # ---- grad mode ------------------------------------------------------------------------
 # A ContextVar, not a global: each thread (and each asyncio task) has its own value, so
 # ``no_grad()`` while one thread evaluates cannot stop another thread from recording.
@@ -369,8 +371,8 @@ class Tensor:
         return self._version_counter.value
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+    def shape(self) -> Size:
+        return Size(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -391,8 +393,8 @@ class Tensor:
     def dim(self) -> int:
         return self._data.ndim
 
-    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
-        return self._data.shape if dim is None else self._data.shape[dim]
+    def size(self, dim: int | None = None) -> Size | int:
+        return Size(self._data.shape) if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -440,7 +442,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = f"shape={self.shape}, dtype={self.dtype}"
+        extras = f"shape={self._data.shape}, dtype={self.dtype}"
         if self.grad_fn is not None:
             extras += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:
@@ -628,9 +630,6 @@ class Tensor:
     def clone(self) -> Tensor:
         return ops.clone(self)
 
-    def to(self, dtype: Any) -> Tensor:
-        return ops.cast(self, dtype)
-
     def float(self) -> Tensor:
         return ops.cast(self, np.float32)
 
@@ -674,6 +673,146 @@ class Tensor:
         old = Tensor(self._data.copy())
         old.grad_fn, old._requires_grad = self.grad_fn, self.requires_grad
         return old
+
+    # ---- PyTorch-program plumbing -------------------------------------------------
+    # What public PyTorch code calls around its models (devices, conversions, the
+    # comparisons and reductions of accuracy code); the ops live in tinyres.ops.
+    @property
+    def device(self) -> device:
+        return device("cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other)``: a float
+        cast is differentiable; the device must be the CPU; ``non_blocking``/``copy`` as PyTorch."""
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        unknown = set(kwargs) - {"dtype", "device"}
+        if unknown:
+            raise TypeError(f"Tensor.to() got unexpected keyword arguments {sorted(unknown)}")
+        dtype = None
+        for arg in (*args, *kwargs.values()):
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif arg is not None:
+                dtype = float_dtype_or_device(arg, "Tensor.to") or dtype
+        out = self if dtype is None else ops.cast(self, dtype)
+        return ops.clone(out) if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        refuse_device("cuda")
+        return self  # unreachable: refuse_device raises
+
+    def half(self) -> Tensor:
+        refuse_half("Tensor.half")
+        return self  # unreachable: refuse_half raises
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def bool(self) -> Tensor:
+        return Tensor(self._data.astype(np.bool_))
+
+    def int(self) -> Tensor:
+        return Tensor(self._data.astype(np.int32))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index: ``classes[labels[j]]``."""
+        if self._data.size != 1 or self._data.dtype.kind not in "iub":
+            raise TypeError(
+                f"only one-element integer tensors can be used as an index, got shape {self.shape} "
+                f"and dtype {self.dtype}"
+            )
+        return int(self._data.reshape(()))
+
+    def add(self, other: Any) -> Tensor:
+        return ops.add(self, other)
+
+    def sub(self, other: Any) -> Tensor:
+        return ops.sub(self, other)
+
+    def mul(self, other: Any) -> Tensor:
+        return ops.mul(self, other)
+
+    def div(self, other: Any) -> Tensor:
+        return ops.div(self, other)
+
+    def eq(self, other: Any) -> Tensor:
+        return ops.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return ops.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return ops.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return ops.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return ops.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return ops.ge(self, other)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        return ops.min(self, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return ops.argmin(self, dim, keepdim)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+        return ops.topk(self, k, dim, largest, sorted)
+
+    def sort(self, dim: int = -1, descending: bool = False) -> Any:
+        return ops.sort(self, dim, descending)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        return ops.gather(self, dim, index)
+
+    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        return ops.var(self, dim, unbiased, keepdim, **kwargs)
+
+    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        return ops.std(self, dim, unbiased, keepdim, **kwargs)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def softmax(self, dim: int) -> Tensor:
+        return ops.softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return ops.log_softmax(self, dim)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return ops.masked_fill(self, mask, value)
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        return ops.where(condition, self, other)
+
+    def t(self) -> Tensor:
+        return ops.t(self)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        return ops.expand(self, *sizes)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return ops.expand(self, other.shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return ops.reshape(self, other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return ops.reshape(self, other.shape)
 
     def _take_history(self, result: Tensor) -> None:
         """Make ``result``'s op this tensor's ``grad_fn``; what it saved of ``result`` is now us."""
