@@ -81,9 +81,8 @@ def test_inference_mode():
 
 
 def test_modes_nest_and_restore_after_an_exception():
-    with pytest.raises(ValueError), tr.no_grad():
-        with tr.enable_grad():
-            raise ValueError
+    with pytest.raises(ValueError), tr.no_grad(), tr.enable_grad():
+        raise ValueError
     assert tr.is_grad_enabled()
     with tr.no_grad(), tr.enable_grad(), tr.no_grad():
         assert not tr.is_grad_enabled()
