@@ -64,7 +64,7 @@ def finite_differences() -> Figure:
             ax.loglog(eps, errors, style, color=colour, label=label)
     ax.set_xlabel("step eps")
     ax.set_ylabel("|numeric - exact| derivative")
-    ax.set_title("d tanh(x)/dx at x = 0.7: truncation error (left) vs rounding error (right)")
+    ax.set_title("d tanh(x)/dx at x = 0.7:\ntruncation error (left) vs rounding error (right)", fontsize=11)
     ax.invert_xaxis()
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
