@@ -41,7 +41,8 @@ def arrays(draw, shape, dtype=np.float64, low=-2.0, high=2.0, layout=None):
     """A finite float array of ``shape`` in C order, transposed, or strided.
 
     The non-contiguous layouts are views of a larger array, so kernels that assume
-    C order on their input get caught.
+    C order on their input get caught. Wrap them with ``leaf``, not ``tr.tensor``:
+    ``tr.tensor`` copies, and its copy of a strided view is plain C order again.
     """
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -57,6 +58,11 @@ def arrays(draw, shape, dtype=np.float64, low=-2.0, high=2.0, layout=None):
 
 
 float_dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def leaf(a: np.ndarray, requires_grad: bool = True) -> tinyres.Tensor:
+    """A tensor on ``a`` itself, strides included (``tr.tensor`` would copy it to C order)."""
+    return tinyres.Tensor(a, requires_grad=requires_grad)
 
 
 def away_from(x: np.ndarray, kink: float = 0.0, margin: float = 0.05) -> np.ndarray:
@@ -78,7 +84,7 @@ def compare_with_torch(expr, *arrays, rtol=1e-4, atol=1e-5, seed=0, grad=True):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     needs = [grad and a.dtype.kind == "f" for a in arrays]
-    tr_in = [tinyres.tensor(a, requires_grad=n) for a, n in zip(arrays, needs)]
+    tr_in = [leaf(a, requires_grad=n) for a, n in zip(arrays, needs)]
     th_in = [torch.tensor(np.array(a), requires_grad=n) for a, n in zip(arrays, needs)]
     tr_out = expr(tinyres, *tr_in)
     th_out = expr(torch, *th_in)
