@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyres
+import tinyres.data
 
 # ---- strategies ---------------------------------------------------------------------
 
@@ -70,6 +71,21 @@ def away_from(x: np.ndarray, kink: float = 0.0, margin: float = 0.05) -> np.ndar
     return np.where(x >= kink, np.maximum(x, kink + margin), np.minimum(x, kink - margin)).astype(
         x.dtype
     )
+
+
+# ---- data ----------------------------------------------------------------------------
+
+
+def toy_data(n: int, seed: int, size: int = 8) -> tinyres.data.ArrayDataset:
+    """Images whose label is the quadrant holding the brightest blob: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    half = size // 2
+    for i, c in enumerate(labels):
+        y, x = divmod(int(c), 2)
+        images[i, 0, y * half : (y + 1) * half, x * half : (x + 1) * half] += 1.0
+    return tinyres.data.ArrayDataset(images, labels)
 
 
 # ---- the PyTorch cross-check ----------------------------------------------------------

@@ -174,6 +174,7 @@ def test_cli_jacobian_quick(tmp_path):
 
 
 def test_cli_degradation_then_lesion_quick(tmp_path):
+    pytest.importorskip("sklearn")  # the demos train on scikit-learn's digits
     args = ["--quick", "--no-progress"]
     assert main(["demo", "degradation", *args, "--out", str(tmp_path / "deg")]) == 0
     data = _outputs(tmp_path / "deg", "degradation")
