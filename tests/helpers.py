@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyres
+import tinyres.data
 
 # ---- strategies ---------------------------------------------------------------------
 
@@ -41,7 +42,8 @@ def arrays(draw, shape, dtype=np.float64, low=-2.0, high=2.0, layout=None):
     """A finite float array of ``shape`` in C order, transposed, or strided.
 
     The non-contiguous layouts are views of a larger array, so kernels that assume
-    C order on their input get caught.
+    C order on their input get caught. Wrap them with ``leaf``, not ``tr.tensor``:
+    ``tr.tensor`` copies, and its copy of a strided view is plain C order again.
     """
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -59,11 +61,31 @@ def arrays(draw, shape, dtype=np.float64, low=-2.0, high=2.0, layout=None):
 float_dtypes = st.sampled_from([np.float32, np.float64])
 
 
+def leaf(a: np.ndarray, requires_grad: bool = True) -> tinyres.Tensor:
+    """A tensor on ``a`` itself, strides included (``tr.tensor`` would copy it to C order)."""
+    return tinyres.Tensor(a, requires_grad=requires_grad)
+
+
 def away_from(x: np.ndarray, kink: float = 0.0, margin: float = 0.05) -> np.ndarray:
     """Push values at least ``margin`` away from ``kink`` (keeps ReLU differentiable)."""
     return np.where(x >= kink, np.maximum(x, kink + margin), np.minimum(x, kink - margin)).astype(
         x.dtype
     )
+
+
+# ---- data ----------------------------------------------------------------------------
+
+
+def toy_data(n: int, seed: int, size: int = 8) -> tinyres.data.ArrayDataset:
+    """Images whose label is the quadrant holding the brightest blob: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    half = size // 2
+    for i, c in enumerate(labels):
+        y, x = divmod(int(c), 2)
+        images[i, 0, y * half : (y + 1) * half, x * half : (x + 1) * half] += 1.0
+    return tinyres.data.ArrayDataset(images, labels)
 
 
 # ---- the PyTorch cross-check ----------------------------------------------------------
@@ -78,7 +100,7 @@ def compare_with_torch(expr, *arrays, rtol=1e-4, atol=1e-5, seed=0, grad=True):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     needs = [grad and a.dtype.kind == "f" for a in arrays]
-    tr_in = [tinyres.tensor(a, requires_grad=n) for a, n in zip(arrays, needs)]
+    tr_in = [leaf(a, requires_grad=n) for a, n in zip(arrays, needs)]
     th_in = [torch.tensor(np.array(a), requires_grad=n) for a, n in zip(arrays, needs)]
     tr_out = expr(tinyres, *tr_in)
     th_out = expr(torch, *th_in)
