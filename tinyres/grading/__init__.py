@@ -14,10 +14,10 @@ Needs hypothesis (``pip install -e ".[lessons]"``).
 
 from __future__ import annotations
 
-from tinyres.grading import autograd
+from tinyres.grading import autograd, kernels
 from tinyres.grading.core import Exercise, Report, grade
 
-EXERCISES: tuple[Exercise, ...] = autograd.EXERCISES
+EXERCISES: tuple[Exercise, ...] = autograd.EXERCISES + kernels.EXERCISES
 BY_ID = {e.id: e for e in EXERCISES}
 
 __all__ = ["BY_ID", "EXERCISES", "Exercise", "Report", "grade"]

@@ -153,7 +153,7 @@ def _check_tanh_forward(mod: ModuleType) -> None:
     for_examples(array_cases, body)
 
 
-def _gradcheck(fn, inputs: tuple[Tensor, ...], names: str, example: str) -> None:
+def gradcheck_or_raise(fn, inputs: tuple[Tensor, ...], names: str, example: str) -> None:
     """Raise MismatchError naming the worst element of the first input whose gradient is off."""
     for check in call(check_gradients, fn, inputs, example=example):
         if not check.passed:
@@ -170,8 +170,8 @@ def _check_tanh_gradient(mod: ModuleType) -> None:
     def body(case):
         x = make_array(*case)
         example = describe(x=x)
-        _gradcheck(lambda t: call(mod.Tanh.apply, t, example=example), (Tensor(x, requires_grad=True),),
-                   "x", example)
+        leaf = Tensor(x, requires_grad=True)
+        gradcheck_or_raise(lambda t: call(mod.Tanh.apply, t, example=example), (leaf,), "x", example)
 
     for_examples(array_cases, body)
 
@@ -260,8 +260,8 @@ def _check_matmul_shapes(mod: ModuleType) -> None:
 def _check_matmul_gradient(mod: ModuleType) -> None:
     def body(case):
         x, y, example = _matmul_inputs(case)
-        _gradcheck(lambda a, b: call(mod.MatMul.apply, a, b, example=example),
-                   (Tensor(x, requires_grad=True), Tensor(y, requires_grad=True)), "XY", example)
+        leaves = (Tensor(x, requires_grad=True), Tensor(y, requires_grad=True))
+        gradcheck_or_raise(lambda a, b: call(mod.MatMul.apply, a, b, example=example), leaves, "XY", example)
 
     for_examples(matmul_cases, body)
 
