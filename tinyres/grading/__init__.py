@@ -14,10 +14,12 @@ Needs hypothesis (``pip install -e ".[lessons]"``).
 
 from __future__ import annotations
 
-from tinyres.grading import autograd, kernels
+from tinyres.grading import autograd, kernels, models
 from tinyres.grading.core import Exercise, Report, grade
 
-EXERCISES: tuple[Exercise, ...] = autograd.EXERCISES + kernels.EXERCISES
+EXERCISES: tuple[Exercise, ...] = (
+    autograd.EXERCISES + kernels.EXERCISES + models.EXERCISES
+)
 BY_ID = {e.id: e for e in EXERCISES}
 
 __all__ = ["BY_ID", "EXERCISES", "Exercise", "Report", "grade"]

@@ -151,7 +151,8 @@ def call(fn: Callable[..., Any], *args: Any, example: str = "", **kwargs: Any) -
     except (MismatchError, NotStartedError):
         raise
     except Exception as exc:
-        what = f"your code raised {type(exc).__name__}: {exc}{_learner_line(exc)}"
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        what = f"your code raised {type(exc).__name__}: {message}{_learner_line(exc)}"
         raise MismatchError(what, example) from None
 
 
@@ -177,7 +178,7 @@ def compare(
     if got.size and excess.max() > 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), got.shape))
         raise MismatchError(
-            f"{name} differs from the truth",
+            f"{name}: wrong values",
             example,
             (f"worst index {index}: expected {expected[index]:.6g}, got {got[index]:.6g}",),
         )
@@ -195,9 +196,14 @@ def describe(**items: Any) -> str:
     return ", ".join(parts)
 
 
-def for_examples(strategy: Any, body: Callable[[Any], None], explicit: tuple[Any, ...] = ()) -> None:
-    """Run ``body(case)`` on the ``explicit`` cases, then on the grader's fixed budget of cases
-    drawn from ``strategy``.
+def for_examples(
+    strategy: Any,
+    body: Callable[[Any], None],
+    explicit: tuple[Any, ...] = (),
+    max_examples: int = MAX_EXAMPLES,
+) -> None:
+    """Run ``body(case)`` on the ``explicit`` cases, then on ``max_examples`` cases drawn from
+    ``strategy`` (the grader's fixed budget; fewer for whole networks).
 
     Hypothesis shrinks a failing case before re-raising its MismatchError, so the report
     shows the smallest one.
@@ -205,7 +211,7 @@ def for_examples(strategy: Any, body: Callable[[Any], None], explicit: tuple[Any
     test = given(strategy)(body)
     for case in explicit:
         test = hypothesis.example(case)(test)
-    GRADER_SETTINGS(test)()
+    settings(GRADER_SETTINGS, max_examples=max_examples)(test)()
 
 
 # ---- loading and grading ----------------------------------------------------------------------

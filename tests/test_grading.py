@@ -1,0 +1,91 @@
+"""The grader grades: every solution passes, every planted mistake fails on the property it
+names, every untouched stub is "not started", and the learner never sees a traceback.
+
+The planted mistakes (``lessons/solutions/wrong/``) are what make the grader trustworthy:
+each file declares, in ``EXPECTED_FAILURE``, words of the property it must fail.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tinyres.grading import BY_ID, EXERCISES, grade
+from tinyres.grading.core import load
+
+LESSONS = Path(__file__).resolve().parents[1] / "lessons"
+WRONG = sorted((LESSONS / "solutions" / "wrong").glob("ex*.py"))
+
+
+def test_at_least_fourteen_exercises_each_with_stub_solution_and_planted_mistake():
+    assert len(EXERCISES) >= 14
+    planted = {p.name[:4] for p in WRONG}
+    for ex in EXERCISES:
+        assert (LESSONS / "exercises" / ex.filename).is_file(), ex.filename
+        assert (LESSONS / "solutions" / ex.filename).is_file(), ex.filename
+        assert ex.id in planted, f"{ex.id} has no planted mistake"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_solution_passes(exercise):
+    report = grade(exercise, LESSONS / "solutions" / exercise.filename)
+    assert report.passed, report.text()
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_stub_is_not_started(exercise):
+    report = grade(exercise, LESSONS / "exercises" / exercise.filename)
+    assert report.state == "not started", report.text()
+
+
+def _public_signatures(path: Path) -> dict[str, str]:
+    """name -> argument list of every top-level function and method, from the source."""
+    tree = ast.parse(path.read_text())
+    found = {}
+    for node in tree.body:
+        items = node.body if isinstance(node, ast.ClassDef) else [node]
+        for item in items:
+            if isinstance(item, ast.FunctionDef):
+                key = f"{node.name}.{item.name}" if isinstance(node, ast.ClassDef) else item.name
+                found[key] = ast.unparse(item.args)
+    return found
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_stub_and_solution_have_the_same_signatures(exercise):
+    stub = _public_signatures(LESSONS / "exercises" / exercise.filename)
+    solution = _public_signatures(LESSONS / "solutions" / exercise.filename)
+    assert stub == {k: v for k, v in solution.items() if k in stub}
+    assert set(stub) == set(solution)
+
+
+@pytest.mark.parametrize("path", WRONG, ids=lambda p: p.stem)
+def test_planted_mistake_fails_on_the_property_it_names(path):
+    report = grade(BY_ID[path.name[:4]], path)
+    assert report.state == "failed", report.text()
+    expected = load(path).EXPECTED_FAILURE
+    failed = [r.name for r in report.results if not r.passed]
+    assert any(expected in name for name in failed), (
+        f"expected a failure of the property mentioning {expected!r}; failed: {failed}"
+    )
+    text = report.text()
+    assert "Traceback" not in text and "hint:" in text and "smallest failing example" in text
+
+
+def test_a_crash_in_the_learner_code_is_one_line_naming_their_line(tmp_path):
+    ex = BY_ID["ex03"]
+    path = tmp_path / ex.filename
+    path.write_text("def unbroadcast(grad, shape):\n    return grad.sum(axis=99)\n")
+    report = grade(ex, path)
+    assert report.state == "failed"
+    message = report.results[0].mismatch.what
+    assert "AxisError" in message and "line 2 of ex03_unbroadcast.py" in message, message
+
+
+def test_a_file_that_does_not_import_is_reported(tmp_path):
+    path = tmp_path / "ex03_unbroadcast.py"
+    path.write_text("def unbroadcast(grad, shape)\n    return grad\n")
+    report = grade(BY_ID["ex03"], path)
+    assert report.state == "cannot import" and "SyntaxError" in report.problem and "line 1" in report.problem
