@@ -89,3 +89,44 @@ def test_a_file_that_does_not_import_is_reported(tmp_path):
     path.write_text("def unbroadcast(grad, shape)\n    return grad\n")
     report = grade(BY_ID["ex03"], path)
     assert report.state == "cannot import" and "SyntaxError" in report.problem and "line 1" in report.problem
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+
+def test_check_grades_one_solution_and_exits_0(capsys):
+    from tinyres.cli import main
+
+    assert main(["check", "--solutions", "ex03"]) == 0
+    out = capsys.readouterr().out
+    assert "pass  returns an array of the input's shape" in out and "result: passed" in out
+
+
+def test_check_fails_a_planted_mistake_with_a_report_and_exits_1(capsys):
+    from tinyres.cli import main
+
+    assert main(["check", "--from", str(LESSONS / "solutions" / "wrong"), "ex03"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("result: failed") == 2  # both planted ex03 files are graded
+    assert "smallest failing example: grad" in out and "hint:" in out and "Traceback" not in out
+
+
+def test_check_lists_every_exercise_with_its_state(tmp_path, capsys):
+    from tinyres.cli import main
+
+    for ex in EXERCISES[:3]:
+        (tmp_path / ex.filename).write_text((LESSONS / "exercises" / ex.filename).read_text())
+    (tmp_path / EXERCISES[0].filename).write_text((LESSONS / "solutions" / EXERCISES[0].filename).read_text())
+    assert main(["check", "--from", str(tmp_path)]) == 1  # two stubs are not started
+    lines = capsys.readouterr().out.splitlines()
+    states = {line.split()[0]: line for line in lines if line[:2] == "ex" and line[2:4].isdigit()}
+    assert states["ex01"].endswith("passed") and states["ex02"].endswith("not started")
+    assert states["ex16"].endswith("missing") and len(states) == len(EXERCISES)
+
+
+def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
+    from tinyres.cli import main
+
+    assert main(["check", "ex99"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown exercise ex99" in err

@@ -250,7 +250,7 @@ EX09 = Exercise(
         Property("every output's gradient reaches exactly one input (total conserved, ties included)",
                  _check_pool_conserves,
                  "a tie goes to the first maximum in window order only (np.argmax does this), not to "
-                 "every element equal to the maximum"),
+                 "every element equal to the maximum; and add (+=) when windows overlap, never overwrite"),
         Property("dx equals the reference (first maximum wins; overlapping windows add up)",
                  _check_pool_reference,
                  "when stride < kernel one element can win several windows: add (+=) their gradients"),
