@@ -130,3 +130,10 @@ def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
     assert main(["check", "ex99"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown exercise ex99" in err
+
+
+def test_properties_that_compare_with_pytorch_are_skipped_without_it(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
+    report = grade(BY_ID["ex16"], LESSONS / "solutions" / BY_ID["ex16"].filename)
+    assert report.passed, report.text()
+    assert "skip  equals torch.optim.SGD (PyTorch is not installed)" in report.text()

@@ -57,6 +57,19 @@ class MismatchError(Exception):
         self.what, self.example, self.details = what, example, details
 
 
+class UnavailableError(Exception):
+    """The property needs something not installed (PyTorch): reported as skipped."""
+
+
+def torch_or_skip() -> ModuleType:
+    """PyTorch, for the properties that compare with it; skips them when it is absent."""
+    try:
+        import torch
+    except ImportError:
+        raise UnavailableError("PyTorch is not installed") from None
+    return torch
+
+
 @dataclass(frozen=True)
 class Property:
     """One thing the grader checks; ``hint`` names the usual mistake when it fails."""
@@ -81,6 +94,7 @@ class PropertyResult:
     passed: bool
     mismatch: MismatchError | None = None
     hint: str = ""
+    skipped: str = ""  # why it could not run (it counts as passed)
 
 
 @dataclass
@@ -109,7 +123,8 @@ class Report:
         if self.problem:
             lines.append(f"  {self.problem}")
         for r in self.results:
-            lines.append(f"  {'pass' if r.passed else 'FAIL'}  {r.name}")
+            mark = "skip" if r.skipped else "pass" if r.passed else "FAIL"
+            lines.append(f"  {mark}  {r.name}" + (f" ({r.skipped})" if r.skipped else ""))
             if r.mismatch is not None:
                 m = r.mismatch
                 lines.append(f"        {m.what}")
@@ -251,6 +266,8 @@ def grade(exercise: Exercise, path: Path) -> Report:
                           problem="it still raises NotImplementedError: open the file and fill it in")
         except MismatchError as m:
             results.append(PropertyResult(prop.name, False, m, prop.hint))
+        except UnavailableError as why:
+            results.append(PropertyResult(prop.name, True, skipped=str(why)))
         else:
             results.append(PropertyResult(prop.name, True))
     state = "passed" if all(r.passed for r in results) else "failed"

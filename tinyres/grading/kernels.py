@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from tinyres.engine import Function, Tensor
 from tinyres.grading.autograd import SEEDS, gradcheck_or_raise
-from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, describe, for_examples
+from tinyres.grading.core import (
+    Exercise,
+    MismatchError,
+    Property,
+    call,
+    compare,
+    describe,
+    for_examples,
+    torch_or_skip,
+)
 from tinyres.grading.strategies import LAYOUTS, make_array
 from tinyres.kernels import batchnorm_reference, conv_reference, pool_reference
 from tinyres.kernels import im2col as im2col_tier
@@ -111,6 +120,25 @@ def _check_conv_gradcheck(mod: ModuleType) -> None:
     for_examples(conv_cases(), body)
 
 
+def _check_conv_torch(mod: ModuleType) -> None:
+    torch = torch_or_skip()
+
+    def body(case):
+        x, w, b, example = _conv_inputs(case)
+        _, _, stride, padding, _, _ = case
+        tx, tw, tb = (torch.tensor(np.array(a), requires_grad=True) for a in (x, w, b))
+        ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+        grad = make_array(tuple(ty.shape), "c", case[-1] + 3)
+        ty.backward(torch.tensor(grad))
+        y = call(mod.conv2d_forward, x, w, b, stride, padding, example=example)
+        compare("y (against PyTorch)", ty.detach().numpy(), y, example)
+        got = call(mod.conv2d_backward, grad, x, w, stride, padding, example=example)
+        for name, want, mine in zip(("dx", "dw", "db"), (tx.grad, tw.grad, tb.grad), got):
+            compare(f"{name} (against PyTorch)", want.numpy(), mine, example)
+
+    for_examples(conv_cases(), body)
+
+
 EX07 = Exercise(
     "ex07", "05", "conv2d with loops, forward and backward", "ex07_conv2d_loops.py",
     (
@@ -124,6 +152,8 @@ EX07 = Exercise(
                  "dw sums x * dy over the batch and the output pixels; db sums dy over batch and pixels"),
         Property("forward and backward together pass a float64 gradient check", _check_conv_gradcheck,
                  "the backward must be the exact adjoint of your forward"),
+        Property("forward and backward equal PyTorch's conv2d", _check_conv_torch,
+                 "PyTorch computes the same cross-correlation: compare your loops with the reference"),
     ),
 )
 

@@ -18,7 +18,7 @@ import tinyres as tr
 from tinyres import nn
 from tinyres.engine import Tensor
 from tinyres.grading.autograd import SEEDS
-from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, for_examples
+from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, for_examples, torch_or_skip
 from tinyres.models import blocks as library
 from tinyres.optim import SGD
 
@@ -299,6 +299,31 @@ def _check_sgd(mod: ModuleType, changing_lr: bool, weight_decay: bool) -> None:
     for_examples(sgd_cases, body)
 
 
+def _check_sgd_torch(mod: ModuleType) -> None:
+    torch = torch_or_skip()
+
+    def body(case):
+        momentum, weight_decay, steps, seed = case
+        rng = np.random.default_rng(seed)
+        p0 = rng.standard_normal((3, 2))
+        w = torch.tensor(p0.copy(), requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.1, momentum=momentum, weight_decay=weight_decay)
+        p, buffer = p0.copy(), None
+        example = (f"p (3, 2), {steps} steps, lr 0.1 then halved, momentum {momentum}, "
+                   f"weight_decay {weight_decay}")
+        for step in range(steps):
+            g = rng.standard_normal((3, 2))
+            lr = 0.1 / 2**step
+            opt.param_groups[0]["lr"] = lr
+            w.grad = torch.tensor(g.copy())
+            opt.step()
+            p, buffer = call(mod.sgd_step, p, g.copy(), buffer, lr, momentum, weight_decay, example=example)
+            compare(f"p after step {step + 1} (against PyTorch)", w.detach().numpy(), p, example,
+                    rtol=1e-12, atol=1e-14)
+
+    for_examples(sgd_cases, body)
+
+
 EX16 = Exercise(
     "ex16", "11", "an SGD step with momentum and weight decay", "ex16_sgd_step.py",
     (
@@ -311,6 +336,8 @@ EX16 = Exercise(
         Property("equals SGD when the learning rate changes between steps (lr scales the whole buffer)",
                  lambda mod: _check_sgd(mod, changing_lr=True, weight_decay=True),
                  "keep lr out of the buffer: b = momentum * b + g, p = p - lr * b"),
+        Property("equals torch.optim.SGD", _check_sgd_torch,
+                 "tinyres's SGD and PyTorch's agree: compare your order of decay, momentum and lr"),
     ),
 )
 
