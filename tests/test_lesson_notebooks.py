@@ -46,5 +46,5 @@ def test_every_lesson_converts_with_every_code_block(path):
 def test_lessons_by_number_or_name_and_a_clear_error_for_an_unknown_one():
     assert [p.stem for p in lesson_files(LESSONS, ["2", "03-checking-gradients"])] == [
         "02-broadcasting", "03-checking-gradients"]
-    with pytest.raises(SystemExit, match="no lesson 99"):
+    with pytest.raises(ValueError, match="no lesson 99"):
         lesson_files(LESSONS, ["99"])

@@ -74,7 +74,7 @@ def lesson_files(folder: Path, names: list[str]) -> list[Path]:
     every = sorted(folder.glob("[0-9][0-9]-*.md"))
     missing = [n for n in names if not any(_is(p, n) for p in every)]
     if missing:
-        raise SystemExit(f"tinyres lessons: no lesson {', '.join(missing)} in {folder}")
+        raise ValueError(f"no lesson {', '.join(missing)} in {folder}")
     return [p for p in every if not names or any(_is(p, n) for n in names)]
 
 
@@ -151,10 +151,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"tinyres lessons needs {exc.name}: pip install -e \".[lessons]\"", file=sys.stderr)
         return 2
     folder = lessons_folder()
+    try:
+        paths = lesson_files(folder, args.names)
+    except ValueError as exc:
+        print(f"tinyres lessons: {exc}", file=sys.stderr)
+        return 2
     out = args.out or folder / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path in lesson_files(folder, args.names):
+    for path in paths:
         notebook = to_notebook(path)
         target = out / f"{path.stem}.ipynb"
         nbformat.write(notebook, target)
