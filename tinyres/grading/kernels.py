@@ -362,7 +362,8 @@ EX10 = Exercise(
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=True),
                  "the variance depends on every x too: subtract xhat * sum(dy * xhat)"),
         Property("dx equals the reference backward", _check_bn_dx,
-                 "the factor in front is gamma / (M * sqrt(var + eps)), with the biased variance"),
+                 "dx = gamma / (M sqrt(var + eps)) * (M dy - sum dy - xhat * sum(dy xhat)), with the "
+                 "biased variance; the property above that fails names the missing term"),
     ),
 )
 
