@@ -119,6 +119,48 @@ def test_eval_mode_leaves_running_stats_alone():
     assert mean.tolist() == [0, 0] and var.tolist() == [1, 1]
 
 
+# ---- hand-derived values (no PyTorch needed) -------------------------------------------
+
+
+def pair(a: float, d: float) -> tr.Tensor:
+    """A one-channel batch (a - d, a + d): mean a, biased variance d², unbiased 2d²."""
+    return tr.tensor(np.array([a - d, a + d], dtype=np.float32).reshape(2, 1, 1, 1))
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_momentum_none_keeps_the_cumulative_average_hand_derived(tier):
+    # Batch means 2, 4, 0 with d = 1, 1, 2 (unbiased variances 2, 2, 8): the n-th batch
+    # weighs 1/n, so the running mean is 2, 3, 2 and the running variance 2, 2, 4.
+    # (momentum 0.1 would give mean 0.2 after the first batch.)
+    bn = tr.nn.BatchNorm2d(1, momentum=None)
+    with kernels.use_tier(tier):
+        for (a, d), mean, var in zip([(2, 1), (4, 1), (0, 2)], [2, 3, 2], [2, 2, 4]):
+            bn(pair(a, d))
+            assert bn.running_mean.item() == pytest.approx(mean, rel=1e-6)
+            assert bn.running_var.item() == pytest.approx(var, rel=1e-6)
+    assert bn.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_eps_is_used_in_training_backward_and_eval_hand_derived(tier):
+    # x = (-1, 1): mean 0, biased variance 1; eps 3 -> sigma = sqrt(1 + 3) = 2, y = (-0.5, 0.5).
+    # Backward with upstream (1, 0), M = 2, xhat = (-0.5, 0.5):
+    #   dx = (M dy - sum dy - xhat sum(dy xhat)) / (M sigma) = ((2, 0) - 1 - (0.25, -0.25)) / 4
+    #      = (0.1875, -0.1875).
+    # Running variance after the batch: 0.9 * 1 + 0.1 * 2 = 1.1; in eval y = x / sqrt(1.1 + 3).
+    bn = tr.nn.BatchNorm2d(1, eps=3.0)
+    x = pair(0, 1)
+    x.requires_grad = True
+    with kernels.use_tier(tier):
+        y = bn(x)
+        np.testing.assert_allclose(y.detach().numpy().ravel(), [-0.5, 0.5], rtol=1e-6)
+        y.backward(tr.tensor(np.array([1.0, 0.0]).reshape(2, 1, 1, 1)))
+        np.testing.assert_allclose(x.grad.numpy().ravel(), [0.1875, -0.1875], rtol=1e-6)
+        bn.eval()
+        y = bn(pair(0, 1))
+    np.testing.assert_allclose(y.detach().numpy().ravel(), np.array([-1, 1]) / np.sqrt(4.1), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [

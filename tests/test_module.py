@@ -27,9 +27,11 @@ def model_classes(lib):
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
+            # The seeds' order: add in place, then ReLU in place. (ReLU first and then
+            # ``out += identity`` modifies the ReLU's saved output: PyTorch refuses it.)
+            out = self.bn1(self.conv1(x))
             out += identity
-            return out
+            return self.relu(out)
 
     class Net(lib.Module):
         def __init__(self):
