@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyres.cli import bench, demo, draw, gradcheck_report, summary, train
+from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
 
-COMMANDS = [demo, gradcheck_report, summary, draw, train, bench]
+COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
 
 
 def build_parser() -> argparse.ArgumentParser:
