@@ -26,11 +26,13 @@ either fully happens or not at all. A crash mid-write leaves the old file intact
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import zipfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -88,12 +90,24 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     encoder = _Encoder()
     tree = encoder.encode(obj, "")
     manifest = json.dumps({"format": "tinyres", "version": FORMAT_VERSION, "tree": tree})
+    write_atomically(path, lambda f: np.savez(f, **{MANIFEST: np.array(manifest)}, **encoder.arrays))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, make it durable, rename it over ``path``.
+
+    The temporary name carries the writer's process id, so temporary files left by a
+    writer that was killed (kill -9 runs no cleanup) are recognised and removed by the
+    next write to the same path, and two writers never share one.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    prefix = f".{os.path.basename(path)}."
+    _remove_orphans(directory, prefix)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{MANIFEST: np.array(manifest)}, **encoder.arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
@@ -107,6 +121,25 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             os.remove(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _remove_orphans(directory: str, prefix: str) -> None:
+    """Delete ``prefix<pid>.*.tmp`` files in ``directory`` whose writing process is gone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not (name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+        except (PermissionError, OverflowError):
+            pass  # alive under another user, or not a pid at all: leave it
 
 
 def _fsync_directory(directory: str) -> None:

@@ -84,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
         numba.set_num_threads(args.threads)
     started = time.perf_counter()
     out = Path(args.out or f"runs/{args.model}-{args.data}")
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--out {out} is a file; expected a directory (created if missing)")
     if args.resume and not (out / "checkpoint.npz").is_file():
         raise SystemExit(f"--resume: no checkpoint at {out / 'checkpoint.npz'}")
     if args.data == "digits":
