@@ -31,7 +31,15 @@ from tinyres.creation import (
     zeros,
     zeros_like,
 )
-from tinyres.engine import Function, Tensor, is_grad_enabled, no_grad
+from tinyres.engine import (
+    Function,
+    Tensor,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.model_summary import summary
 from tinyres.ops import (
@@ -104,6 +112,7 @@ __all__ = [
     "cuda",
     "device",
     "double",
+    "enable_grad",
     "eq",
     "exp",
     "flatten",
@@ -116,6 +125,7 @@ __all__ = [
     "ge",
     "gradcheck",
     "gt",
+    "inference_mode",
     "int64",
     "is_grad_enabled",
     "kernels",
@@ -145,6 +155,7 @@ __all__ = [
     "relu",
     "reshape",
     "save",
+    "set_grad_enabled",
     "sigmoid",
     "softmax",
     "sort",

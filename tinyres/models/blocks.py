@@ -308,12 +308,19 @@ class PreActBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual function F(x): BN-ReLU-conv-BN-ReLU-conv; the block is x + F(x)."""
+        return self._branch_from(self.relu(self.bn1(x)))
+
+    def _branch_from(self, pre: Tensor) -> Tensor:
+        # F after its first BN-ReLU, which forward also feeds a projecting shortcut:
+        # computing it once keeps training-mode BN statistics updated once per call.
+        return self.conv2(self.relu(self.bn2(self.conv1(pre))))
+
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(x))
-        identity = x if self.downsample is None else self.downsample(out)
-        out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        pre = self.relu(self.bn1(x))
+        identity = x if self.downsample is None else self.downsample(pre)
+        return self._branch_from(pre) + identity
 
     def last_bn(self) -> nn.Module:
         """The BN whose zero weight silences the branch (``zero_init_residual``)."""

@@ -1,8 +1,7 @@
 """Element-wise activation layers: ``ReLU``, ``Tanh``, ``Sigmoid``.
 
-Each wraps the differentiable op of the same name. ``ReLU(inplace=True)`` is
-accepted, as the seeds write it, but computes out of place: in-place updates would
-overwrite values that backward still needs, and saving memory is not the lesson here.
+Each wraps the differentiable op of the same name. ``ReLU(inplace=True)`` writes into
+its input's memory, as in PyTorch (see ``tinyres.nn.functional.relu``).
 
 >>> import tinyres as tr
 >>> from tinyres import nn
@@ -31,7 +30,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.relu(input)
+        return F.relu(input, inplace=self.inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Function, Tensor
-from tinyres.ops.elementwise import _operands
+from tinyres.ops.elementwise import operands
 
 
 def _array(value: Any) -> np.ndarray:
@@ -73,7 +73,7 @@ class Where(Function):
 def where(condition: Any, input: Any, other: Any) -> Tensor:
     """Elements of ``input`` where ``condition`` holds, else of ``other`` (torch.where)."""
     condition = _bool_mask(condition, "where")
-    return Where.apply(*_operands(input, other), condition=condition)
+    return Where.apply(*operands(input, other), condition=condition)
 
 
 def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:

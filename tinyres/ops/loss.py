@@ -32,6 +32,8 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
 class LogSoftmax(Function):
     """z = log softmax(x) along ``axis``;  dx = dz - softmax(x) * sum(dz) along ``axis``."""
 
+    saves_output = True
+
     def forward(self, x: np.ndarray, *, axis: int) -> np.ndarray:
         self.axis = axis
         self.z = _log_softmax(x, axis)

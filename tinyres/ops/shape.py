@@ -57,12 +57,36 @@ class Index(Function):
 
     def forward(self, x: np.ndarray, *, index: Any) -> np.ndarray:
         self.shape, self.index = x.shape, index
-        return x[index]
+        z = x[index]
+        if not isinstance(z, np.ndarray):
+            # A full integer index gives a NumPy scalar (a copy); PyTorch gives a 0-d view
+            # that shares memory and version counter with x. A trailing ... makes NumPy agree.
+            z = x[(*index, ...) if isinstance(index, tuple) else (index, ...)]
+        return z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         dx = np.zeros(self.shape, dtype=grad.dtype)
         np.add.at(dx, self.index, grad)
         return (dx,)
+
+
+class IndexPut(Function):
+    """z = x with z[index] = y (``x[index] = y``);  dz/dx = 1 outside ``index``, dz/dy = 1 inside.
+
+    An element written twice by an integer-array index keeps the last write in the
+    forward, but each write's y gets the gradient: a rare case PyTorch leaves undefined.
+    """
+
+    def forward(self, x: np.ndarray, y: np.ndarray, *, index: Any) -> np.ndarray:
+        self.index = index
+        z = x.copy()
+        z[index] = y
+        return z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx = grad.copy()
+        dx[self.index] = 0
+        return dx, grad[self.index]
 
 
 class Cat(Function):
@@ -139,12 +163,17 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(x, dims=tuple(dims))
 
 
-def index(x: Tensor, index: Any) -> Tensor:
+def as_index(index: Any) -> Any:
+    """An index NumPy understands: Tensors in it (masks, integer arrays) become arrays."""
     if isinstance(index, Tensor):
-        index = index._data
-    elif isinstance(index, tuple):
-        index = tuple(i._data if isinstance(i, Tensor) else i for i in index)
-    return Index.apply(x, index=index)
+        return index._data
+    if isinstance(index, tuple):
+        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def index(x: Tensor, index: Any) -> Tensor:
+    return Index.apply(x, index=as_index(index))
 
 
 def _same_kind(tensors: list[Tensor], name: str) -> list[Tensor]:
