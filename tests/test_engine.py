@@ -175,7 +175,8 @@ def test_mixed_float_dtypes_are_refused():
 
 def test_tensor_protocols():
     t = tr.tensor([[1.0, 2.0], [3.0, 4.0]])
-    assert np.asarray(t).shape == (2, 2)
+    assert np.asarray(t).shape == (2, 2) and np.asarray(t).dtype == np.float32
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
     assert t.size() == (2, 2) and t.size(1) == 2 and t.numel() == 4 and t.ndim == 2
     assert t.sum().item() == 10.0
     text = repr(t * tr.ones(2, 2, requires_grad=True))

@@ -254,7 +254,9 @@ def test_scheduler_step_with_epoch_uses_closed_form():
     opt = SGD([tr.zeros(1, requires_grad=True)], lr=1.0)
     sched = CosineAnnealingLR(opt, T_max=10, eta_min=0.1)
     sched.step(5)
-    assert sched.get_last_lr() == pytest.approx([0.55])
+    assert sched.get_last_lr() == pytest.approx([0.55])  # cos(pi/2) = 0: the middle
+    sched.step(3)  # off the middle, where the cosine's factor is not 1
+    assert sched.get_last_lr() == pytest.approx([0.1 + 0.9 * (1 + math.cos(0.3 * math.pi)) / 2], abs=1e-12)
 
 
 def test_groups_have_their_own_settings():
