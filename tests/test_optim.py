@@ -298,8 +298,13 @@ def test_parameters_without_gradient_are_left_alone():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda ps: SGD(ps, lr=-1.0), "invalid lr"),
+        (lambda ps: SGD(ps, lr=-1.0), "invalid lr -1.0: expected lr >= 0"),
+        (lambda ps: SGD(ps, momentum=-0.5), "invalid momentum"),
+        (lambda ps: SGD(ps, weight_decay=-1e-4), "invalid weight_decay"),
+        (lambda ps: Adam(ps, lr=-1.0), "invalid lr"),
         (lambda ps: Adam(ps, eps=-1.0), "invalid eps"),
+        (lambda ps: Adam(ps, weight_decay=-1e-4), "invalid weight_decay"),
+        (lambda ps: Adam(ps, betas=(-0.1, 0.9)), "invalid beta at index 0: -0.1"),
         (lambda ps: SGD(ps, lr=0.1, nesterov=True), "Nesterov"),
         (lambda ps: Adam(ps, betas=(0.9, 1.0)), "beta"),
         (lambda ps: SGD([], lr=0.1), "empty"),
