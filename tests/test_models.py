@@ -164,6 +164,23 @@ def test_zero_init_block_is_its_shortcut(make):
         np.testing.assert_allclose(block(x).numpy(), expected.numpy(), atol=1e-6)
 
 
+def test_preact_block_is_its_input_plus_its_branch():
+    """PreActBlock(x) = x + branch(x) (identity) or downsample(relu(bn1(x))) + branch(x)."""
+    tr.manual_seed(0)
+    x = tr.randn(2, 4, 6, 6)
+    for block, shortcut in [
+        (models.PreActBlock(4, 4), lambda b: x),
+        (models.PreActBlock(4, 8, 2, projection_shortcut(4, 8, 2)), lambda b: b.downsample(b.relu(b.bn1(x)))),
+    ]:
+        block.eval()  # fixed BN statistics, so the calls below see the same F
+        for bn in (block.bn1, block.bn2):
+            bn.running_mean.numpy()[...] = np.linspace(-0.5, 0.5, bn.num_features)
+        with tr.no_grad():
+            expected = block.branch(x) + shortcut(block)
+            assert np.abs(block.branch(x).numpy()).max() > 0.1  # the branch is not silent
+            np.testing.assert_allclose(block(x).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
 # ---- gradient checks of whole blocks (float64, train mode) ----------------------------
 
 
