@@ -171,6 +171,18 @@ def test_adam_hand_derived_weight_decay_joins_the_gradient():
     assert w.item() == pytest.approx(1 / 3 - (14 / 9) / (math.sqrt(v_hat) + 1), abs=1e-12)
 
 
+def test_sgd_hand_derived_momentum_and_weight_decay_of_one():
+    # Settings of exactly 1 are ordinary values, not switches. p0 = 1, gradient 1, lr 0.1:
+    # step 1: d = 1 + 1*1 = 2; b = 2; p = 0.8
+    # step 2: d = 1 + 0.8 = 1.8; b = 1*2 + 1.8 = 3.8; p = 0.8 - 0.38 = 0.42
+    w = tr.tensor([1.0], dtype=np.float64, requires_grad=True)
+    opt = SGD([w], lr=0.1, momentum=1.0, weight_decay=1.0)
+    for want in (0.8, 0.42):
+        w.grad = tr.tensor([1.0], dtype=np.float64)
+        opt.step()
+        assert w.item() == pytest.approx(want, abs=1e-12)
+
+
 def test_sgd_hand_derived_dampening():
     # p0 = 0, gradients 2 then 4, lr 1, momentum 0.5, dampening 0.5.
     # step 1: b = g = 2 (no dampening on the first step, as in PyTorch); p = -2
