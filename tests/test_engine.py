@@ -242,6 +242,12 @@ def test_creation_functions():
         tr.zeros(-1)
 
 
+def test_stack_default_and_negative_dims():
+    a, b = tr.tensor([1.0, 2.0, 3.0]), tr.tensor([4.0, 5.0, 6.0])
+    assert tr.stack([a, b]).numpy().tolist() == [[1, 2, 3], [4, 5, 6]]  # dim 0 by default
+    assert tr.stack([a, b], dim=-1).numpy().tolist() == [[1, 4], [2, 5], [3, 6]]  # -1: a new last axis
+
+
 def test_flatten_and_views():
     x = tr.randn(2, 3, 4, requires_grad=True)
     assert tr.flatten(x, 1).shape == (2, 12)
