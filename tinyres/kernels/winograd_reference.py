@@ -117,7 +117,9 @@ def derive(points: tuple[int, ...], r: int = 3) -> tuple[list[list[Fraction]], .
 
     def row(p: int | None, n: int) -> list[Fraction]:
         """Evaluation at p of a polynomial with n coefficients; p=None is infinity (the leading one)."""
-        return [Fraction(int(k == n - 1)) for k in range(n)] if p is None else [Fraction(p) ** k for k in range(n)]
+        if p is None:
+            return [Fraction(int(k == n - 1)) for k in range(n)]
+        return [Fraction(p) ** k for k in range(n)]
 
     everywhere = [*points, None]
     V = [row(p, a) for p in everywhere]  # a x a: evaluates the product polynomial
@@ -190,7 +192,8 @@ def input_tiles(x: np.ndarray, padding: tuple[int, int], m: int) -> np.ndarray:
     (top, left), (skip_h, skip_w) = (max(0, p) for p in padding), (max(0, -p) for p in padding)
     rows = min(H - skip_h, canvas.shape[2] - top)
     cols = min(W - skip_w, canvas.shape[3] - left)
-    canvas[:, :, top : top + rows, left : left + cols] = x[:, :, skip_h : skip_h + rows, skip_w : skip_w + cols]
+    inside = x[:, :, skip_h : skip_h + rows, skip_w : skip_w + cols]
+    canvas[:, :, top : top + rows, left : left + cols] = inside
     windows = np.lib.stride_tricks.sliding_window_view(canvas, (a, a), axis=(2, 3))
     return windows[:, :, ::m, ::m]
 
@@ -243,7 +246,7 @@ def conv2d_backward(
     """
     check_applies(w.shape, stride, dilation)
     BT, G, AT = (t.astype(x.dtype) for t in MATRICES[m])
-    N, C, H, W = x.shape
+    N, _, H, W = x.shape
     Ho, Wo, tiles_h, tiles_w = tile_grid(H, W, padding, m)
     V = np.einsum("ik,nchwkl,jl->ijnhwc", BT, input_tiles(x, padding, m), BT)
     dy = np.zeros((N, grad.shape[1], tiles_h * m, tiles_w * m), dtype=x.dtype)
