@@ -4,6 +4,7 @@ gradcheck, the algorithm choice, and float32 accuracy against a float64 truth.""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import subprocess
 import sys
@@ -56,6 +57,16 @@ def winograd_cases(draw, max_batch=3, max_channels=5, max_extra=6):
     return (N, C, *size), (C_out, C, 3, 3), padding
 
 
+@contextlib.contextmanager
+def one_sample_blocks():
+    """Make the Numba Winograd work one sample at a time (several blocks, as large layers do)."""
+    saved, winograd_numba.BLOCK_VALUES = winograd_numba.BLOCK_VALUES, 1
+    try:
+        yield
+    finally:
+        winograd_numba.BLOCK_VALUES = saved
+
+
 def _through_the_op(tier, m, x, w, b, padding, upstream):
     """Output and gradients of F.conv2d with Winograd forced, as arrays of the input's dtype."""
     inputs = [None if a is None else tr.tensor(a, requires_grad=True) for a in (x, w, b)]
@@ -67,11 +78,12 @@ def _through_the_op(tier, m, x, w, b, padding, upstream):
 
 @settings(max_examples=30)
 @given(case=winograd_cases(), dtype=float_dtypes, m=st.sampled_from(winograd_reference.TILE_SIZES),
-       bias=st.booleans(), tier=st.sampled_from(["numpy", "numba"]), data=st.data())
-def test_winograd_agrees_with_the_loop_reference(case, dtype, m, bias, tier, data):
+       bias=st.booleans(), tier=st.sampled_from(["numpy", "numba"]), blocks=st.booleans(), data=st.data())
+def test_winograd_agrees_with_the_loop_reference(case, dtype, m, bias, tier, blocks, data):
     """float64 to 1e-10; float32 to 1e-4 (inputs in [-2, 2], at most 45 products a sum)."""
     x_shape, w_shape, padding = case
-    note(f"x{x_shape} w{w_shape} padding={padding} m={m} {np.dtype(dtype).name} bias={bias} tier={tier}")
+    note(f"x{x_shape} w{w_shape} padding={padding} m={m} {np.dtype(dtype).name} bias={bias} tier={tier} "
+         f"one-sample blocks={blocks}")
     x = data.draw(arrays(x_shape, dtype), label="x")  # C order, transposed or strided views
     w = data.draw(arrays(w_shape, dtype), label="w")
     b = data.draw(arrays(w_shape[:1], dtype), label="b") if bias else None
@@ -80,7 +92,8 @@ def test_winograd_agrees_with_the_loop_reference(case, dtype, m, bias, tier, dat
     upstream = np.random.default_rng(0).standard_normal(y.shape)
     dx, dw, db = conv_reference.conv2d_backward(upstream, as64[0], as64[1], ONE, padding, ONE)
     want = [y, dx, dw] + ([db] if bias else [])
-    got = _through_the_op(tier, m, x, w, b, padding, upstream)
+    with one_sample_blocks() if blocks else contextlib.nullcontext():
+        got = _through_the_op(tier, m, x, w, b, padding, upstream)
     tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     for name, g, e in zip(["output", "dx", "dw", "db"], got, want):
         assert g.dtype == dtype, name
@@ -94,7 +107,7 @@ def test_numba_winograd_passes_gradcheck(case, m, seed):
     x_shape, w_shape, padding = case
     rng = np.random.default_rng(seed)
     inputs = [tr.tensor(rng.standard_normal(s), requires_grad=True) for s in (x_shape, w_shape, w_shape[:1])]
-    with kernels.use_algorithm("winograd", tile=m):
+    with kernels.use_algorithm("winograd", tile=m), one_sample_blocks():
         assert tr.gradcheck(lambda *t: F.conv2d(*t, padding=padding), inputs, seed=seed)
 
 

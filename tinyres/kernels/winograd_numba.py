@@ -18,6 +18,8 @@ math), arranged for speed like ``im2col_numba``:
   result; with (m+2)^2 products whose results are only C x C_out, its two threads
   synchronise far more often than they compute: V^T @ dM took 2.2-10.6 s with two
   OpenBLAS threads on the busy 2-core machine, 20-60 ms on one.
+- **Blocks of samples** (``BLOCK_VALUES``): transform, multiply and transform back a
+  few samples at a time, so V and M are still in cache when the next step reads them.
 - **Backward recomputes V** from the input instead of keeping it from the forward
   (2.25x the input for F(4x4): too much memory to hold for every layer of a network).
 
@@ -199,17 +201,32 @@ def _transformed_input(x_nhwc: np.ndarray, padding: tuple[int, int], m: int) -> 
     return V
 
 
+# Transformed values per block of samples: V and M of a 16-channel CIFAR layer at batch
+# 64 are 9.4 MB each, beyond the caches; blocks of about this many numbers (1 MB in
+# float32) are transformed, multiplied and transformed back while still in cache.
+BLOCK_VALUES = 2**18
+
+
+def _sample_blocks(N: int, tiles_per_sample: int, a: int, channels: int) -> list[tuple[int, int]]:
+    """Runs of whole samples whose transformed tiles hold about ``BLOCK_VALUES`` numbers."""
+    per = max(1, BLOCK_VALUES // (a * a * tiles_per_sample * channels))
+    return [(n, min(N, n + per)) for n in range(0, N, per)]
+
+
 def _correlate(x_nhwc: np.ndarray, w: np.ndarray, padding: tuple[int, int], m: int) -> np.ndarray:
     """3x3 correlation, stride 1, of a C-ordered NHWC image: the NHWC output (N, Ho, Wo, C_out)."""
-    N, H, W, _ = x_nhwc.shape
+    N, H, W, C = x_nhwc.shape
+    C_out = w.shape[0]
     Ho, Wo, tiles_h, tiles_w = tile_grid(H, W, padding, m)
     a = m + 2
-    V = _transformed_input(x_nhwc, padding, m)
     # (a, a, C_out, C) -> (a*a, C, C_out): V @ U sums over C for every tile at once.
-    U = np.ascontiguousarray(filter_transform(w, m).reshape(a * a, w.shape[0], w.shape[1]).transpose(0, 2, 1))
-    M = batched_matmul(V, U, np.empty((a * a, V.shape[1], w.shape[0]), dtype=V.dtype))
-    y = np.empty((N, Ho, Wo, w.shape[0]), dtype=x_nhwc.dtype)
-    _output_transform(M, MATRICES[m][2].astype(x_nhwc.dtype), tiles_h, tiles_w, y)
+    U = np.ascontiguousarray(filter_transform(w, m).reshape(a * a, C_out, C).transpose(0, 2, 1))
+    AT = MATRICES[m][2].astype(x_nhwc.dtype)
+    y = np.empty((N, Ho, Wo, C_out), dtype=x_nhwc.dtype)
+    for n0, n1 in _sample_blocks(N, tiles_h * tiles_w, a, max(C, C_out)):
+        V = _transformed_input(x_nhwc[n0:n1], padding, m)
+        M = batched_matmul(V, U, np.empty((a * a, V.shape[1], C_out), dtype=V.dtype))
+        _output_transform(M, AT, tiles_h, tiles_w, y[n0:n1])
     return y
 
 
@@ -253,12 +270,14 @@ def conv2d_backward(
         raise ValueError(f"winograd: gradient shape {grad.shape}, expected {(N, C_out, Ho, Wo)}")
     a = m + 2
     _, G, AT = (t.astype(x.dtype) for t in MATRICES[m])
-    g = _nhwc(grad)
-    V = _transformed_input(_nhwc(x), tuple(padding), m)
-    dM = np.empty((a * a, N * tiles_h * tiles_w, C_out), dtype=x.dtype)
-    _gradient_transform(g, AT, tiles_h, tiles_w, dM)
-    # V^T @ dM: (a*a, C, tiles) @ (a*a, tiles, C_out), the long tile axis inside, as im2col's cols^T @ dY.
-    dU = batched_matmul(V.transpose(0, 2, 1), dM, np.empty((a * a, C, C_out), dtype=x.dtype))
+    g, x_nhwc = _nhwc(grad), _nhwc(x)
+    dU, term = (np.zeros((a * a, C, C_out), dtype=x.dtype) for _ in range(2))
+    for n0, n1 in _sample_blocks(N, tiles_h * tiles_w, a, max(C, C_out)):
+        V = _transformed_input(x_nhwc[n0:n1], tuple(padding), m)
+        dM = np.empty((a * a, V.shape[1], C_out), dtype=x.dtype)
+        _gradient_transform(g[n0:n1], AT, tiles_h, tiles_w, dM)
+        # V^T @ dM: (a*a, C, tiles) @ (a*a, tiles, C_out), summed block by block in a fixed order.
+        dU += batched_matmul(V.transpose(0, 2, 1), dM, term)
     dU = dU.reshape(a, a, C, C_out)
     dw = np.einsum("ik,ijco,jl->ockl", G, dU, G)  # G^T dU G
     db = g.reshape(-1, C_out).sum(axis=0) if bias_grad else None
