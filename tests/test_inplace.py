@@ -238,6 +238,8 @@ INPLACE = {
     "setitem_number": (lambda lib, x: _setitem(x * 1, (1, 2), 7.0) * x, 1),
     "chain": (lambda lib, x, w: (x * 2).mul_(w).add_(x).div_(w + 1).relu_(), 2),
     "relu_module": (lambda lib, x: lib.nn.ReLU(inplace=True)(x - 1) * x, 1),
+    "F_relu_inplace": (lambda lib, x: lib.nn.functional.relu(x - 1, inplace=True) * x, 1),
+    "F_relu_": (lambda lib, x: lib.nn.functional.relu_(x - 1) * x, 1),
 }
 
 

@@ -20,7 +20,7 @@ from tinyres.engine import Tensor
 from tinyres.gradcheck import InputCheck, check_gradients
 from tinyres.models.blocks import SubsamplePad
 from tinyres.nn import functional as F
-from tinyres.ops import cat, clamp, masked_fill, stack, where
+from tinyres.ops import cat, clamp, masked_fill, maximum, minimum, stack, where
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,9 @@ register("sort", lambda x: x.sort(dim=0, descending=True)[0], lambda rng: (leaf(
 register("var", lambda x: x.var(dim=1), _one((3, 4)))
 register("std", lambda x: x.std(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
 register("clamp", lambda x: clamp(x, -0.5, 0.5), lambda rng: (leaf(_off(rng, (3, 4), (-0.5, 0.0, 0.5))),))
+register("maximum", maximum, lambda rng: (leaf(_distinct(rng, (3, 4))), leaf(_halfway(rng, (4,)))))
+register("minimum", lambda x, y: minimum(y, x), lambda rng: (leaf(_distinct(rng, (3, 1))),
+                                                             leaf(_halfway(rng, (2, 1, 4)))))
 register("where", lambda x, y: where(x > 0, x, y), lambda rng: (leaf(away_from_zero(rng, (3, 4))),
                                                                  leaf(rng.standard_normal((4,)))))
 register("masked_fill", lambda x: masked_fill(x, x > 0, 1.5),
@@ -127,6 +130,12 @@ register("stack", lambda x, y: stack([x, y], dim=1), _pair((2, 3), (2, 3)))
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Values at least 0.1 apart, so no max-pool window has a near-tie (a kink)."""
     return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
+
+
+def _halfway(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values halfway between ``_distinct``'s grid points: 0.05 from any of them, so
+    ``maximum``/``minimum`` of the two never meet at a tie (a kink)."""
+    return _distinct(rng, shape) + 0.05
 
 
 def _bn_eval(x: Tensor, w: Tensor, b: Tensor) -> Tensor:

@@ -498,28 +498,10 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        The graph is walked in reverse topological order (``_topological_order``: no
-        recursion, so a chain of 10,000 ops is fine), and each node's gradient is
-        complete before it is passed on, even where the node is reused (``b = a + a``).
-        Afterwards the graph is freed unless ``retain_graph``.
+        The graph is walked by ``backpropagate``; afterwards it is freed unless
+        ``retain_graph``.
         """
-        _refuse_stale_view(self)
-        root = self if self.grad_fn is None else self.grad_fn
-        grads: dict[int, np.ndarray] = {id(root): _seed_gradient(self, gradient)}
-        for node in _topological_order(root):
-            grad = grads.pop(id(node), None)
-            if grad is None:
-                continue
-            grad = _run_hooks(node._hooks, grad)
-            if isinstance(node, Tensor):
-                _accumulate(node, grad)
-                continue
-            if node.retained_by is not None:
-                node.retained_by.grad = Tensor(grad.copy(order="K"))
-            for parent, g in _input_gradients(node, grad):
-                grads[id(parent)] = grads[id(parent)] + g if id(parent) in grads else g
-            if not retain_graph:
-                node.release()
+        backpropagate([self], [gradient], retain_graph)
 
     # ---- operators (each is a Function in tinyres.ops) --------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -883,9 +865,8 @@ class Tensor:
         return self.copy_(0)
 
     def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:
-        if min is None and max is None:
-            raise RuntimeError("clamp_: at least one of 'min' or 'max' must not be None")
-        return self._inplace(ops.elementwise.Clamp, low=min, high=max)
+        lo, hi = ops.compare.clamp_bounds(min, max, "clamp_")
+        return self._inplace(ops.compare.Clamp, lo=lo, hi=hi)
 
     def relu_(self) -> Tensor:
         return self._inplace(ops.elementwise.ReLU)
@@ -1004,8 +985,51 @@ def _input_gradients(fn: Function, grad: np.ndarray) -> Iterator[tuple[Function 
             yield parent, unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)
 
 
-def _topological_order(root: Function | Tensor) -> list[Function | Tensor]:
-    """Graph nodes reachable from ``root``, root first: ops (``Function``) and leaf tensors.
+def backpropagate(
+    outputs: list[Tensor], gradients: list[Any], retain_graph: bool, inputs: list[Tensor] | None = None
+) -> list[np.ndarray | None] | None:
+    """The reverse-mode walk behind ``Tensor.backward`` and ``tinyres.autograd.grad``.
+
+    Starts from each output with its gradient (``None``: ones for a one-element output)
+    and visits the graph in reverse topological order (``_topological_order``: no
+    recursion, so a chain of 10,000 ops is fine); each node's gradient is complete
+    before it is passed on, even where the node is reused (``b = a + a``).
+
+    Without ``inputs`` (``backward``) leaf gradients are added into ``.grad`` and
+    ``retain_grad`` tensors get theirs. With ``inputs`` (``autograd.grad``) no ``.grad``
+    is touched: the gradient reaching each input's node is returned, ``None`` where
+    none arrived. Each op is released after its backward unless ``retain_graph``.
+    """
+    for out in outputs:
+        _refuse_stale_view(out)
+    grads: dict[int, np.ndarray] = {}
+    for out, gradient in zip(outputs, gradients, strict=True):
+        seed, root = _seed_gradient(out, gradient), _node(out)
+        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
+    wanted = None if inputs is None else {id(_node(t)) for t in inputs}
+    captured: dict[int, np.ndarray] = {}
+    for node in _topological_order(*(_node(out) for out in outputs)):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        grad = _run_hooks(node._hooks, grad)
+        if wanted is not None and id(node) in wanted:
+            captured[id(node)] = grad
+        if isinstance(node, Tensor):
+            if wanted is None:
+                _accumulate(node, grad)
+            continue
+        if wanted is None and node.retained_by is not None:
+            node.retained_by.grad = Tensor(grad.copy(order="K"))
+        for parent, g in _input_gradients(node, grad):
+            grads[id(parent)] = grads[id(parent)] + g if id(parent) in grads else g
+        if not retain_graph:
+            node.release()
+    return None if inputs is None else [captured.get(id(_node(t))) for t in inputs]
+
+
+def _topological_order(*roots: Function | Tensor) -> list[Function | Tensor]:
+    """Graph nodes reachable from ``roots``, consumers first: ops (``Function``) and leaf tensors.
 
     An iterative depth-first search: each node is appended after all nodes it was
     computed from, so the reversed list visits every consumer of a node before the
@@ -1013,7 +1037,7 @@ def _topological_order(root: Function | Tensor) -> list[Function | Tensor]:
     """
     order: list[Function | Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Function | Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Function | Tensor, bool]] = [(root, False) for root in reversed(roots)]
     while stack:
         node, children_done = stack.pop()
         if children_done:

@@ -30,6 +30,15 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     return ops.relu(input)
 
 
+def relu_(input: Tensor) -> Tensor:
+    """max(input, 0) written into ``input``, which is returned (``torch.nn.functional.relu_``).
+
+    Always in place, as its name promises: on a view that needs a gradient it raises
+    (see ``Tensor.relu_``) rather than quietly return a new tensor the caller may ignore.
+    """
+    return input.relu_()
+
+
 __all__ = [
     "adaptive_avg_pool2d",
     "avg_pool2d",
@@ -46,5 +55,6 @@ __all__ = [
     "nll_loss",
     "pad",
     "relu",
+    "relu_",
     "softmax",
 ]

@@ -5,7 +5,7 @@ The convolution, normalisation, pooling and loss ops that a ResNet needs live in
 ``tinyres.nn.functional`` and their kernels in ``tinyres.kernels``.
 """
 
-from tinyres.ops.compare import clamp, eq, ge, gt, le, lt, masked_fill, ne, where
+from tinyres.ops.compare import clamp, eq, ge, gt, le, lt, masked_fill, maximum, minimum, ne, where
 from tinyres.ops.elementwise import (
     abs,
     add,
@@ -43,7 +43,7 @@ from tinyres.ops.shape import (
 __all__ = [
     "abs", "add", "argmax", "argmin", "cast", "cat", "clamp", "clone", "div", "eq", "exp",
     "expand", "flatten", "gather", "ge", "gt", "index", "le", "log", "log_softmax", "lt", "masked_fill",
-    "matmul", "max", "mean", "min", "mul", "ne", "neg", "permute", "pow", "relu", "reshape",
-    "sigmoid", "softmax", "sort", "sqrt", "squeeze", "stack", "std", "sub", "sum", "t", "tanh", "topk",
-    "transpose", "unsqueeze", "var", "where",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "ne", "neg", "permute", "pow", "relu",
+    "reshape", "sigmoid", "softmax", "sort", "sqrt", "squeeze", "stack", "std", "sub", "sum", "t", "tanh",
+    "topk", "transpose", "unsqueeze", "var", "where",
 ]

@@ -1,4 +1,5 @@
-"""Comparisons and the ops that choose between values: ``where``, ``masked_fill``, ``clamp``.
+"""Comparisons and the ops that choose between values: ``where``, ``masked_fill``, ``clamp``,
+``maximum``, ``minimum``.
 
 Comparisons (``eq``, ``lt``, ...) give boolean tensors and have no gradient, as in
 PyTorch. The selecting ops route the gradient to whichever input supplied each element.
@@ -88,27 +89,83 @@ def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
 
 
 class Clamp(Function):
-    """z = min(max(x, lo), hi);  dz/dx = 1 where lo <= x <= hi, else 0 (PyTorch's choice)."""
+    """z = min(max(x, lo), hi);  dz/dx = 1 where lo <= x <= hi, else 0 (PyTorch's choice).
 
-    def forward(self, x: np.ndarray, *, lo: Any, hi: Any) -> np.ndarray:
+    The mask is kept rather than x, so the in-place ``x.clamp_()`` needs no copy of the
+    old x for its backward.
+    """
+
+    def forward(self, x: np.ndarray, *, lo: float | None, hi: float | None) -> np.ndarray:
         self.inside = np.ones(x.shape, dtype=bool)
-        z = x
         if lo is not None:
             self.inside &= x >= lo
-            z = np.maximum(z, x.dtype.type(lo))
         if hi is not None:
             self.inside &= x <= hi
-            z = np.minimum(z, x.dtype.type(hi))
-        return z if z is not x else x.copy()
+        # The bounds take x's dtype, so a float32 tensor stays float32.
+        return np.clip(x, None if lo is None else x.dtype.type(lo), None if hi is None else x.dtype.type(hi))
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         return (grad * self.inside,)
 
 
+def clamp_bounds(min: Any, max: Any, op: str = "clamp") -> tuple[float | None, float | None]:
+    """``clamp``'s bounds as Python numbers (or None); at least one must be given (PyTorch's
+    RuntimeError otherwise)."""
+    if min is None and max is None:
+        raise RuntimeError(f"{op}: at least one of 'min' or 'max' must not be None")
+    return (None if min is None else float(_array(min))), (None if max is None else float(_array(max)))
+
+
 def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     """Limit every element to [min, max] (either bound may be None, not both)."""
-    if min is None and max is None:
-        raise ValueError("clamp: at least one of min and max must be given")
-    lo = None if min is None else float(_array(min))
-    hi = None if max is None else float(_array(max))
+    lo, hi = clamp_bounds(min, max)
     return Clamp.apply(x, lo=lo, hi=hi)
+
+
+class Maximum(Function):
+    """z = max(x, y) element by element;  dz/dx = 1 where x > y, 1/2 where x == y, else 0.
+
+    At a tie the gradient is split evenly between x and y, as PyTorch does, so the two
+    shares still add up to the upstream gradient. NaN propagates (``np.maximum``), and
+    an input that is NaN is never the loser, so its gradient passes, as in PyTorch.
+    ``Minimum`` is the same with the comparison flipped.
+    """
+
+    saved_inputs = ((0, 1), (0, 1))  # each gradient reads both inputs (through the masks)
+    pick = staticmethod(np.maximum)
+    loses = staticmethod(np.less)  # x loses to y where x < y
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self.x, self.y = x, y
+        return self.pick(x, y)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        share = np.where(self.x == self.y, grad / 2, grad)
+        zero = np.zeros((), dtype=grad.dtype)
+        dx = np.where(self.loses(self.x, self.y), zero, share)
+        dy = np.where(self.loses(self.y, self.x), zero, share)
+        return dx, dy
+
+
+class Minimum(Maximum):
+    """z = min(x, y) element by element; the gradient as ``Maximum``'s, split at ties."""
+
+    pick = staticmethod(np.minimum)
+    loses = staticmethod(np.greater)
+
+
+def _tensor_pair(x: Any, y: Any, op: str) -> tuple[Tensor, Tensor]:
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise TypeError(f"{op}: both arguments must be Tensors (as in PyTorch), got "
+                        f"{type(x).__name__} and {type(y).__name__}; use clamp for a number")
+    return operands(x, y)
+
+
+def maximum(input: Tensor, other: Tensor) -> Tensor:
+    """The larger of ``input`` and ``other`` at each element, broadcast (``torch.maximum``)."""
+    return Maximum.apply(*_tensor_pair(input, other, "maximum"))
+
+
+def minimum(input: Tensor, other: Tensor) -> Tensor:
+    """The smaller of ``input`` and ``other`` at each element, broadcast (``torch.minimum``)."""
+    return Minimum.apply(*_tensor_pair(input, other, "minimum"))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Function, Tensor
+from tinyres.ops import compare
 
 # What torch.max(x, dim), min, topk and sort return: a pair that unpacks as a tuple.
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -131,13 +132,19 @@ def _extreme(fn: type[Max], name: str, x: Tensor, dim: int | None, keepdim: bool
     return ValuesIndices(values, Tensor(np.expand_dims(indices, axis) if keepdim else indices))
 
 
-def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
-    """``x.max()`` is a scalar tensor; ``x.max(dim)`` is ``(values, indices)``."""
+def max(x: Tensor, dim: int | Tensor | None = None, keepdim: bool = False) -> Any:
+    """``x.max()`` is a scalar tensor; ``x.max(dim)`` is ``(values, indices)``;
+    ``max(x, other)`` with a tensor ``other`` is the element-wise ``maximum``, as in PyTorch."""
+    if isinstance(dim, Tensor):
+        return compare.maximum(x, dim)
     return _extreme(Max, "max", x, dim, keepdim)
 
 
-def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
-    """``x.min()`` is a scalar tensor; ``x.min(dim)`` is ``(values, indices)``."""
+def min(x: Tensor, dim: int | Tensor | None = None, keepdim: bool = False) -> Any:
+    """``x.min()`` is a scalar tensor; ``x.min(dim)`` is ``(values, indices)``;
+    ``min(x, other)`` with a tensor ``other`` is the element-wise ``minimum``."""
+    if isinstance(dim, Tensor):
+        return compare.minimum(x, dim)
     return _extreme(Min, "min", x, dim, keepdim)
 
 
