@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import nn
+from tinyres.nn import functional as F
 
 
 def random_state(module, rng):
@@ -222,6 +223,14 @@ def test_relu_inplace_writes_into_its_input_as_in_pytorch():
     assert out is x and x.tolist() == [0.0, 2.0] and x._version == 1
     y = tr.tensor([-1.0, 2.0])
     assert nn.ReLU()(y) is not y and y.tolist() == [-1.0, 2.0]
+
+
+@pytest.mark.parametrize("relu_in_place", [lambda x: F.relu(x, inplace=True), lambda x: F.relu_(x)],
+                         ids=["relu_inplace", "relu_"])
+def test_functional_relu_in_place_writes_into_its_input(relu_in_place):
+    x = tr.tensor([-1.0, 2.0])
+    memory = x.numpy()
+    assert relu_in_place(x) is x and memory.tolist() == [0.0, 2.0] and x._version == 1
 
 
 def test_seed_idioms():

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import arrays, away_from, compare_with_torch, shapes
+from helpers import arrays, away_from, broadcastable_pairs, compare_with_torch, shapes
 from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import nn
+from tinyres.gradcheck import relative_error
 from tinyres.nn import functional as F
 
 
@@ -394,3 +395,149 @@ def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
         grads[lib.__name__] = np.concatenate([p.grad.numpy().ravel() for p in params])
     assert norms["tinyres"] == pytest.approx(norms["torch"], rel=1e-12)
     np.testing.assert_allclose(grads["tinyres"], grads["torch"], rtol=1e-12)
+
+
+# ---- maximum / minimum: max(a, b), min(a, b) ---------------------------------------------
+
+PAIRWISE = {
+    "maximum": lambda lib, a, b: lib.maximum(a, b),
+    "minimum": lambda lib, a, b: lib.minimum(a, b),
+    "max_two": lambda lib, a, b: lib.max(a, b),
+    "min_two": lambda lib, a, b: lib.min(a, b),
+    "method_max": lambda lib, a, b: a.max(b),
+    "method_min": lambda lib, a, b: a.min(b),
+}
+
+
+def _on_grid(x: np.ndarray, offset: float) -> np.ndarray:
+    """Round to the 0.1 grid shifted by ``offset``, in place (keeping the drawn layout):
+    values on grids 0.05 apart never tie, so max(a, b) has no kink."""
+    x[...] = np.round(x, 1) + offset
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(PAIRWISE))
+@given(pair=broadcastable_pairs(), data=st.data())
+def test_maximum_minimum_gradcheck_broadcast_and_layouts(name, pair, data):
+    a = _on_grid(data.draw(arrays(pair[0])), 0.0)
+    b = _on_grid(data.draw(arrays(pair[1])), 0.05)
+    assert tr.gradcheck(lambda x, y: PAIRWISE[name](tr, x, y), (leaf(a), leaf(b)))
+
+
+def tie_gradients(fn):
+    """Gradients of sum(fn(a, b)) for a, b equal in the first element, apart elsewhere."""
+    a, b = leaf(np.array([1.0, 2.0, 3.0])), leaf(np.array([1.0, 1.0, 4.0]))
+    fn(a, b).sum().backward()
+    return a.grad.tolist(), b.grad.tolist()
+
+
+def test_maximum_minimum_split_the_gradient_at_ties_as_pytorch():
+    # PyTorch 2.13: torch.maximum gives (0.5, 1, 0) and (0.5, 0, 1); minimum the mirror.
+    assert tie_gradients(tr.maximum) == ([0.5, 1.0, 0.0], [0.5, 0.0, 1.0])
+    assert tie_gradients(tr.minimum) == ([0.5, 0.0, 1.0], [0.5, 1.0, 0.0])
+    # A broadcast operand collects its halves from every row it tied with.
+    x, y = leaf(np.array([[0.0, 2.0], [0.0, -1.0]])), leaf(np.array([0.0, 1.0]))
+    tr.max(x, y).sum().backward()
+    assert x.grad.tolist() == [[0.5, 1.0], [0.5, 0.0]] and y.grad.tolist() == [1.0, 1.0]
+
+
+def test_tie_check_catches_a_gradient_that_is_not_split():
+    from tinyres.ops.compare import Maximum
+
+    class EachTakesAll(Maximum):
+        def backward(self, grad):
+            return grad * (self.x >= self.y), grad * (self.y >= self.x)
+
+    assert tie_gradients(EachTakesAll.apply) != tie_gradients(tr.maximum)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(PAIRWISE))
+def test_maximum_minimum_match_pytorch_with_ties_nan_and_broadcast(name):
+    a = np.array([[1.0, 2.0, np.nan, -0.5], [0.3, 0.3, 1.0, np.nan]])
+    b = np.array([1.0, 0.3, 0.7, -0.5])  # ties in three columns, NaN on either side
+    compare_with_torch(lambda lib, x, y: PAIRWISE[name](lib, x, y), a, b, rtol=0, atol=0)
+    compare_with_torch(lambda lib, x, y: PAIRWISE[name](lib, y, x), a, b, rtol=0, atol=0)
+
+
+def test_maximum_refuses_a_number_and_mixed_float_dtypes():
+    with pytest.raises(TypeError, match=r"both arguments must be Tensors.*got Tensor and float"):
+        tr.maximum(tr.ones(2), 2.0)
+    with pytest.raises(TypeError, match="different float dtypes"):
+        tr.minimum(tr.ones(2), tr.ones(2, dtype=tr.float64))
+
+
+# ---- autograd.grad -----------------------------------------------------------------------
+
+
+def _two_outputs(x, w):
+    h = x @ w
+    return (h.tanh() * h).sum(dim=1), (h * x[:, :1]).mean()
+
+
+def test_autograd_grad_matches_central_differences_and_leaves_grad_alone():
+    rng = np.random.default_rng(3)
+    x, w = leaf(rng.standard_normal((3, 4))), leaf(rng.standard_normal((4, 2)))
+    w.grad = tr.tensor(np.full((4, 2), 7.0))
+    v = rng.standard_normal(3)
+    out, scalar = _two_outputs(x, w)
+    gx, gw = tr.autograd.grad([out, scalar], [x, w], grad_outputs=[tr.tensor(v), None])
+    assert x.grad is None and w.grad.tolist() == np.full((4, 2), 7.0).tolist()
+
+    def loss() -> float:
+        out, scalar = _two_outputs(x, w)
+        return float((out._data * v).sum() + scalar.item())
+
+    for t, g in ((x, gx), (w, gw)):
+        numeric = np.zeros(t.shape)
+        for j in np.ndindex(t.shape):
+            original = t._data[j]
+            t._data[j] = original + 1e-6
+            plus = loss()
+            t._data[j] = original - 1e-6
+            numeric[j] = (plus - loss()) / 2e-6
+            t._data[j] = original
+        assert relative_error(g.numpy(), numeric) < 1e-7
+
+
+def test_autograd_grad_equals_backward_for_non_leaf_inputs_and_retained_graphs():
+    x = leaf(np.array([0.5, -1.0, 2.0]))
+    h = x.exp()
+    y = (h * h + x).sum()
+    gh, gx = tr.autograd.grad(y, (h, x), retain_graph=True)
+    h.retain_grad()
+    y.backward()
+    assert gx.tolist() == x.grad.tolist() and gh.tolist() == h.grad.tolist()
+    np.testing.assert_allclose(gh.numpy(), 2 * np.exp(x.detach().numpy()))
+
+
+def test_autograd_grad_refuses_as_pytorch():
+    x, unused = leaf(np.array([1.0, 2.0])), leaf(np.array(3.0))
+    with pytest.raises(RuntimeError, match=r"inputs\[1\] appears to not have been used"):
+        tr.autograd.grad((x * 2).sum(), [x, unused])
+    gx, none = tr.autograd.grad((x * 2).sum(), [x, unused], allow_unused=True)
+    assert gx.tolist() == [2.0, 2.0] and none is None
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        tr.autograd.grad(x * 2, x)
+    with pytest.raises(RuntimeError, match="create_graph=True is not supported"):
+        tr.autograd.grad((x * x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"inputs\[0\] does not require grad"):
+        tr.autograd.grad((x * 2).sum(), tr.ones(2))
+    y = (x * x).sum()
+    tr.autograd.grad(y, x)  # retain_graph defaults to create_graph (False): the graph is freed
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        tr.autograd.grad(y, x)
+
+
+@pytest.mark.torch
+def test_autograd_grad_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    xs, ws, v = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(3)
+    found = {}
+    for lib in (tr, torch):
+        x, w = lib.tensor(xs, requires_grad=True), lib.tensor(ws, requires_grad=True)
+        out, scalar = _two_outputs(x, w)
+        found[lib.__name__] = lib.autograd.grad([out, scalar], [w, x], grad_outputs=[lib.tensor(v), None])
+    for ours, theirs in zip(found["tinyres"], found["torch"]):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12)
