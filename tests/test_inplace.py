@@ -295,6 +295,18 @@ def test_in_place_op_returns_self_and_writes_into_its_memory():
     assert memory.tolist() == [4.0, 0.0, 7.0] and x._version == 4
 
 
+def test_dropout_inplace_writes_into_its_input_and_keeps_the_gradient():
+    tr.manual_seed(0)
+    x = tr.ones(4, 5, requires_grad=True)
+    h = x * 1
+    out = nn.Dropout(0.5, inplace=True)(h)
+    assert out is h and h._version == 1
+    kept = out.detach().numpy().copy()
+    assert set(kept.ravel().tolist()) <= {0.0, 2.0}
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept)  # d(x * mask/(1-p))/dx = mask/(1-p)
+
+
 def test_iadd_modifies_in_place_so_every_name_sees_it():
     a = tr.zeros(2)
     alias = a

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tinyres.plumbing import Size, device, float_dtype_or_device, refuse_device, refuse_half
+
 # ---- grad mode ------------------------------------------------------------------------
 # A ContextVar, not a global: each thread (and each asyncio task) has its own value, so
 # ``no_grad()`` while one thread evaluates cannot stop another thread from recording.
@@ -221,21 +223,21 @@ class Function:
         arguments are options (strides, axes, ...) and are never differentiated.
         """
         fn = cls()
+        for a in args:
+            _refuse_stale_view(a)
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
         needs_grad = _grad_enabled.get() and any(
             isinstance(a, Tensor) and a.requires_grad for a in args
         )
         result = Tensor(out, requires_grad=needs_grad)
-        is_view = _share_counter_with_base(result, args)
+        _share_counter_with_base(result, args)
         if needs_grad:
             fn.inputs = args
             fn.parents = tuple(_node(a) for a in args)
             saved = [_saved(args[i]) for i in range(len(cls.saved_inputs)) if cls.saves_input(i, args)]
             result.grad_fn = fn
-            # A view's value is its base's memory. If the base changes in place later, the
-            # view's recorded history is stale: PyTorch rewrites it, tinyres raises instead.
-            fn.saved = (*saved, _saved(result)) if cls.saves_output or is_view else tuple(saved)
+            fn.saved = (*saved, _saved(result)) if cls.saves_output else tuple(saved)
         return result
 
     @classmethod
@@ -262,7 +264,7 @@ def _node(a: Any) -> Function | Tensor | None:
     return a if a.grad_fn is None else a.grad_fn
 
 
-def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> bool:
+def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> None:
     """A result that shares memory with an input (a view) shares its version counter.
 
     ``may_share_memory`` compares address bounds only: O(1), not per element.
@@ -270,8 +272,22 @@ def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> bool:
     for a in args:
         if isinstance(a, Tensor) and np.may_share_memory(result._data, a._data):
             result._version_counter, result._is_view = a._version_counter, True
-            return True
-    return False
+            result._view_version = a._version_counter.value
+            return
+
+
+def _refuse_stale_view(t: Any) -> None:
+    """Refuse to use a view in the graph whose base changed in place after it was taken.
+
+    Its values are the new ones but its history says the old: PyTorch rewrites the
+    history, tinyres raises rather than give a gradient that does not match the value.
+    """
+    if isinstance(t, Tensor) and t._is_view and t.grad_fn is not None and t._version != t._view_version:
+        raise RuntimeError(
+            f"this view (made by {t.grad_fn!r}) was taken before its base was modified in place "
+            f"(version {t._view_version}, now {t._version}); tinyres does not update a view's "
+            "history, so take the view again after the in-place change"
+        )
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -281,11 +297,12 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     received gradient, so dL/db is the sum over the copies: the leading axes that
     broadcasting added, and the axes where ``b`` had size 1.
 
-    >>> unbroadcast(np.ones((2, 3)), (3,))
-    array([2., 2., 2.])
-    >>> unbroadcast(np.ones((2, 3)), (2, 1))
-    array([[3.],
-           [3.]])
+    >>> g = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    >>> unbroadcast(g, (3,))
+    array([11., 22., 33.])
+    >>> unbroadcast(g, (2, 1))
+    array([[ 6.],
+           [60.]])
     """
     if grad.shape == shape:
         return grad
@@ -335,7 +352,8 @@ class Tensor:
         self.grad_fn: Function | None = None
         self._hooks: list[Callable[[Tensor], Tensor | None]] = []  # a leaf's; see register_hook
         self._version_counter = VersionCounter()
-        self._is_view = False
+        self._is_view = False  # shares memory (and the counter) with another tensor
+        self._view_version = 0  # the counter's value when the view was taken
         self.requires_grad = requires_grad
 
     # ---- attributes -------------------------------------------------------------
@@ -374,8 +392,8 @@ class Tensor:
         return self._version_counter.value
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+    def shape(self) -> Size:
+        return Size(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -396,8 +414,8 @@ class Tensor:
     def dim(self) -> int:
         return self._data.ndim
 
-    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
-        return self._data.shape if dim is None else self._data.shape[dim]
+    def size(self, dim: int | None = None) -> Size | int:
+        return Size(self._data.shape) if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -445,7 +463,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = f"shape={self.shape}, dtype={self.dtype}"
+        extras = f"shape={self._data.shape}, dtype={self.dtype}"
         if self.grad_fn is not None:
             extras += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:
@@ -491,6 +509,7 @@ class Tensor:
         complete before it is passed on, even where the node is reused (``b = a + a``).
         Afterwards the graph is freed unless ``retain_graph``.
         """
+        _refuse_stale_view(self)
         root = self if self.grad_fn is None else self.grad_fn
         grads: dict[int, np.ndarray] = {id(root): _seed_gradient(self, gradient)}
         for node in _topological_order(root):
@@ -633,9 +652,6 @@ class Tensor:
     def clone(self) -> Tensor:
         return ops.clone(self)
 
-    def to(self, dtype: Any) -> Tensor:
-        return ops.cast(self, dtype)
-
     def float(self) -> Tensor:
         return ops.cast(self, np.float32)
 
@@ -680,6 +696,146 @@ class Tensor:
         old.grad_fn, old._requires_grad = self.grad_fn, self.requires_grad
         return old
 
+    # ---- PyTorch-program plumbing -------------------------------------------------
+    # What public PyTorch code calls around its models (devices, conversions, the
+    # comparisons and reductions of accuracy code); the ops live in tinyres.ops.
+    @property
+    def device(self) -> device:
+        return device("cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other)``: a float
+        cast is differentiable; the device must be the CPU; ``non_blocking``/``copy`` as PyTorch."""
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        unknown = set(kwargs) - {"dtype", "device"}
+        if unknown:
+            raise TypeError(f"Tensor.to() got unexpected keyword arguments {sorted(unknown)}")
+        dtype = None
+        for arg in (*args, *kwargs.values()):
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif arg is not None:
+                dtype = float_dtype_or_device(arg, "Tensor.to") or dtype
+        out = self if dtype is None else ops.cast(self, dtype)
+        return ops.clone(out) if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        refuse_device("cuda")
+        return self  # unreachable: refuse_device raises
+
+    def half(self) -> Tensor:
+        refuse_half("Tensor.half")
+        return self  # unreachable: refuse_half raises
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def bool(self) -> Tensor:
+        return Tensor(self._data.astype(np.bool_))
+
+    def int(self) -> Tensor:
+        return Tensor(self._data.astype(np.int32))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index: ``classes[labels[j]]``."""
+        if self._data.size != 1 or self._data.dtype.kind not in "iub":
+            raise TypeError(
+                f"only one-element integer tensors can be used as an index, got shape {self.shape} "
+                f"and dtype {self.dtype}"
+            )
+        return int(self._data.reshape(()))
+
+    def add(self, other: Any) -> Tensor:
+        return ops.add(self, other)
+
+    def sub(self, other: Any) -> Tensor:
+        return ops.sub(self, other)
+
+    def mul(self, other: Any) -> Tensor:
+        return ops.mul(self, other)
+
+    def div(self, other: Any) -> Tensor:
+        return ops.div(self, other)
+
+    def eq(self, other: Any) -> Tensor:
+        return ops.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return ops.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return ops.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return ops.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return ops.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return ops.ge(self, other)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        return ops.min(self, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return ops.argmin(self, dim, keepdim)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+        return ops.topk(self, k, dim, largest, sorted)
+
+    def sort(self, dim: int = -1, descending: bool = False) -> Any:
+        return ops.sort(self, dim, descending)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        return ops.gather(self, dim, index)
+
+    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        return ops.var(self, dim, unbiased, keepdim, **kwargs)
+
+    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
+        return ops.std(self, dim, unbiased, keepdim, **kwargs)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def softmax(self, dim: int) -> Tensor:
+        return ops.softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return ops.log_softmax(self, dim)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return ops.masked_fill(self, mask, value)
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        return ops.where(condition, self, other)
+
+    def t(self) -> Tensor:
+        return ops.t(self)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        return ops.expand(self, *sizes)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return ops.expand(self, other.shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return ops.reshape(self, other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return ops.reshape(self, other.shape)
+
     def _take_history(self, result: Tensor) -> None:
         """Make ``result``'s op this tensor's ``grad_fn``; what it saved of ``result`` is now us."""
         fn = result.grad_fn
@@ -717,7 +873,8 @@ class Tensor:
     def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:
         if min is None and max is None:
             raise RuntimeError("clamp_: at least one of 'min' or 'max' must not be None")
-        return self._inplace(ops.elementwise.Clamp, low=min, high=max)
+        return self._inplace(ops.compare.Clamp, lo=None if min is None else float(min),
+                             hi=None if max is None else float(max))
 
     def relu_(self) -> Tensor:
         return self._inplace(ops.elementwise.ReLU)

@@ -48,3 +48,44 @@ class Sigmoid(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return input.sigmoid()
+
+
+class Softmax(Module):
+    """y_i = e^{x_i} / sum_j e^{x_j} along ``dim``."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.dim is None:
+            raise ValueError("Softmax: pass dim= (PyTorch's implicit choice of dim is deprecated)")
+        return F.softmax(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """y_i = x_i - log sum_j e^{x_j} along ``dim``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.dim is None:
+            raise ValueError("LogSoftmax: pass dim= (PyTorch's implicit choice of dim is deprecated)")
+        return F.log_softmax(input, self.dim)
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` while training (see ``ops.dropout``)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

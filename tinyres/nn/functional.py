@@ -8,9 +8,12 @@ then applies a ``Function`` from ``tinyres.ops``, whose kernels live in
 from tinyres import ops
 from tinyres.engine import Tensor
 from tinyres.ops.conv import conv2d
+from tinyres.ops.dropout import dropout
 from tinyres.ops.linear import linear
-from tinyres.ops.loss import cross_entropy, log_softmax
+from tinyres.ops.loss import cross_entropy, log_softmax, softmax
 from tinyres.ops.norm import batch_norm
+from tinyres.ops.normalize import group_norm, layer_norm
+from tinyres.ops.pad import pad
 from tinyres.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
 
@@ -33,8 +36,13 @@ __all__ = [
     "batch_norm",
     "conv2d",
     "cross_entropy",
+    "dropout",
+    "group_norm",
+    "layer_norm",
     "linear",
     "log_softmax",
     "max_pool2d",
+    "pad",
     "relu",
+    "softmax",
 ]

@@ -216,24 +216,6 @@ class Clone(Function):
         return (grad,)
 
 
-class Clamp(Function):
-    """z = min(max(x, low), high);  dz/dx = 1 where low <= x <= high, else 0 (PyTorch's choice)."""
-
-    saved_inputs = ((0,),)
-
-    def forward(self, x: np.ndarray, *, low: float | None, high: float | None) -> np.ndarray:
-        self.x, self.low, self.high = x, low, high
-        return np.clip(x, low, high)
-
-    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        inside = np.ones(self.x.shape, dtype=bool)
-        if self.low is not None:
-            inside &= self.x >= self.low
-        if self.high is not None:
-            inside &= self.x <= self.high
-        return (grad * inside,)
-
-
 class Copy(Function):
     """z = y broadcast to x's shape and dtype (``x.copy_(y)``, ``x.fill_(v)``);  dz/dx = 0, dz/dy = 1."""
 

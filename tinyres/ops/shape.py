@@ -208,3 +208,43 @@ def stack(tensors: list[Tensor], dim: int = 0) -> Tensor:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape}")
     return Stack.apply(*tensors, axis=_dim(dim, tensors[0].ndim + 1))
+
+
+class Expand(Function):
+    """z = x repeated along its size-1 (or new leading) axes, without copying;
+    the engine's ``unbroadcast`` sums the gradient back to x's shape."""
+
+    def forward(self, x: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(x, shape)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad,)
+
+
+def expand(x: Tensor, *sizes: Any) -> Tensor:
+    """A view of ``x`` with size-1 axes repeated to ``sizes`` (-1 keeps a size), as torch.expand."""
+    sizes = _shape_args(sizes)
+    extra = len(sizes) - x.ndim
+    if extra < 0:
+        raise RuntimeError(f"expand: {len(sizes)} sizes given for a tensor with {x.ndim} dims")
+    shape = []
+    for i, n in enumerate(sizes):
+        old = x.shape[i - extra] if i >= extra else None
+        if n == -1:
+            if old is None:
+                raise RuntimeError(f"expand: -1 is not allowed for the new leading dim {i}")
+            n = old
+        if old is not None and old not in (1, n):
+            raise RuntimeError(
+                f"expand: the size of dim {i - extra} ({old}) must match {n} or be 1 "
+                f"(tensor shape {x.shape}, sizes {sizes})"
+            )
+        shape.append(n)
+    return Expand.apply(x, shape=tuple(shape))
+
+
+def t(x: Tensor) -> Tensor:
+    """The transpose of a matrix (a 0-d or 1-d tensor is returned as it is)."""
+    if x.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with at most 2 dims, got {x.ndim}; use transpose")
+    return transpose(x, 0, 1) if x.ndim == 2 else x
