@@ -121,7 +121,7 @@ def test_check_lists_every_exercise_with_its_state(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     states = {line.split()[0]: line for line in lines if line[:2] == "ex" and line[2:4].isdigit()}
     assert states["ex01"].endswith("passed") and states["ex02"].endswith("not started")
-    assert states["ex16"].endswith("missing") and len(states) == len(EXERCISES)
+    assert states["ex07"].endswith("missing") and len(states) == len(EXERCISES)
 
 
 def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
@@ -134,6 +134,6 @@ def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
 
 def test_properties_that_compare_with_pytorch_are_skipped_without_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
-    report = grade(BY_ID["ex16"], LESSONS / "solutions" / BY_ID["ex16"].filename)
+    report = grade(BY_ID["ex07"], LESSONS / "solutions" / BY_ID["ex07"].filename)
     assert report.passed, report.text()
     assert "skip  equals torch.optim.SGD (PyTorch is not installed)" in report.text()
