@@ -137,3 +137,19 @@ def test_properties_that_compare_with_pytorch_are_skipped_without_it(monkeypatch
     report = grade(BY_ID["ex07"], LESSONS / "solutions" / BY_ID["ex07"].filename)
     assert report.passed, report.text()
     assert "skip  equals torch.optim.SGD (PyTorch is not installed)" in report.text()
+
+
+def test_each_lesson_ends_with_its_exercises_and_links_to_its_neighbours():
+    lessons = sorted(LESSONS.glob("[0-9][0-9]-*.md"))
+    for k, path in enumerate(lessons):
+        text = path.read_text()
+        assert text.count("## Exercises") == 1, path.name
+        section = text.split("## Exercises")[1]
+        for ex in EXERCISES:
+            if ex.lesson == path.stem[:2]:
+                assert f"lessons/exercises/{ex.filename}" in section and f"tinyres check {ex.id}" in section
+        if k > 0:
+            assert "Previous: [" in section and f"]({lessons[k - 1].name})" in section, path.name
+        if k + 1 < len(lessons):
+            assert "Next: [" in section and f"]({lessons[k + 1].name})" in section, path.name
+    assert {ex.lesson for ex in EXERCISES} <= {p.stem[:2] for p in lessons}

@@ -9,7 +9,7 @@ a matrix of shape (N * H_out * W_out, C * k * k), rows ordered n, then oh, then 
 columns c, then i, then j (so ``w.reshape(C_out, -1)`` lines up with them). The
 convolution is then ``cols @ w.reshape(C_out, -1).T``.
 
-col2im is its adjoint (the backward): it *adds* each row back onto the pixels it was
+col2im is its transpose (the backward): it *adds* each row back onto the pixels it was
 copied from, so a pixel in several receptive fields collects every contribution, and
 drops what lands on the padding. For all x and c:
 <im2col(x), c> = <x, col2im(c)>.

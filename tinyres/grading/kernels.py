@@ -151,7 +151,7 @@ EX08 = Exercise(
         Property("dw and db equal the reference backward", _check_conv_dw_db,
                  "dw sums x * dy over the batch and the output pixels; db sums dy over batch and pixels"),
         Property("forward and backward together pass a float64 gradient check", _check_conv_gradcheck,
-                 "the backward must be the exact adjoint of your forward"),
+                 "the backward must be exactly the transpose (the vector-Jacobian product) of your forward"),
         Property("forward and backward equal PyTorch's conv2d", _check_conv_torch,
                  "PyTorch computes the same cross-correlation: compare your loops with the reference"),
     ),
@@ -198,7 +198,7 @@ def _check_col2im(mod: ModuleType) -> None:
     for_examples(conv_cases(overlapping=True), body)
 
 
-def _check_adjoint(mod: ModuleType) -> None:
+def _check_transpose(mod: ModuleType) -> None:
     def body(case):
         shape, k, stride, padding, _, seed = case
         x = make_array(shape, "c", seed)
@@ -221,8 +221,8 @@ EX09 = Exercise(
         Property("im2col equals the library's, rows (n, oh, ow) and columns (c, i, j)", _check_im2col,
                  "pad first, then copy xpad[n, c, oh*s : oh*s + k, ow*s : ow*s + k] into row (n, oh, ow); "
                  "the columns run over c, then i, then j"),
-        Property("col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>, windows overlapping",
-                 _check_adjoint,
+        Property("col2im is the transpose of im2col: sum(im2col(x) * c) = sum(x * col2im(c)), "
+                 "windows overlapping", _check_transpose,
                  "col2im must add (+=) each row onto its pixels, never overwrite: overlapping windows "
                  "share pixels"),
         Property("col2im equals the library's (adds overlaps, drops the padding)", _check_col2im,
