@@ -32,6 +32,10 @@ from tinyres.viz import draw_block, draw_graph, trace
 
 FIGURE_DIR = Path(__file__).resolve().parent / "figures"
 DPI = 100
+# Random draws per number of deleted blocks in the lesion figure: enough for error bars
+# (the committed figure and JSON predate this and have 5; regenerating them takes the
+# trained nets of `tinyres demo degradation`, about 15 minutes of training).
+LESION_DRAWS = 30
 # The cache of ``tinyres demo degradation`` (default recipe): the lesson figures and the demo
 # share the trained nets, so neither retrains what the other has trained.
 DEGRADATION_RUNS = Path(__file__).resolve().parent.parent / "results" / "degradation" / "runs"
@@ -60,7 +64,7 @@ def finite_differences() -> Figure:
             ax.loglog(eps, errors, style, color=colour, label=label)
     ax.set_xlabel("step eps")
     ax.set_ylabel("|numeric - exact| derivative")
-    ax.set_title("d tanh(x)/dx at x = 0.7: truncation error (left) vs rounding error (right)")
+    ax.set_title("d tanh(x)/dx at x = 0.7:\ntruncation error (left) vs rounding error (right)", fontsize=11)
     ax.invert_xaxis()
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
@@ -222,10 +226,10 @@ def lesion_curves() -> Figure:
         single = lesion_accuracies(model, test_data)
         blocks = [f"{s}.{i}" for s in ("layer1", "layer2", "layer3") for i, b in enumerate(getattr(model, s))
                   if deletable(b)]
-        random_k = {}
+        random_k, random_k_sem = {}, {}
         for k in range(1, min(10, len(blocks)) + 1):
             accs = []
-            for _ in range(5):
+            for _ in range(LESION_DRAWS):
                 chosen = list(rng.choice(blocks, size=k, replace=False))
                 removed = delete_blocks(model, chosen)
                 accs.append(evaluate(model, loader, nn.CrossEntropyLoss())[1])
@@ -233,18 +237,21 @@ def lesion_curves() -> Figure:
                     stage, index = name.split(".")
                     getattr(model, stage).add_module(index, block)
             random_k[k] = float(np.mean(accs))
-        numbers[run.name] = {"intact": intact, "single": single, "random_k": random_k}
+            random_k_sem[k] = float(np.std(accs, ddof=1) / np.sqrt(len(accs)))  # standard error of the mean
+        numbers[run.name] = {"intact": intact, "single": single, "draws": LESION_DRAWS, "random_k": random_k,
+                             "random_k_sem": random_k_sem}
         colour = colours[run.name]
         accs = [np.nan if r["test_acc"] is None else 100 * r["test_acc"] for r in single]
         one.plot(range(1, len(accs) + 1), accs, "o-", ms=3, lw=1.1, color=colour, label=run.name)
         one.axhline(100 * intact, color=colour, ls=":", lw=1)
-        many.plot([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())], "o-", ms=3,
-                  color=colour, label=run.name)
+        many.errorbar([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())],
+                      yerr=[0, *(100 * s for s in random_k_sem.values())], fmt="o-", ms=3, capsize=2,
+                      color=colour, label=run.name)
     write_numbers("12-lesion", numbers)
     one.set(xlabel="deleted block (gaps: stage-changing blocks)", ylabel="test accuracy (%)", ylim=(0, 100),
             title="one block deleted (dotted: intact)")
-    many.set(xlabel="number of blocks deleted at random (mean of 5 draws)", ylim=(0, 100),
-             title="k random blocks deleted")
+    many.set(xlabel=f"number of blocks deleted at random (mean ± s.e. of {LESION_DRAWS} draws)",
+             ylim=(0, 100), title="k random blocks deleted")
     for ax in (one, many):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tinyres
+import tinyres.data
 
 # The strategies are shared with the exercise grader, so they live in the package.
 from tinyres.grading.strategies import (  # noqa: F401  (re-exported for the tests)
@@ -24,6 +25,27 @@ from tinyres.grading.strategies import (  # noqa: F401  (re-exported for the tes
     shapes,
     small_dims,
 )
+
+
+def leaf(a: np.ndarray, requires_grad: bool = True) -> tinyres.Tensor:
+    """A tensor on ``a`` itself, strides included (``tr.tensor`` would copy it to C order)."""
+    return tinyres.Tensor(a, requires_grad=requires_grad)
+
+
+# ---- data ----------------------------------------------------------------------------
+
+
+def toy_data(n: int, seed: int, size: int = 8) -> tinyres.data.ArrayDataset:
+    """Images whose label is the quadrant holding the brightest blob: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    half = size // 2
+    for i, c in enumerate(labels):
+        y, x = divmod(int(c), 2)
+        images[i, 0, y * half : (y + 1) * half, x * half : (x + 1) * half] += 1.0
+    return tinyres.data.ArrayDataset(images, labels)
+
 
 # ---- the PyTorch cross-check ----------------------------------------------------------
 
@@ -37,7 +59,7 @@ def compare_with_torch(expr, *data, rtol=1e-4, atol=1e-5, seed=0, grad=True):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     needs = [grad and a.dtype.kind == "f" for a in data]
-    tr_in = [tinyres.tensor(a, requires_grad=n) for a, n in zip(data, needs)]
+    tr_in = [leaf(a, requires_grad=n) for a, n in zip(data, needs)]
     th_in = [torch.tensor(np.array(a), requires_grad=n) for a, n in zip(data, needs)]
     tr_out = expr(tinyres, *tr_in)
     th_out = expr(torch, *th_in)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import arrays, compare_with_torch, float_dtypes
+from helpers import arrays, compare_with_torch, float_dtypes, leaf
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -37,7 +37,7 @@ def bn_cases(draw, max_side=4):
 def run(tier, x, weight, bias, stats, training, upstream):
     """Forward and backward under ``tier``: output, gradients and updated running stats."""
     mean, var = stats[0].copy(), stats[1].copy()
-    leaves = [tr.tensor(a, requires_grad=True) if a is not None else None for a in (x, weight, bias)]
+    leaves = [leaf(a) if a is not None else None for a in (x, weight, bias)]
     with kernels.use_tier(tier):
         y = F.batch_norm(leaves[0], mean, var, leaves[1], leaves[2], training=training, momentum=0.3)
         (y * tr.tensor(upstream.astype(x.dtype))).sum().backward()

@@ -349,10 +349,21 @@ def test_in_place_on_a_view_in_the_graph_is_refused_clearly():
 def test_base_changed_after_a_view_was_taken_raises_instead_of_a_stale_gradient():
     x = leaf([1.0, 2.0])
     y = x * 1
-    v = y[0]
+    v, row = y[0], y.view(1, 2)
     y.mul_(3)  # v now reads 3 * x[0]; its recorded history says x[0]
-    with pytest.raises(RuntimeError, match=MODIFIED):
+    with pytest.raises(RuntimeError, match=r"view .* was taken before its base was modified in place"):
         v.backward()
+    with pytest.raises(RuntimeError, match=r"version 0, now 1"):
+        row * 2
+
+
+def test_view_used_before_the_in_place_change_is_fine():
+    """``y[0] = y[0] * 3``: the view is consumed before the write, as in PyTorch."""
+    x = leaf([1.0, 2.0])
+    y = x * 1
+    y[0] = y[0] * 3
+    y.sum().backward()
+    assert x.grad.tolist() == [3.0, 1.0]
 
 
 def test_in_place_with_a_grad_operand_turns_a_plain_tensor_into_a_graph_node():

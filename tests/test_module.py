@@ -27,10 +27,8 @@ def model_classes(lib):
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
-            # The seeds' order: add in place, then ReLU in place. (ReLU first and then
-            # ``out += identity`` modifies the ReLU's saved output: PyTorch refuses it.)
             out = self.bn1(self.conv1(x))
-            out += identity
+            out += identity  # before the in-place ReLU: it saves its output (so in PyTorch)
             return self.relu(out)
 
     class Net(lib.Module):

@@ -5,17 +5,12 @@ import re
 
 import numpy as np
 import pytest
-from helpers import arrays, away_from, broadcastable_pairs, compare_with_torch, shapes
+from helpers import arrays, away_from, broadcastable_pairs, compare_with_torch, leaf, shapes
 from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres.checks import CASES, run_case
-
-
-def leaf(a):
-    return tr.tensor(a, dtype=tr.float64, requires_grad=True)
-
 
 BINARY = {
     "add": lambda x, y: x + y,

@@ -193,6 +193,37 @@ def test_cosine_continues_past_t_max_as_the_closed_form(eta_min):
     assert lrs[7] == pytest.approx(eta_min, abs=1e-12) and lrs[14] == pytest.approx(0.1, abs=1e-12)
 
 
+def test_cosine_step_keeps_a_rate_changed_by_hand():
+    # PyTorch's step() scales the current rate, so a change made by hand persists:
+    # T_max 4, base 1. Epoch 1: (1 + cos(pi/4)) / 2. Set the rate to 0.5 by hand; epoch 2
+    # multiplies it by (1 + cos(pi/2)) / (1 + cos(pi/4)) (the closed form would say 0.5).
+    opt = SGD([tr.zeros(1, requires_grad=True)], lr=1.0)
+    sched = CosineAnnealingLR(opt, T_max=4)
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx((1 + math.cos(math.pi / 4)) / 2, abs=1e-12)
+    opt.param_groups[0]["lr"] = 0.5
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 / (1 + math.cos(math.pi / 4)), abs=1e-12)
+
+
+def test_defaults_are_pytorchs():
+    # The documented defaults of torch.optim.SGD and torch.optim.Adam, written out.
+    w = tr.zeros(1, requires_grad=True)
+    assert {k: v for k, v in SGD([w]).param_groups[0].items() if k != "params"} == dict(
+        lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
+    assert {k: v for k, v in Adam([w]).param_groups[0].items() if k != "params"} == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_reaches_past_a_parameter_without_gradient(set_to_none):
+    unused, used = tr.zeros(2, requires_grad=True), tr.zeros(2, requires_grad=True)
+    used.grad = tr.ones(2)
+    SGD([unused, used], lr=0.1).zero_grad(set_to_none=set_to_none)
+    assert unused.grad is None
+    assert used.grad is None if set_to_none else used.grad.numpy().tolist() == [0.0, 0.0]
+
+
 def test_amsgrad_keeps_the_largest_second_moment():
     # A large gradient then small ones: with amsgrad the denominator never shrinks,
     # so the later steps are smaller than plain Adam's.

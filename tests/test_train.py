@@ -8,26 +8,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import toy_data
 
 import tinyres as tr
 from tinyres import nn
 from tinyres.cli import main
-from tinyres.data import ArrayDataset, DataLoader
+from tinyres.data import DataLoader
 from tinyres.models import CifarResNet
 from tinyres.training import TIMING_KEYS, TrainConfig, evaluate, fit, train
-
-
-def toy_data(n, seed, size=8):
-    """Images whose label is the quadrant holding the brightest blob: learnable, not trivial."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, n)
-    images = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
-    half = size // 2
-    for i, c in enumerate(labels):
-        y, x = divmod(int(c), 2)
-        images[i, 0, y * half : (y + 1) * half, x * half : (x + 1) * half] += 1.0
-    return ArrayDataset(images, labels)
-
 
 TRAIN, TEST = toy_data(96, 0), toy_data(48, 1)
 CONFIG = TrainConfig(epochs=2, batch_size=32, lr=0.05, milestones=(1,), padding=1, flip=True, seed=3)
@@ -231,7 +219,6 @@ def test_cli_trains_on_cifar_files_and_resumes(tmp_path, capsys):
         (["--data", "cifar10"], "needs --data-dir"),
         (["--data", "cifar10", "--data-dir", "/nonexistent/cifar"], "does not exist"),
         (["--resume"], "no checkpoint"),
-        (["--epochs", "0"], "must be positive"),
     ],
 )
 def test_cli_errors_are_clear(tmp_path, extra, message):

@@ -217,21 +217,21 @@ class Function:
         arguments are options (strides, axes, ...) and are never differentiated.
         """
         fn = cls()
+        for a in args:
+            _refuse_stale_view(a)
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
         needs_grad = _grad_enabled.get() and any(
             isinstance(a, Tensor) and a.requires_grad for a in args
         )
         result = Tensor(out, requires_grad=needs_grad)
-        is_view = _share_counter_with_base(result, args)
+        _share_counter_with_base(result, args)
         if needs_grad:
             fn.inputs = args
             fn.parents = tuple(_node(a) for a in args)
             saved = [_saved(args[i]) for i in range(len(cls.saved_inputs)) if cls.saves_input(i, args)]
             result.grad_fn = fn
-            # A view's value is its base's memory. If the base changes in place later, the
-            # view's recorded history is stale: PyTorch rewrites it, tinyres raises instead.
-            fn.saved = (*saved, _saved(result)) if cls.saves_output or is_view else tuple(saved)
+            fn.saved = (*saved, _saved(result)) if cls.saves_output else tuple(saved)
         return result
 
     @classmethod
@@ -258,7 +258,7 @@ def _node(a: Any) -> Function | Tensor | None:
     return a if a.grad_fn is None else a.grad_fn
 
 
-def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> bool:
+def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> None:
     """A result that shares memory with an input (a view) shares its version counter.
 
     ``may_share_memory`` compares address bounds only: O(1), not per element.
@@ -266,8 +266,22 @@ def _share_counter_with_base(result: Tensor, args: tuple[Any, ...]) -> bool:
     for a in args:
         if isinstance(a, Tensor) and np.may_share_memory(result._data, a._data):
             result._version_counter, result._is_view = a._version_counter, True
-            return True
-    return False
+            result._view_version = a._version_counter.value
+            return
+
+
+def _refuse_stale_view(t: Any) -> None:
+    """Refuse to use a view in the graph whose base changed in place after it was taken.
+
+    Its values are the new ones but its history says the old: PyTorch rewrites the
+    history, tinyres raises rather than give a gradient that does not match the value.
+    """
+    if isinstance(t, Tensor) and t._is_view and t.grad_fn is not None and t._version != t._view_version:
+        raise RuntimeError(
+            f"this view (made by {t.grad_fn!r}) was taken before its base was modified in place "
+            f"(version {t._view_version}, now {t._version}); tinyres does not update a view's "
+            "history, so take the view again after the in-place change"
+        )
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -332,7 +346,8 @@ class Tensor:
         self.grad_fn: Function | None = None
         self._hooks: list[Callable[[Tensor], Tensor | None]] = []  # a leaf's; see register_hook
         self._version_counter = VersionCounter()
-        self._is_view = False
+        self._is_view = False  # shares memory (and the counter) with another tensor
+        self._view_version = 0  # the counter's value when the view was taken
         self.requires_grad = requires_grad
 
     # ---- attributes -------------------------------------------------------------
@@ -488,6 +503,7 @@ class Tensor:
         complete before it is passed on, even where the node is reused (``b = a + a``).
         Afterwards the graph is freed unless ``retain_graph``.
         """
+        _refuse_stale_view(self)
         root = self if self.grad_fn is None else self.grad_fn
         grads: dict[int, np.ndarray] = {id(root): _seed_gradient(self, gradient)}
         for node in _topological_order(root):
