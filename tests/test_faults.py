@@ -294,3 +294,44 @@ def test_object_arrays_are_refused_by_the_cifar_unpickler(tmp_path):
 
     with pytest.raises(ValueError, match="refusing dtype object"):
         read_batch(path)
+
+
+# ---- NaN: max pooling propagates it, as PyTorch does -------------------------------------
+
+
+@pytest.mark.parametrize("kernels", ["pool_reference", "pool_numba"])
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (1, 1), (0, 0)), ((3, 2), (2, 1), (1, 1))])
+def test_max_pool_propagates_nan_and_routes_its_gradient_to_the_last_nan(kernels, kernel, stride, padding):
+    import importlib
+
+    module = importlib.import_module(f"tinyres.kernels.{kernels}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 5))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[1, 2] = np.nan  # an all-NaN plane: every window NaN (not -inf)
+    out, index = module.max_pool2d_forward(x, kernel, stride, padding, (1, 1))
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
+    for n, c, i, j in np.ndindex(out.shape):
+        window = xp[n, c, i * stride[0] : i * stride[0] + kernel[0], j * stride[1] : j * stride[1] + kernel[1]]
+        nans = np.flatnonzero(np.isnan(window))
+        if len(nans):  # PyTorch's rule: `val > max || isnan(val)`, so the last NaN in window order wins
+            assert np.isnan(out[n, c, i, j])
+            r, s = np.unravel_index(nans[-1], window.shape)
+            want = (i * stride[0] + r - padding[0]) * x.shape[3] + j * stride[1] + s - padding[1]
+            assert index[n, c, i, j] == want
+        else:
+            assert out[n, c, i, j] == window.max()
+
+
+def test_max_pool_with_nan_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[[np.nan, 1, 2], [2, np.nan, 3], [5, 1, 1]]]], np.float32)
+    for args in [(2, 1, 0), (3, 1, 1), (2, 2, 1)]:
+        ours = tr.tensor(x, requires_grad=True)
+        out = tr.nn.functional.max_pool2d(ours, *args)
+        out.sum().backward()
+        theirs = torch.tensor(x, requires_grad=True)
+        want = torch.nn.functional.max_pool2d(theirs, *args)
+        want.sum().backward()
+        np.testing.assert_array_equal(out.detach().numpy(), want.detach().numpy())
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
