@@ -8,7 +8,6 @@ signal. Command-line errors are one line on stderr: exit code 2 for a bad argume
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from tinyres.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None,
+               **kwargs) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter that imports this checkout's tinyres."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
@@ -312,7 +312,8 @@ def test_max_pool_propagates_nan_and_routes_its_gradient_to_the_last_nan(kernels
     out, index = module.max_pool2d_forward(x, kernel, stride, padding, (1, 1))
     xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
     for n, c, i, j in np.ndindex(out.shape):
-        window = xp[n, c, i * stride[0] : i * stride[0] + kernel[0], j * stride[1] : j * stride[1] + kernel[1]]
+        (r0, c0) = (i * stride[0], j * stride[1])
+        window = xp[n, c, r0 : r0 + kernel[0], c0 : c0 + kernel[1]]
         nans = np.flatnonzero(np.isnan(window))
         if len(nans):  # PyTorch's rule: `val > max || isnan(val)`, so the last NaN in window order wins
             assert np.isnan(out[n, c, i, j])
@@ -335,3 +336,123 @@ def test_max_pool_with_nan_matches_pytorch():
         want.sum().backward()
         np.testing.assert_array_equal(out.detach().numpy(), want.detach().numpy())
         np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+# ---- fork after a parallel kernel ---------------------------------------------------------
+
+FORK_AFTER_KERNEL = """
+import os, tinyres as tr, tinyres.nn.functional as F
+F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))  # starts the kernel threads
+pid = os.fork()
+if pid == 0:
+    F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))
+    os._exit(0)
+print(os.waitpid(pid, 0)[1])
+"""
+
+POOL_AFTER_KERNEL = """
+import multiprocessing, tinyres as tr, tinyres.nn.functional as F
+def work(i):
+    return float(F.conv2d(tr.randn(2, 4, 8, 8), tr.randn(4, 4, 3, 3)).sum().item())
+if __name__ == "__main__":
+    work(0)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        print(len(pool.map(work, range(4))))
+"""
+
+
+def test_a_child_forked_after_a_parallel_kernel_can_run_kernels():
+    result = run_python(FORK_AFTER_KERNEL, timeout=120, env={k: v for k, v in os.environ.items()
+                                                            if k != "NUMBA_THREADING_LAYER"})
+    assert result.stdout.strip() == "0", result.stderr  # the child's exit status: 0, not signal 15
+
+
+def test_a_fork_pool_after_a_parallel_kernel_finishes(tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_AFTER_KERNEL)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr
+
+
+def test_the_users_threading_layer_choice_is_kept():
+    result = run_python("import numba, tinyres; print(numba.config.THREADING_LAYER)",
+                        env={**os.environ, "NUMBA_THREADING_LAYER": "omp", "PYTHONPATH": str(ROOT)})
+    assert result.stdout.strip() == "omp"
+
+
+# ---- command line failures, in subprocesses: exit 1, one line ------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished one-epoch run of the smallest network on the digits, to resume from."""
+    pytest.importorskip("sklearn")
+    folder = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "--model", "resnet20", "--epochs", "1", "--no-progress", "--out", "good",
+                     cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+RESUME_CASES = {
+    "truncated": (lambda raw: raw[: len(raw) // 2], [], "not a readable .npz"),
+    "garbage": (lambda raw: b"hello", [], "not a readable .npz"),
+    "other model": (None, ["--model", "resnet32"], "weights of another model"),
+    "other batch size": (None, ["--batch-size", "64"], "different recipe"),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_CASES, ids=RESUME_CASES)
+def test_every_bad_resume_is_one_line_and_exit_1(trained_run, tmp_path, case):
+    damage, extra, words = RESUME_CASES[case]
+    out = tmp_path / "run"
+    out.mkdir()
+    raw = (trained_run / "good" / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(damage(raw) if damage else raw)
+    result = run_cli("train", "--model", "resnet20", "--epochs", "2", "--no-progress", "--out", str(out),
+                     "--resume", *extra, cwd=tmp_path)
+    assert_one_line_error(result, 1, words)
+
+
+def test_resume_from_a_weights_only_file_is_one_line(tmp_path):
+    pytest.importorskip("sklearn")
+    from tinyres.models import resnet20
+
+    (tmp_path / "run").mkdir()
+    tr.save(resnet20(in_channels=1).state_dict(), tmp_path / "run" / "checkpoint.npz")
+    result = run_cli("train", "--model", "resnet20", "--no-progress", "--out", "run", "--resume",
+                     cwd=tmp_path)
+    assert_one_line_error(result, 1, "not a training checkpoint")
+
+
+def test_out_on_a_file_and_a_full_disk_are_one_line(tmp_path):
+    pytest.importorskip("sklearn")
+    (tmp_path / "afile").write_text("x")
+    common = ("train", "--model", "resnet20", "--epochs", "1", "--no-progress")
+    assert_one_line_error(run_cli(*common, "--out", "afile", cwd=tmp_path), 1, "is a file")
+
+    def small_file_limit():  # the disk "fills" at 20 kB; EFBIG instead of the SIGXFSZ kill
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = run_cli(*common, "--out", "full", cwd=tmp_path, preexec_fn=small_file_limit)
+    assert_one_line_error(result, 1, "File too large")
+    assert not [p for p in (tmp_path / "full").iterdir() if p.suffix == ".tmp"]  # no partial file left
+
+
+def test_a_second_run_into_a_locked_out_directory_stops_at_once(tmp_path):
+    from tinyres.training import lock_directory
+
+    outer = lock_directory(tmp_path)
+    outer.__enter__()
+    try:
+        with pytest.raises(RuntimeError, match="in use by another training run"), lock_directory(tmp_path):
+            pass
+    finally:
+        outer.__exit__(None, None, None)
+    with lock_directory(tmp_path):  # released: usable again
+        pass

@@ -32,6 +32,7 @@ from tinyres.creation import (
     zeros_like,
 )
 from tinyres.engine import Function, Tensor, is_grad_enabled, no_grad
+from tinyres.forksafe import use_fork_safe_threads
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.model_summary import summary
 from tinyres.ops import (
@@ -47,6 +48,10 @@ from tinyres.ops import (
     tanh,
 )
 from tinyres.serialization import load, save
+
+# Fork-safe kernel threads (a child forked after a kernel would die under GNU OpenMP),
+# only if the user left Numba's threading layer unset; why and what it costs: forksafe.py.
+use_fork_safe_threads()
 
 float = float32
 double = float64
