@@ -26,10 +26,10 @@ from tinyres.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None,
+def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, env: dict | None = None,
                **kwargs) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter that imports this checkout's tinyres."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """Run ``code`` in a fresh interpreter (environment ``env``, default ours) on this checkout's tinyres."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                             cwd=cwd or ROOT, env=env, **kwargs)
     assert result.returncode >= 0, f"killed by signal {-result.returncode}: {result.stderr[-2000:]}"
@@ -377,7 +377,7 @@ def test_a_fork_pool_after_a_parallel_kernel_finishes(tmp_path):
 
 def test_the_users_threading_layer_choice_is_kept():
     result = run_python("import numba, tinyres; print(numba.config.THREADING_LAYER)",
-                        env={**os.environ, "NUMBA_THREADING_LAYER": "omp", "PYTHONPATH": str(ROOT)})
+                        env={**os.environ, "NUMBA_THREADING_LAYER": "omp"})
     assert result.stdout.strip() == "omp"
 
 
