@@ -74,8 +74,8 @@ def test_loader_is_reproducible_and_resumable_from_generator_state():
 def test_loader_and_dataset_reject_bad_input():
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(dataset(), batch_size=0)
-    with pytest.raises(TypeError, match="ArrayDataset"):
-        DataLoader(np.zeros((3, 1, 2, 2)))
+    with pytest.raises(TypeError, match="ArrayDataset or a Dataset"):
+        DataLoader(iter(range(3)))  # no __len__/__getitem__: not a map-style data set
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         ArrayDataset(np.zeros((3, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="labels must have shape"):

@@ -21,7 +21,7 @@ either fully happens or not at all. A crash mid-write leaves the old file intact
 >>> tr.save({"epoch": 3, "model": {"fc.weight": tr.ones(2, 2)}}, path)
 >>> ckpt = tr.load(path)
 >>> ckpt["epoch"], ckpt["model"]["fc.weight"].shape
-(3, (2, 2))
+(3, tinyres.Size([2, 2]))
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import argparse
 import sys
 
 from tinyres.arguments import Parser, UsageError, add_debug_option
-from tinyres.cli import bench, demo, draw, gradcheck_report, summary, train
+from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
 
-COMMANDS = [demo, gradcheck_report, summary, draw, train, bench]
+COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
 MESSAGE_LIMIT = 400  # characters: a list of 300 missing keys is not one clear line
 
 
