@@ -456,3 +456,106 @@ def test_a_second_run_into_a_locked_out_directory_stops_at_once(tmp_path):
         outer.__exit__(None, None, None)
     with lock_directory(tmp_path):  # released: usable again
         pass
+
+
+# ---- CIFAR-10 download: verified, atomic, resumable; only ever from 127.0.0.1 here ----------
+
+
+def make_cifar_archive(path: Path, n: int = 3) -> tuple[bytes, dict]:
+    """A small archive in the official layout (cifar-10-batches-py/data_batch_1..5, test_batch)."""
+    import io
+    import pickle
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    written = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+            batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                     b"labels": rng.integers(0, 10, n).tolist()}
+            written[name] = batch
+            data = pickle.dumps(batch, protocol=4)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.read_bytes(), written
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path/www``, with Range support; yields its URL."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):  # the standard handler ignores Range: serve the asked-for tail
+            start = self.headers.get("Range", "bytes=0-")[len("bytes="):].split("-")[0]
+            path = Path(self.translate_path(self.path))
+            if not path.is_file():
+                self.send_error(404)
+                return None
+            data = path.read_bytes()[int(start or 0):]
+            self.send_response(206 if start and int(start) else 200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            import io
+
+            return io.BytesIO(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+def test_cifar10_downloads_verifies_unpacks_and_yields_image_label_pairs(tmp_path, server):
+    import hashlib
+
+    from tinyres.data import CIFAR10
+
+    www, base = server
+    raw, written = make_cifar_archive(www / "cifar-10-python.tar.gz")
+    md5 = hashlib.md5(raw).hexdigest()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz.part").write_bytes(raw[:100])  # an interrupted download: resumed
+    train = CIFAR10(root, train=True, download=True, url=f"{base}/cifar-10-python.tar.gz", md5=md5,
+                    transform=lambda image: image * 2)
+    assert len(train) == 15 and (root / "cifar-10-python.tar.gz").read_bytes() == raw
+    image, label = train[4]
+    assert label == written["data_batch_2"][b"labels"][1]
+    want = written["data_batch_2"][b"data"][1].reshape(3, 32, 32).astype(np.float32) / 255 * 2
+    np.testing.assert_array_equal(image.numpy(), want)
+    test = CIFAR10(root, train=False)  # already there: no download needed
+    assert len(test) == 3 and test.targets == written["test_batch"][b"labels"]
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_a_broken_download_is_refused_and_deleted(tmp_path, server):
+    from tinyres.data import download_cifar10
+
+    www, base = server
+    make_cifar_archive(www / "cifar-10-python.tar.gz")
+    with pytest.raises(ValueError, match=r"is broken: .* MD5 .* expected c58f30108f718f92721af3b95e74349a"):
+        download_cifar10(tmp_path / "data", url=f"{base}/cifar-10-python.tar.gz")
+    assert list((tmp_path / "data").iterdir()) == []  # nothing unverified kept or unpacked
+    with pytest.raises(OSError, match="HTTP 404"):
+        download_cifar10(tmp_path / "data", url=f"{base}/missing.tar.gz")
+
+
+def test_train_download_of_a_broken_archive_is_one_line(tmp_path, server):
+    www, base = server
+    make_cifar_archive(www / "cifar-10-python.tar.gz")
+    result = run_cli("train", "--data", "cifar10", "--download", "--data-dir", "data", "--cifar-url",
+                     f"{base}/cifar-10-python.tar.gz", "--epochs", "1", cwd=tmp_path)
+    assert_one_line_error(result, 1, "is broken")
