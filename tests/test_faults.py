@@ -342,6 +342,8 @@ def test_max_pool_with_nan_matches_pytorch():
 
 FORK_AFTER_KERNEL = """
 import os, tinyres as tr, tinyres.nn.functional as F
+from tinyres.forksafe import use_fork_safe_threads
+assert use_fork_safe_threads()
 F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))  # starts the kernel threads
 pid = os.fork()
 if pid == 0:
@@ -352,6 +354,8 @@ print(os.waitpid(pid, 0)[1])
 
 POOL_AFTER_KERNEL = """
 import multiprocessing, tinyres as tr, tinyres.nn.functional as F
+from tinyres.forksafe import use_fork_safe_threads
+use_fork_safe_threads()
 def work(i):
     return float(F.conv2d(tr.randn(2, 4, 8, 8), tr.randn(4, 4, 3, 3)).sum().item())
 if __name__ == "__main__":
@@ -375,10 +379,13 @@ def test_a_fork_pool_after_a_parallel_kernel_finishes(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr
 
 
-def test_the_users_threading_layer_choice_is_kept():
-    result = run_python("import numba, tinyres; print(numba.config.THREADING_LAYER)",
-                        env={**os.environ, "NUMBA_THREADING_LAYER": "omp"})
-    assert result.stdout.strip() == "omp"
+def test_import_leaves_the_layer_alone_and_the_users_choice_is_kept():
+    code = ("import numba, tinyres; from tinyres.forksafe import use_fork_safe_threads; "
+            "print(numba.config.THREADING_LAYER, {})")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    assert run_python(code.format("use_fork_safe_threads()"), env=env).stdout.split() == ["default", "True"]
+    result = run_python(code.format("use_fork_safe_threads()"), env={**env, "NUMBA_THREADING_LAYER": "omp"})
+    assert result.stdout.split() == ["omp", "False"]
 
 
 # ---- command line failures, in subprocesses: exit 1, one line ------------------------------
@@ -559,3 +566,4 @@ def test_train_download_of_a_broken_archive_is_one_line(tmp_path, server):
     result = run_cli("train", "--data", "cifar10", "--download", "--data-dir", "data", "--cifar-url",
                      f"{base}/cifar-10-python.tar.gz", "--epochs", "1", cwd=tmp_path)
     assert_one_line_error(result, 1, "is broken")
+

@@ -40,7 +40,6 @@ from tinyres.engine import (
     no_grad,
     set_grad_enabled,
 )
-from tinyres.forksafe import use_fork_safe_threads
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.model_summary import summary
 from tinyres.ops import (
@@ -86,10 +85,6 @@ from tinyres.ops import (
 )
 from tinyres.plumbing import Generator, Size, device
 from tinyres.serialization import load, save
-
-# Fork-safe kernel threads (a child forked after a kernel would die under GNU OpenMP),
-# only if the user left Numba's threading layer unset; why and what it costs: forksafe.py.
-use_fork_safe_threads()
 
 float = float32
 double = float64
