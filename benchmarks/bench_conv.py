@@ -4,6 +4,8 @@
     python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm, all kernels too
     python benchmarks/bench_conv.py --numpy-first   # as a user who imports NumPy first
     python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
+    python benchmarks/bench_conv.py --algorithms    # im2col and Winograd side by side
+    python benchmarks/bench_conv.py --accuracy      # float32 error against a float64 truth
 
 PyTorch runs in its own process with its default threads, so neither library's
 thread pool sits spinning while the other one works. The loop reference is timed
@@ -27,7 +29,7 @@ sys.path.insert(0, ROOT)
 # tinyres before NumPy, so its thread settings reach OpenBLAS (tinyres/threads.py);
 # --numpy-first shows what a user gets who imports NumPy first. The PyTorch process
 # gets neither: it runs with PyTorch's own defaults.
-if "--numpy-first" not in sys.argv and "--torch-only" not in sys.argv:
+if not {"--numpy-first", "--torch-only", "--torch-accuracy"} & set(sys.argv):
     import tinyres  # noqa: F401
 
 import numpy as np  # noqa: E402
@@ -67,7 +69,15 @@ def reference_steps(shape: tuple[int, ...]) -> int:
     return Ho * Wo * k * k
 
 
-def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int) -> float:
+# Columns of --algorithms: (label, algorithm, Winograd tile) for tinyres's Numba tier.
+ALGORITHMS = [("im2col", "im2col", None), ("winograd F2", "winograd", 2), ("winograd F4", "winograd", 4)]
+
+
+def winograd_fits(shape: tuple[int, ...]) -> bool:
+    return shape[5] == 3 and shape[6] == 1
+
+
+def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int, algorithm=("auto", None)) -> float:
     import tinyres
     from tinyres.nn import functional as F
 
@@ -81,9 +91,114 @@ def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int) -> float:
         y = F.conv2d(x, w, stride=stride, padding=pad)
         y.backward(upstream)
 
-    with tinyres.kernels.use_tier(tier):
+    with tinyres.kernels.use_tier(tier), tinyres.kernels.use_algorithm(*algorithm):
         upstream = np.ones(F.conv2d(x, w, stride=stride, padding=pad).shape, dtype=np.float32)
         return median_seconds(step, repeats=repeats, warmup=2)
+
+
+def relative_errors(got: list[np.ndarray], truth: list[np.ndarray]) -> list[float]:
+    """max |got - truth| / max |truth| for the output, dx and dw."""
+    return [float(np.abs(g - t).max() / np.abs(t).max()) for g, t in zip(got, truth)]
+
+
+def tinyres_outputs(shape: tuple[int, ...], dtype, algorithm=("auto", None)) -> list[np.ndarray]:
+    """Output, dx, dw of one conv2d under ``algorithm``, for a random upstream gradient."""
+    import tinyres
+    from tinyres.nn import functional as F
+
+    *_, stride, pad = shape
+    x_np, w_np = (a.astype(dtype) for a in make_arrays(shape))
+    x, w = tinyres.tensor(x_np, requires_grad=True), tinyres.tensor(w_np, requires_grad=True)
+    with tinyres.kernels.use_algorithm(*algorithm):
+        y = F.conv2d(x, w, stride=stride, padding=pad)
+        y.backward(np.random.default_rng(1).standard_normal(y.shape).astype(dtype))
+    return [y.detach().numpy().astype(np.float64), x.grad.numpy().astype(np.float64),
+            w.grad.numpy().astype(np.float64)]
+
+
+def torch_errors(shape: tuple[int, ...]) -> list[float]:
+    """PyTorch's own float32 error (output, dx, dw) against its float64 result on the same case."""
+    import torch
+
+    *_, stride, pad = shape
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        x_np, w_np = make_arrays(shape)
+        x = torch.tensor(x_np, dtype=dtype, requires_grad=True)
+        w = torch.tensor(w_np, dtype=dtype, requires_grad=True)
+        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+        y.backward(torch.tensor(np.random.default_rng(1).standard_normal(tuple(y.shape)), dtype=dtype))
+        results.append([t.detach().double().numpy() for t in (y, x.grad, w.grad)])
+    return relative_errors(results[1], results[0])
+
+
+def run_accuracy() -> None:
+    """float32 error of each algorithm and of PyTorch, against a float64 truth (tinyres im2col)."""
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} y / dx / dw" for name, _, _ in ALGORITHMS),
+              "PyTorch y / dx / dw"]
+    rows = []
+    for index, shape in enumerate(SHAPES):
+        truth = tinyres_outputs(shape, np.float64, ("im2col", None))
+        row = [label(shape)]
+        for _, name, tile in ALGORITHMS:
+            if name == "winograd" and not winograd_fits(shape):
+                row.append("-")
+                continue
+            errors = relative_errors(tinyres_outputs(shape, np.float32, (name, tile)), truth)
+            row.append(" / ".join(f"{e:.1e}" for e in errors))
+        theirs = in_process_of_torch(["--torch-accuracy", str(index)])
+        row.append(" / ".join(f"{e:.1e}" for e in theirs) if theirs else "-")
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    print()
+    print(table(header, rows))
+    print("\nmax |float32 - float64 truth| / max |truth|; tinyres's truth is its float64 im2col "
+          "(equal to the loop reference to 1e-10), PyTorch's its own float64 result")
+
+
+def in_process_of_torch(arguments: list[str], threads: int | None = None):
+    """Run this script with ``arguments`` in a fresh process with PyTorch's default settings."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    try:
+        out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True,
+                             check=True, env=env)
+    except subprocess.CalledProcessError as error:
+        print(f"PyTorch run failed (is torch installed?): {error.stderr.strip()[-300:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_algorithms(repeats: int, rounds: int) -> None:
+    """Each 3x3 shape: PyTorch, then tinyres's Numba tier with each algorithm, ``rounds`` times in turn."""
+    print(f"before: {load_note()}")
+    header = ["shape (N,C,H,W,C_out,k,s,p)", "PyTorch ms", "auto ms", "auto / PyTorch",
+              *(f"{name} ms" for name, _, _ in ALGORITHMS), "best / PyTorch"]
+    rows = []
+    for index, shape in enumerate(SHAPES):
+        runs: dict[str, list[float]] = {"PyTorch": [], "auto": [], **{name: [] for name, _, _ in ALGORITHMS}}
+        for _ in range(rounds):
+            theirs = torch_in_subprocess(index, repeats)
+            if theirs:
+                runs["PyTorch"].append(theirs["seconds"])
+            runs["auto"].append(time_tinyres(shape, "numba", repeats))
+            for name, algorithm, tile in ALGORITHMS:
+                if algorithm == "im2col" or winograd_fits(shape):
+                    runs[name].append(time_tinyres(shape, "numba", repeats, (algorithm, tile)))
+        median = {k: 1000 * statistics.median(v) for k, v in runs.items() if v}
+        row = [label(shape), f"{median.get('PyTorch', float('nan')):.1f}", f"{median['auto']:.1f}"]
+        row.append(f"{median['auto'] / median['PyTorch']:.2f}" if "PyTorch" in median else "-")
+        row += [f"{median[name]:.1f}" if name in median else "-" for name, _, _ in ALGORITHMS]
+        best = min(median[name] for name, _, _ in ALGORITHMS if name in median)
+        row.append(f"{best / median['PyTorch']:.2f}" if "PyTorch" in median else "-")
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    print()
+    print(table(header, rows))
+    print(f"\nmedian of {rounds} alternating rounds, each the median of {repeats} calls; forward+backward, "
+          "float32; auto = the default choice (tinyres.ops.conv.auto_tile)")
+    print(f"after: {load_note()}")
 
 
 def time_products(shape: tuple[int, ...], repeats: int) -> float:
@@ -133,18 +248,7 @@ THREAD_VARIABLES = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADI
 
 def torch_in_subprocess(index: int, repeats: int, threads: int | None = None) -> dict[str, float] | None:
     """PyTorch on SHAPES[index] in a fresh process with its default settings (and threads)."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    try:
-        out = subprocess.run(
-            [sys.executable, __file__, "--torch-only", str(index), "--repeats", str(repeats)],
-            capture_output=True, text=True, check=True, env=env,
-        )
-    except subprocess.CalledProcessError as error:
-        print(f"PyTorch run failed (is torch installed?): {error.stderr.strip()[-300:]}")
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_process_of_torch(["--torch-only", str(index), "--repeats", str(repeats)], threads)
 
 
 def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, rounds: int) -> None:
@@ -278,10 +382,20 @@ def main() -> None:
     parser.add_argument("--numpy-first", action="store_true", help="import NumPy before tinyres")
     parser.add_argument("--torch-single", action="store_true",
                         help="add a column: PyTorch with one thread (steadier on a busy machine)")
+    parser.add_argument("--algorithms", action="store_true",
+                        help="3x3 shapes: im2col and Winograd F2/F4 against PyTorch (Numba tier)")
+    parser.add_argument("--accuracy", action="store_true", help="float32 error against a float64 truth")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--torch-accuracy", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only is not None:
         print(json.dumps(time_torch(SHAPES[args.torch_only], args.repeats)))
+    elif args.torch_accuracy is not None:
+        print(json.dumps(torch_errors(SHAPES[args.torch_accuracy])))
+    elif args.accuracy:
+        run_accuracy()
+    elif args.algorithms:
+        run_algorithms(args.repeats, args.rounds)
     elif args.compile:
         run_compile()
     else:

@@ -3,6 +3,7 @@
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
     python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
+    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col in turn
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -25,6 +26,7 @@ import cProfile
 import json
 import pstats
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +37,7 @@ sys.path.insert(0, ROOT)
 # OpenBLAS (tinyres/threads.py), as in bench_conv.py; --numpy-first shows what a user
 # gets who imports NumPy first. The parent and the PyTorch processes never import it
 # (its environment settings would be inherited by, and slow down, PyTorch's OpenMP).
-if ("tinyres" in sys.argv or "--profile" in sys.argv) and "--numpy-first" not in sys.argv:
+if {"tinyres", "--profile", "--breakdown"} & set(sys.argv) and "--numpy-first" not in sys.argv:
     import tinyres  # noqa: F401
 
 import numpy as np  # noqa: E402
@@ -101,14 +103,91 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def peak_memory_mb(lib_name: str) -> float:
-    """Peak RSS of one ResNet-50 training forward+backward above the built model's level."""
-    lib, model = build(lib_name, "resnet50")
+def peak_memory_mb(lib_name: str, model_name: str = "resnet50") -> float:
+    """Peak RSS of one training forward+backward above the built model's level.
+
+    ResNet-50 at (2, 3, 224, 224), or a ResNet-20 step at batch 64 (its first step, so
+    it also counts what a step allocates once: optimiser state, work buffers).
+    """
+    if model_name == "resnet20":
+        step = train_step_fn(lib_name)
+        before = rss_mb()
+        step()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    lib, model = build(lib_name, model_name)
     x = lib.tensor(np.random.default_rng(0).standard_normal(IMAGENET_BATCH).astype(np.float32))
     model.train()
     before = rss_mb()
     model(x).sum().backward()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+
+
+def breakdown(repeats: int, algorithm: str) -> dict[str, float]:
+    """Median ResNet-20 step and the seconds of it spent inside convolutions, per step.
+
+    Times every ``Conv2d`` forward and backward (the whole op: layout copies, kernels,
+    products) by wrapping the op's two methods in this process only.
+    """
+    import time
+
+    import tinyres
+    from tinyres.ops import conv
+
+    spent = {"conv forward": 0.0, "conv backward": 0.0}
+
+    def timed(method, name):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+        return wrapper
+
+    conv.Conv2d.forward = timed(conv.Conv2d.forward, "conv forward")
+    conv.Conv2d.backward = timed(conv.Conv2d.backward, "conv backward")
+    with tinyres.kernels.use_algorithm(algorithm):
+        step = train_step_fn("tinyres")
+        seconds = median_seconds(step, repeats=repeats, warmup=2)
+        for key in spent:
+            spent[key] = 0.0
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        spent["loop"] = time.perf_counter() - start
+    # The convolutions' share comes from this loop's mean, not the median above: on a busy
+    # machine the two differ, and "everything else" must not come out negative.
+    result = {key: value / repeats for key, value in spent.items()}
+    result["step"] = seconds
+    return result
+
+
+def run_step(repeats: int, rounds: int) -> None:
+    """The ResNet-20 step: PyTorch, tinyres (auto) and tinyres (im2col only), in turn, ``rounds`` times."""
+    print(f"before: {load_note()}")
+    runs: dict[str, list[dict]] = {"torch": [], "auto": [], "im2col": []}
+    for _ in range(rounds):
+        runs["torch"].append(in_subprocess("--only-step", "torch", "--repeats", str(repeats)))
+        for algorithm in ("auto", "im2col"):
+            runs[algorithm].append(in_subprocess("--breakdown", algorithm, "--repeats", str(repeats)))
+    memory = {name: in_subprocess("--memory", lib, "--model", "resnet20")["peak_mb"]
+              for name, lib in (("tinyres", "tinyres"), ("torch", "torch"))}
+    torch_ms = 1000 * statistics.median(r["step"] for r in runs["torch"])
+    rows = [["PyTorch", f"{torch_ms:.0f}", " / ".join(f"{1000 * r['step']:.0f}" for r in runs["torch"]),
+             "", "", "1.00"]]
+    for algorithm in ("auto", "im2col"):
+        median = {k: 1000 * statistics.median(r[k] for r in runs[algorithm]) for k in runs[algorithm][0]}
+        rows.append([f"tinyres, {algorithm}", f"{median['step']:.0f}",
+                     " / ".join(f"{1000 * r['step']:.0f}" for r in runs[algorithm]),
+                     f"{median['conv forward']:.0f} + {median['conv backward']:.0f}",
+                     f"{median['loop'] - median['conv forward'] - median['conv backward']:.0f}",
+                     f"{median['step'] / torch_ms:.2f}"])
+    header = ["ResNet-20 step, batch 64, float32", "median ms", "rounds ms", "conv fwd + bwd ms (mean)",
+              "everything else ms (mean)", "/ PyTorch"]
+    print(table(header, rows))
+    print(f"\npeak memory of the first step above the built model: tinyres {memory['tinyres']:.0f} MB, "
+          f"PyTorch {memory['torch']:.0f} MB ({memory['tinyres'] / memory['torch']:.2f}x)")
+    print(f"after: {load_note()}")
 
 
 def products_fn():
@@ -219,11 +298,24 @@ def main() -> None:
                         help="import NumPy before tinyres (its OpenBLAS thread setting then has no effect)")
     parser.add_argument("--only", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="resnet50", help=argparse.SUPPRESS)
+    parser.add_argument("--step", action="store_true",
+                        help="the ResNet-20 step only: PyTorch, tinyres auto and im2col, alternating")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.repeats)))
+    elif args.only_step:
+        print(json.dumps({"step": median_seconds(train_step_fn(args.only_step), repeats=args.repeats,
+                                                 warmup=2)}))
+    elif args.breakdown:
+        print(json.dumps(breakdown(args.repeats, args.breakdown)))
     elif args.memory:
-        print(json.dumps({"peak_mb": peak_memory_mb(args.memory)}))
+        print(json.dumps({"peak_mb": peak_memory_mb(args.memory, args.model)}))
+    elif args.step:
+        run_step(args.repeats, args.rounds)
     elif args.profile:
         profile(5)
     else:

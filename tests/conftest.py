@@ -13,6 +13,9 @@ from hypothesis import HealthCheck, settings
 # --doctest-modules imports every module under tests/, and torch_models.py imports torch;
 # without torch (an optional dependency) its tests skip, so the module must not be collected.
 collect_ignore = [] if importlib.util.find_spec("torch") else ["torch_models.py"]
+# The program corpus is PyTorch code that tests/test_programs.py runs under each library;
+# importing it as a module would run it with torch only (or fail without torch).
+collect_ignore.append("programs")
 
 settings.register_profile(
     "dev",

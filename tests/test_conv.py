@@ -312,7 +312,8 @@ BREAKS = {
     "channels": (lambda c: c | {"w": (c["w"][0], c["w"][1] + 1, *c["w"][2:])}, "channels, weight expects"),
     "kernel": (lambda c: c | {"w": (*c["w"][:2], c["x"][-2] + 2 * c["padding"] + 1, c["w"][3])},
                "larger than the padded input"),
-    "input ndim": (lambda c: c | {"x": (1, *c["x"])}, "got shape"),
+    # 5-D from either (N, C, H, W) or (C, H, W): one leading axis would make the latter valid.
+    "input ndim": (lambda c: c | {"x": (1,) * (5 - len(c["x"])) + tuple(c["x"])}, "got shape"),
     "weight ndim": (lambda c: c | {"w": c["w"][1:]}, "4-D weight"),
     "empty": (lambda c: c | {"w": (0, *c["w"][1:])}, "empty dimension"),
 }

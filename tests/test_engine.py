@@ -175,7 +175,8 @@ def test_mixed_float_dtypes_are_refused():
 
 def test_tensor_protocols():
     t = tr.tensor([[1.0, 2.0], [3.0, 4.0]])
-    assert np.asarray(t).shape == (2, 2)
+    assert np.asarray(t).shape == (2, 2) and np.asarray(t).dtype == np.float32
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
     assert t.size() == (2, 2) and t.size(1) == 2 and t.numel() == 4 and t.ndim == 2
     assert t.sum().item() == 10.0
     text = repr(t * tr.ones(2, 2, requires_grad=True))
@@ -239,6 +240,12 @@ def test_creation_functions():
     assert t.numpy()[0] == 1.0 and t.dtype == np.float64
     with pytest.raises(ValueError, match="non-negative"):
         tr.zeros(-1)
+
+
+def test_stack_default_and_negative_dims():
+    a, b = tr.tensor([1.0, 2.0, 3.0]), tr.tensor([4.0, 5.0, 6.0])
+    assert tr.stack([a, b]).numpy().tolist() == [[1, 2, 3], [4, 5, 6]]  # dim 0 by default
+    assert tr.stack([a, b], dim=-1).numpy().tolist() == [[1, 4], [2, 5], [3, 6]]  # -1: a new last axis
 
 
 def test_flatten_and_views():

@@ -303,3 +303,58 @@ def test_cifar_resnet20_matches_pytorch(block, shortcut):
     ours = models.CifarResNet(20, block=block, shortcut=shortcut)
     theirs = TorchCifarResNet(20, block=block, shortcut=shortcut or "A")
     cross_check(ours, theirs, (4, 3, 32, 32), train_steps=2)
+
+
+# ---- torchvision's ResNeXt and wide ResNet (groups, width_per_group) ---------------------
+
+TORCHVISION_VARIANTS = {
+    "resnext50_32x4d": (25_028_904, {"groups": 32, "width_per_group": 4}),
+    "wide_resnet50_2": (68_883_240, {"width_per_group": 128}),
+}
+
+
+def torchvision_code():
+    """torchvision's own ResNet code, kept in the program corpus (tests/programs)."""
+    from tests.test_programs import load
+
+    return load("torchvision_resnet", "torch")
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_VARIANTS))
+def test_resnext_and_wide_resnet_counts(name):
+    count, options = TORCHVISION_VARIANTS[name]
+    model = models.MODELS[name]()
+    assert n_params(model) == count
+    assert model.layer1[0].conv2.groups == options.get("groups", 1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", list(TORCHVISION_VARIANTS))
+def test_resnext_and_wide_resnet_state_dict_matches_torchvision(name):
+    pytest.importorskip("torch")
+    count, options = TORCHVISION_VARIANTS[name]
+    model = models.MODELS[name]()
+    tv = torchvision_code()
+    reference = tv.ResNet(tv.Bottleneck, [3, 4, 6, 3], **options)
+    assert sum(p.numel() for p in reference.parameters()) == count
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert list(ours) == list(theirs)
+    assert ours == theirs
+
+
+@pytest.mark.torch
+def test_grouped_resnet_matches_torchvision_code():
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import cross_check
+
+    tv = torchvision_code()
+    torch.manual_seed(0)
+    ours = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=10, groups=4, width_per_group=8)
+    theirs = tv.ResNet(tv.Bottleneck, [1, 1, 1, 1], num_classes=10, groups=4, width_per_group=8)
+    cross_check(ours, theirs, (2, 3, 64, 64))
+
+
+def test_groups_need_bottleneck_blocks():
+    with pytest.raises(ValueError, match="Bottleneck"):
+        models.ResNet(models.BasicBlock, [1, 1, 1, 1], groups=2)

@@ -171,6 +171,18 @@ def test_adam_hand_derived_weight_decay_joins_the_gradient():
     assert w.item() == pytest.approx(1 / 3 - (14 / 9) / (math.sqrt(v_hat) + 1), abs=1e-12)
 
 
+def test_sgd_hand_derived_momentum_and_weight_decay_of_one():
+    # Settings of exactly 1 are ordinary values, not switches. p0 = 1, gradient 1, lr 0.1:
+    # step 1: d = 1 + 1*1 = 2; b = 2; p = 0.8
+    # step 2: d = 1 + 0.8 = 1.8; b = 1*2 + 1.8 = 3.8; p = 0.8 - 0.38 = 0.42
+    w = tr.tensor([1.0], dtype=np.float64, requires_grad=True)
+    opt = SGD([w], lr=0.1, momentum=1.0, weight_decay=1.0)
+    for want in (0.8, 0.42):
+        w.grad = tr.tensor([1.0], dtype=np.float64)
+        opt.step()
+        assert w.item() == pytest.approx(want, abs=1e-12)
+
+
 def test_sgd_hand_derived_dampening():
     # p0 = 0, gradients 2 then 4, lr 1, momentum 0.5, dampening 0.5.
     # step 1: b = g = 2 (no dampening on the first step, as in PyTorch); p = -2
@@ -186,9 +198,10 @@ def test_sgd_hand_derived_dampening():
 @pytest.mark.parametrize("eta_min", [0.0, 0.01])
 def test_cosine_continues_past_t_max_as_the_closed_form(eta_min):
     # PyTorch's recursive form equals the closed form at every epoch, also past T_max, where
-    # the cosine climbs back up: epoch 7 is the bottom, epoch 14 the base rate again.
-    lrs = scheduler_lrs(tr, lambda lib, opt: CosineAnnealingLR(opt, T_max=7, eta_min=eta_min), 20)
-    closed = [eta_min + (0.1 - eta_min) * (1 + math.cos(math.pi * t / 7)) / 2 for t in range(20)]
+    # the cosine climbs back up: epoch 7 is the bottom, epoch 14 the base rate again, 21 the
+    # bottom again (epochs 8 and 22 leave a bottom, where the recursion has its own branch).
+    lrs = scheduler_lrs(tr, lambda lib, opt: CosineAnnealingLR(opt, T_max=7, eta_min=eta_min), 30)
+    closed = [eta_min + (0.1 - eta_min) * (1 + math.cos(math.pi * t / 7)) / 2 for t in range(30)]
     assert lrs == pytest.approx(closed, abs=1e-12)
     assert lrs[7] == pytest.approx(eta_min, abs=1e-12) and lrs[14] == pytest.approx(0.1, abs=1e-12)
 
@@ -213,6 +226,7 @@ def test_defaults_are_pytorchs():
         lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
     assert {k: v for k, v in Adam([w]).param_groups[0].items() if k != "params"} == dict(
         lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
+    assert MultiStepLR(SGD([w]), milestones=[1]).gamma == 0.1
 
 
 @pytest.mark.parametrize("set_to_none", [True, False])
@@ -222,6 +236,17 @@ def test_zero_grad_reaches_past_a_parameter_without_gradient(set_to_none):
     SGD([unused, used], lr=0.1).zero_grad(set_to_none=set_to_none)
     assert unused.grad is None
     assert used.grad is None if set_to_none else used.grad.numpy().tolist() == [0.0, 0.0]
+
+
+def test_cosine_t_max_must_be_at_least_one():
+    opt = SGD([tr.zeros(1, requires_grad=True)], lr=1.0)
+    with pytest.raises(ValueError, match="T_max must be a positive number of epochs, got 0"):
+        CosineAnnealingLR(opt, T_max=0)
+    sched = CosineAnnealingLR(opt, T_max=1)  # one epoch down to eta_min = 0, one back up
+    sched.step()
+    assert sched.get_last_lr() == pytest.approx([0.0], abs=1e-12)
+    sched.step()
+    assert sched.get_last_lr() == pytest.approx([1.0], abs=1e-12)
 
 
 def test_amsgrad_keeps_the_largest_second_moment():
@@ -254,7 +279,9 @@ def test_scheduler_step_with_epoch_uses_closed_form():
     opt = SGD([tr.zeros(1, requires_grad=True)], lr=1.0)
     sched = CosineAnnealingLR(opt, T_max=10, eta_min=0.1)
     sched.step(5)
-    assert sched.get_last_lr() == pytest.approx([0.55])
+    assert sched.get_last_lr() == pytest.approx([0.55])  # cos(pi/2) = 0: the middle
+    sched.step(3)  # off the middle, where the cosine's factor is not 1
+    assert sched.get_last_lr() == pytest.approx([0.1 + 0.9 * (1 + math.cos(0.3 * math.pi)) / 2], abs=1e-12)
 
 
 def test_groups_have_their_own_settings():
@@ -296,8 +323,13 @@ def test_parameters_without_gradient_are_left_alone():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda ps: SGD(ps, lr=-1.0), "invalid lr"),
+        (lambda ps: SGD(ps, lr=-1.0), "invalid lr -1.0: expected lr >= 0"),
+        (lambda ps: SGD(ps, momentum=-0.5), "invalid momentum"),
+        (lambda ps: SGD(ps, weight_decay=-1e-4), "invalid weight_decay"),
+        (lambda ps: Adam(ps, lr=-1.0), "invalid lr"),
         (lambda ps: Adam(ps, eps=-1.0), "invalid eps"),
+        (lambda ps: Adam(ps, weight_decay=-1e-4), "invalid weight_decay"),
+        (lambda ps: Adam(ps, betas=(-0.1, 0.9)), "invalid beta at index 0: -0.1"),
         (lambda ps: SGD(ps, lr=0.1, nesterov=True), "Nesterov"),
         (lambda ps: Adam(ps, betas=(0.9, 1.0)), "beta"),
         (lambda ps: SGD([], lr=0.1), "empty"),

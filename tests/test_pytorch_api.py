@@ -129,6 +129,10 @@ TORCH_CASES = {
     "pad_replicate": lambda lib, x: lib.nn.functional.pad(x.view(1, 1, 3, 5), (2, 1, 1, 2), mode="replicate"),
     "pad_circular": lambda lib, x: lib.nn.functional.pad(x.view(1, 1, 3, 5), (2, 1, 1, 2), mode="circular"),
     "group_norm": lambda lib, x: lib.nn.functional.group_norm(x.view(1, 3, 5), 3),
+    "nll_loss": lambda lib, x: lib.nn.functional.nll_loss(x.log_softmax(1), lib.tensor([0, 4, 2])),
+    "nll_loss_sum": lambda lib, x: lib.nn.NLLLoss(reduction="sum")(x, lib.tensor([1, 1, 3])),
+    "mse_loss": lambda lib, x: lib.nn.functional.mse_loss(x[:, :2], x[:, 3:]),
+    "mse_loss_none": lambda lib, x: lib.nn.MSELoss(reduction="none")(x, x.detach() * 0.5),
     "layer_norm": lambda lib, x: lib.nn.functional.layer_norm(x, (5,)),
 }
 
@@ -145,15 +149,18 @@ def test_new_ops_match_pytorch(name):
 def test_indices_match_pytorch(name):
     torch = pytest.importorskip("torch")
     x = distinct(np.random.default_rng(2).uniform(-2, 2, (4, 6)))
-    indices = {"max_dim_values": lambda lib, t: lib.max(t, 1)[1], "min_dim_values": lambda lib, t: t.min(0)[1],
-               "topk": lambda lib, t: t.topk(3, 1)[1], "sort": lambda lib, t: t.sort(0)[1]}[name]
+    indices = {"max_dim_values": lambda lib, t: lib.max(t, 1)[1],
+               "min_dim_values": lambda lib, t: t.min(0)[1],
+               "topk": lambda lib, t: t.topk(3, 1)[1],
+               "sort": lambda lib, t: t.sort(0)[1]}[name]
     ours = indices(tr, tr.tensor(x)).numpy()
     theirs = indices(torch, torch.tensor(x)).numpy()
     np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize(("groups", "c_in", "c_out"), [(2, 4, 6), (4, 4, 4), (4, 4, 8)])  # (4, 4, 4): depthwise
+# (4, 4, 4) is depthwise; (4, 4, 8) depthwise with two filters per channel
+@pytest.mark.parametrize(("groups", "c_in", "c_out"), [(2, 4, 6), (4, 4, 4), (4, 4, 8)])
 @pytest.mark.parametrize("tier", ["reference", "numpy", "numba"])
 def test_grouped_conv2d_matches_pytorch_in_every_tier(groups, c_in, c_out, tier):
     rng = np.random.default_rng(3)
@@ -241,7 +248,7 @@ def test_utils_data_loader_batches_shuffles_and_drops_last():
         return [y.tolist() for _, y in DataLoader(ds, batch_size=3, shuffle=True, generator=g, num_workers=2)]
 
     assert order(0) == order(0) != order(1)
-    assert sorted(sum(order(0), [])) == list(range(10))
+    assert sorted(i for batch in order(0) for i in batch) == list(range(10))
 
     class Squares(Dataset):
         def __len__(self):
@@ -260,7 +267,8 @@ def test_modulelist_and_moduledict_register_their_parameters():
     owner = nn.Module()
     owner.layers, owner.heads = layers, heads
     assert [k for k, _ in owner.named_parameters()] == [
-        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "heads.a.weight", "heads.a.bias"]
+        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+        "heads.a.weight", "heads.a.bias"]
     assert layers[-1] is layers[1] and len(layers[:1]) == 1
     with pytest.raises(IndexError, match="out of range"):
         layers[2]
@@ -313,3 +321,76 @@ def test_bad_inputs_name_what_was_expected():
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+def test_creation_takes_a_cpu_device_and_refuses_others():
+    assert tr.zeros(2, device="cpu").shape == (2,)
+    assert tr.tensor([1.0], device=tr.device("cpu")).tolist() == [1.0]
+    assert tr.arange(3, device="cpu").tolist() == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="CPU only"):
+        tr.randn(2, device="cuda")
+
+
+@pytest.mark.torch
+def test_step_lr_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rates = {}
+    for lib in (tr, torch):
+        opt = lib.optim.SGD([lib.zeros(1, requires_grad=True)], lr=0.5)
+        sched = lib.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.7)
+        rates[lib.__name__] = []
+        for _ in range(8):
+            rates[lib.__name__].append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+    assert rates["tinyres"] == pytest.approx(rates["torch"], rel=1e-15)
+
+
+def test_random_split_and_subset_partition_the_data():
+    from tinyres.utils.data import TensorDataset, random_split
+
+    ds = TensorDataset(tr.arange(10))
+    train, val = random_split(ds, [0.75, 0.25], generator=tr.Generator().manual_seed(0))
+    assert (len(train), len(val)) == (8, 2)
+    seen = sorted(int(train[i][0]) for i in range(len(train))) + sorted(int(val[i][0]) for i in range(2))
+    assert sorted(seen) == list(range(10))
+    with pytest.raises(ValueError, match="must sum to"):
+        random_split(ds, [3, 3])
+
+
+def test_tensor_format_normal_and_uniform():
+    loss = tr.tensor(0.123456)
+    assert f"{loss:.3f}" == "0.123" and "{:.0f}%".format(tr.tensor(99.6)) == "100%"  # noqa: UP032
+    tr.manual_seed(0)
+    w = tr.zeros(1000)
+    assert w.data.normal_(0, 2.0) is not None and abs(float(w.std()) - 2.0) < 0.2
+    assert float(w.uniform_(0, 1).min()) >= 0.0 and float(w.max()) < 1.0
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape", [(6, 3), (6, 3, 4)])
+def test_batchnorm1d_matches_pytorch(shape):
+    torch = pytest.importorskip("torch")
+    theirs, ours = torch.nn.BatchNorm1d(3).double(), nn.BatchNorm1d(3).double()
+    x = np.random.default_rng(5).standard_normal(shape)
+    compare_with_torch(lambda lib, x: (ours if lib is tr else theirs)(x), x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="BatchNorm1d: expected 2D or 3D input"):
+        ours(tr.ones(2, 3, 4, 4, dtype=tr.float64))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])  # clipping, and not
+def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    norms, grads = {}, {}
+    for lib in (tr, torch):
+        params = [lib.zeros(a.shape, dtype=lib.float64, requires_grad=True) for a in arrays]
+        sum((p * lib.tensor(a)).sum() for p, a in zip(params, arrays)).backward()
+        norms[lib.__name__] = float(lib.nn.utils.clip_grad_norm_(params, max_norm, norm_type))
+        grads[lib.__name__] = np.concatenate([p.grad.numpy().ravel() for p in params])
+    assert norms["tinyres"] == pytest.approx(norms["torch"], rel=1e-12)
+    np.testing.assert_allclose(grads["tinyres"], grads["torch"], rtol=1e-12)

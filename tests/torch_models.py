@@ -203,10 +203,12 @@ class TorchCifarResNet(nn.Module):
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    """Give every BN non-trivial weight, bias and running statistics.
+    """Give every BN non-trivial weight, bias and running statistics (GroupNorm and
+    LayerNorm their weight and bias).
 
     Freshly initialised BN layers (weight 1, bias 0, mean 0, var 1) would hide a
-    tinyres BN that ignored any of them.
+    tinyres BN that ignored any of them, and a zero-initialised last BN of a residual
+    branch would hide the whole branch.
     """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -217,6 +219,9 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                 m.bias.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            elif isinstance(m, (nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
 
 def numpy_state(model: nn.Module) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from tinyres.engine import Tensor
 from tinyres.gradcheck import InputCheck, check_gradients
 from tinyres.models.blocks import SubsamplePad
 from tinyres.nn import functional as F
-from tinyres.ops import cat, stack
+from tinyres.ops import cat, clamp, masked_fill, stack, where
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,14 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], margin: flo
     """Normal samples pushed at least ``margin`` from 0, the kink of ReLU and |x|."""
     x = rng.standard_normal(shape)
     return np.where(x >= 0, x + margin, x - margin)
+
+
+def _off(rng: np.random.Generator, shape: tuple[int, ...], kinks: tuple[float, ...]) -> np.ndarray:
+    """Uniform samples at least 0.1 from each of ``kinks`` (clamp's bounds, say)."""
+    x = rng.uniform(-1.5, 1.5, shape)
+    for k in kinks:
+        x = np.where(np.abs(x - k) < 0.1, k + 0.1 * np.sign(x - k + 1e-12), x)
+    return x
 
 
 def _pair(shape_x, shape_y):
@@ -98,6 +106,19 @@ register("index", lambda x: x[1:, ::2], _one((3, 5)))
 register("index_array", lambda x: x[np.array([0, 2, 0]), np.array([1, 1, 3])], _one((3, 5)))
 
 
+register("min", lambda x: x.min(dim=0)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
+register("topk", lambda x: x.topk(2, dim=1)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
+register("sort", lambda x: x.sort(dim=0, descending=True)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
+register("var", lambda x: x.var(dim=1), _one((3, 4)))
+register("std", lambda x: x.std(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
+register("clamp", lambda x: clamp(x, -0.5, 0.5), lambda rng: (leaf(_off(rng, (3, 4), (-0.5, 0.0, 0.5))),))
+register("where", lambda x, y: where(x > 0, x, y), lambda rng: (leaf(away_from_zero(rng, (3, 4))),
+                                                                 leaf(rng.standard_normal((4,)))))
+register("masked_fill", lambda x: masked_fill(x, x > 0, 1.5),
+         lambda rng: (leaf(away_from_zero(rng, (3, 4))),))
+register("expand", lambda x: x.expand(2, 3, 4) * 1.5, _one((3, 1)))
+register("t", lambda x: x.t(), _one((3, 4)))
+register("softmax", lambda x: F.softmax(x, dim=0), _one((3, 5)))
 register("cat", lambda x, y: cat([x, y], dim=1), _pair((2, 3), (2, 5)))
 register("stack", lambda x, y: stack([x, y], dim=1), _pair((2, 3), (2, 3)))
 
@@ -135,6 +156,15 @@ register("linear", F.linear, lambda rng: (leaf(rng.standard_normal((3, 4))),
                                           leaf(rng.standard_normal((5, 4))),
                                           leaf(rng.standard_normal(5))))
 register("log_softmax", lambda x: F.log_softmax(x, dim=1), _one((3, 5)))
+register("group_norm", lambda x, w, b: F.group_norm(x, 3, w, b), _bn_inputs)
+register("layer_norm", lambda x: F.layer_norm(x, (2, 2)),
+         lambda rng: (leaf(rng.uniform(-2, 2, (3, 3, 2, 2))),))
+register("pad_constant", lambda x: F.pad(x, (1, 2, -1, 1), value=0.5), _one((2, 3, 4)))
+register("pad_reflect", lambda x: F.pad(x, (2, 1, 1, 2), mode="reflect"), _one((2, 3, 4)))
+register("pad_replicate", lambda x: F.pad(x, (2, -1, 3, 0), mode="replicate"), _one((2, 3, 4)))
+register("pad_circular", lambda x: F.pad(x, (1, 2), mode="circular"), _one((2, 3, 4)))
+register("nll_loss", lambda x: F.nll_loss(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
+register("mse_loss", F.mse_loss, _pair((3, 4), (3, 4)))
 register("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
 
 
@@ -153,6 +183,10 @@ register("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 
          _conv_inputs((2, 3, 5, 4), (2, 3, 3, 2)))
 register("conv2d_1x1_strided", lambda x, w: F.conv2d(x, w, stride=2),
          _conv_inputs((2, 3, 5, 5), (4, 3, 1, 1), bias=False))
+register("conv2d_grouped", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, groups=2),
+         _conv_inputs((2, 4, 5, 5), (6, 2, 3, 3)))
+register("conv2d_depthwise", lambda x, w: F.conv2d(x, w, padding=1, groups=3),
+         _conv_inputs((2, 3, 4, 4), (3, 1, 3, 3), bias=False))
 register("conv2d_unbatched", lambda x, w, b: F.conv2d(x, w, b, padding=1),
          _conv_inputs((2, 4, 3), (3, 2, 3, 3)))
 

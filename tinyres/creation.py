@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Tensor, _as_array
+from tinyres.plumbing import check_device
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -49,8 +50,9 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return float32 if dtype is None else np.dtype(dtype)
 
 
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (Python floats become float32)."""
+    check_device(device)
     return Tensor(np.array(_as_array(data, dtype), copy=True), requires_grad=requires_grad)
 
 
@@ -61,36 +63,44 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(array)
 
 
-def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device)
     return Tensor(np.zeros(_size(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device)
     return Tensor(np.ones(_size(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full(size: Any, fill_value: float, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    check_device(device)
     return Tensor(
         np.full(_size((size,)), fill_value, _float_dtype(dtype)), requires_grad=requires_grad
     )
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device)
     return Tensor(np.zeros(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device)
     return Tensor(np.ones(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Samples from N(0, 1)."""
+    check_device(device)
     data = _rng.standard_normal(_size(size)).astype(_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Samples from U[0, 1)."""
+    check_device(device)
     data = _rng.random(_size(size)).astype(_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
@@ -100,8 +110,10 @@ def randint(low: int, high: int, size: Any) -> Tensor:
     return Tensor(_rng.integers(low, high, _size((size,))).astype(int64))
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,
+           device: Any = None) -> Tensor:
     """Like ``torch.arange``: integers give int64, any float gives float32."""
+    check_device(device)
     if end is None:
         start, end = 0, start
     if dtype is None:

@@ -836,6 +836,24 @@ class Tensor:
     def reshape_as(self, other: Tensor) -> Tensor:
         return ops.reshape(self, other.shape)
 
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Fill with N(mean, std^2) samples in place (old init code: ``w.data.normal_(0, s)``)."""
+        from tinyres.nn import init  # nn builds on the engine, so imported when used
+
+        return init.normal_(self, mean, std)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        """Fill with U[a, b) samples in place."""
+        from tinyres.nn import init
+
+        return init.uniform_(self, a, b)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"`` formats a one-element tensor as its number, as PyTorch does."""
+        if spec and self._data.size == 1:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
     def _take_history(self, result: Tensor) -> None:
         """Make ``result``'s op this tensor's ``grad_fn``; what it saved of ``result`` is now us."""
         fn = result.grad_fn

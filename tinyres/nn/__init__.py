@@ -7,14 +7,14 @@
 tinyres.Size([2, 4, 8, 8])
 """
 
-from tinyres.nn import functional, init
+from tinyres.nn import functional, init, utils
 from tinyres.nn.activation import Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from tinyres.nn.batchnorm import BatchNorm2d
+from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.container import ModuleDict, ModuleList, Sequential
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.flatten import Flatten
 from tinyres.nn.linear import Identity, Linear
-from tinyres.nn.loss import CrossEntropyLoss
+from tinyres.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
 from tinyres.nn.module import Module
 from tinyres.nn.normalization import GroupNorm, LayerNorm
 from tinyres.nn.parameter import Parameter
@@ -23,6 +23,7 @@ from tinyres.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
@@ -33,10 +34,12 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "LogSoftmax",
+    "MSELoss",
     "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -45,4 +48,5 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "utils",
 ]

@@ -49,6 +49,8 @@ class BatchNorm2d(Module):
     # PyTorch loads them anyway; so do we (the counter keeps its value).
     _optional_state = ("num_batches_tracked",)
 
+    input_ndims, layout = (4,), "4D input (N, C, H, W)"
+
     def __init__(
         self,
         num_features: int,
@@ -95,8 +97,8 @@ class BatchNorm2d(Module):
             init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.ndim != 4:
-            raise ValueError(f"BatchNorm2d: expected 4D input (N, C, H, W), got {input.ndim}D input "
+        if input.ndim not in self.input_ndims:
+            raise ValueError(f"{type(self).__name__}: expected {self.layout}, got {input.ndim}D input "
                              f"of shape {input.shape}")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -120,3 +122,10 @@ class BatchNorm2d(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(BatchNorm2d):
+    """Batch norm of (N, C) features or (N, C, L) sequences: statistics per channel C
+    over the batch (and L), with the same parameters, buffers and modes as ``BatchNorm2d``."""
+
+    input_ndims, layout = (2, 3), "2D or 3D input (N, C) or (N, C, L)"

@@ -10,7 +10,7 @@ from tinyres.engine import Tensor
 from tinyres.ops.conv import conv2d
 from tinyres.ops.dropout import dropout
 from tinyres.ops.linear import linear
-from tinyres.ops.loss import cross_entropy, log_softmax, softmax
+from tinyres.ops.loss import cross_entropy, log_softmax, mse_loss, nll_loss, softmax
 from tinyres.ops.norm import batch_norm
 from tinyres.ops.normalize import group_norm, layer_norm
 from tinyres.ops.pad import pad
@@ -42,6 +42,8 @@ __all__ = [
     "linear",
     "log_softmax",
     "max_pool2d",
+    "mse_loss",
+    "nll_loss",
     "pad",
     "relu",
     "softmax",

@@ -1,4 +1,5 @@
-"""``CrossEntropyLoss``: softmax cross-entropy between logits and class indices.
+"""Losses: ``CrossEntropyLoss`` (softmax cross-entropy between logits and class indices),
+``NLLLoss`` (after ``log_softmax``) and ``MSELoss``.
 
 For logits z of shape (N, K) and targets y of shape (N,) with values in [0, K),
 
@@ -34,3 +35,17 @@ class CrossEntropyLoss(Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(input, target, reduction=self.reduction)
+
+
+class NLLLoss(CrossEntropyLoss):
+    """``loss = NLLLoss()(log_probabilities, targets)``: -log_probabilities[n, target_n]."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.nll_loss(input, target, reduction=self.reduction)
+
+
+class MSELoss(CrossEntropyLoss):
+    """``loss = MSELoss()(prediction, target)``: the mean squared error."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(input, target, reduction=self.reduction)

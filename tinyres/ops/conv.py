@@ -2,7 +2,8 @@
 
 ``tinyres.nn.functional.conv2d`` validates the arguments and calls ``Conv2d.apply``;
 this op only picks the kernels of the current tier (``tinyres.kernels.get_tier()``)
-and keeps backward next to forward.
+and algorithm (``tinyres.kernels.get_algorithm()``, see ``choose_kernels``) and keeps
+backward next to forward.
 
 >>> import tinyres as tr
 >>> x = tr.ones(1, 1, 3, 3, requires_grad=True)
@@ -23,7 +24,7 @@ import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import conv_reference, im2col, im2col_numba
+from tinyres.kernels import conv_reference, im2col, im2col_numba, winograd_numba, winograd_reference
 from tinyres.ops.shape import cat
 from tinyres.ops.validate import as_pair
 
@@ -34,6 +35,41 @@ TIER_KERNELS: dict[str, ModuleType] = {
     "numpy": im2col,
     "numba": im2col_numba,
 }
+# Winograd F(m x m, 3 x 3) per tier: the NumPy version is the readable one, and serves both
+# slower tiers when Winograd is asked for (the loop reference stays the oracle by default).
+WINOGRAD_KERNELS: dict[str, ModuleType] = {
+    "reference": winograd_reference,
+    "numpy": winograd_reference,
+    "numba": winograd_numba,
+}
+
+
+def auto_tile(x_shape: tuple[int, ...], C_out: int) -> int | None:
+    """Winograd's tile size where it measured faster than im2col (Numba tier), else None.
+
+    The measurements are in benchmarks/README.md ("Winograd").
+    """
+    _, C, _, _ = x_shape
+    return 4 if min(C, C_out) >= 16 else None
+
+
+def choose_kernels(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair, dilation: Pair
+) -> tuple[ModuleType, dict[str, int]]:
+    """The kernel module for this convolution, and the keyword options it needs (Winograd's tile).
+
+    Winograd only fits 3x3 kernels with stride 1 and no dilation; everything else is im2col.
+    """
+    tier = kernels.get_tier()
+    name, tile = kernels.get_algorithm()
+    fits = tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+    if fits and name == "winograd":
+        return WINOGRAD_KERNELS[tier], {"m": tile or auto_tile(x_shape, w_shape[0]) or 4}
+    if fits and name == "auto" and tier == "numba":
+        tile = auto_tile(x_shape, w_shape[0])
+        if tile:
+            return winograd_numba, {"m": tile}
+    return TIER_KERNELS[tier], {}
 
 
 class Conv2d(Function):
@@ -56,22 +92,23 @@ class Conv2d(Function):
         padding: Pair,
         dilation: Pair,
     ) -> np.ndarray:
-        # The tier is fixed at forward time, so backward uses the same kernels.
-        self.kernels = TIER_KERNELS[kernels.get_tier()]
-        if self.kernels is im2col_numba:
+        # The tier and algorithm are fixed at forward time, so backward uses the same kernels.
+        self.kernels, self.algorithm_options = choose_kernels(x.shape, w.shape, stride, dilation)
+        if self.kernels in (im2col_numba, winograd_numba):
             # One copy in the layout the Numba kernels read (usually channels last; none
             # at all if x already is, as a previous convolution's output is) serves
             # forward and backward. The other tiers take any layout.
             x = im2col_numba.kernel_layout(x, w.shape[2:], stride, padding)
         self.x, self.w, self.has_bias = x, w, b is not None
         self.options = (stride, padding, dilation)
-        return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation)
+        return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation, **self.algorithm_options)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x_input = self.inputs[0]
         input_grad = isinstance(x_input, Tensor) and x_input.requires_grad
         return self.kernels.conv2d_backward(
-            grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias
+            grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias,
+            **self.algorithm_options,
         )
 
 

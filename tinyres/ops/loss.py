@@ -104,3 +104,32 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
 def softmax(input: Tensor, dim: int) -> Tensor:
     """softmax(x)_i = e^{x_i} / sum_j e^{x_j} along ``dim``, as exp(log_softmax): stable, no new backward."""
     return log_softmax(input, dim).exp()
+
+
+def _reduce(losses: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
+
+
+def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """loss_n = -input[n, target_n]: the negative log-likelihood of log-probabilities (N, C),
+    as after ``log_softmax`` (PyTorch's MNIST example). Composed from indexing and a mean."""
+    check_float("nll_loss", input._data)
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if input.ndim != 2 or t.shape != (input.shape[0],) or t.dtype.kind not in "iu":
+        raise ValueError(f"nll_loss: expected input (N, C) and integer target (N,), "
+                         f"got input {input.shape} and target {t.shape} of dtype {t.dtype}")
+    if t.size and (t.min() < 0 or t.max() >= input.shape[1]):
+        raise IndexError(f"nll_loss: target {t.min() if t.min() < 0 else t.max()} is out of range "
+                         f"for {input.shape[1]} classes")
+    return _reduce(-input[np.arange(len(t)), t], reduction, "nll_loss")
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """loss = (input - target)^2, averaged (or summed, or kept) over all elements."""
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the same shape")
+    diff = input - target
+    return _reduce(diff * diff, reduction, "mse_loss")

@@ -6,6 +6,7 @@ PyTorch, building a scheduler counts as step 0: it records each group's
 
 - ``MultiStepLR``: multiply by ``gamma`` at each milestone epoch (the ResNet paper
   divides by 10 at 32k and 48k iterations);
+- ``StepLR``: multiply by ``gamma`` every ``step_size`` epochs (PyTorch's MNIST example);
 - ``CosineAnnealingLR``: follow half a cosine from the base rate down to ``eta_min``
   over ``T_max`` epochs.
 
@@ -109,6 +110,25 @@ class MultiStepLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
         return [base * self.gamma**passed for base in self.base_lrs]
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr · gamma^(epoch // step_size): decay by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        lrs = [g["lr"] for g in self.optimizer.param_groups]
+        if self.last_epoch == 0 or self.last_epoch % self.step_size:
+            return lrs
+        return [lr * self.gamma for lr in lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):

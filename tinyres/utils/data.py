@@ -13,10 +13,15 @@ map-style data set (``__len__`` and ``__getitem__``) and stacks the examples of 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from tinyres.data.loader import DataLoader, Dataset
 from tinyres.engine import Tensor
+from tinyres.plumbing import Generator
 
 
 class TensorDataset(Dataset):
@@ -37,4 +42,34 @@ class TensorDataset(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
-__all__ = ["DataLoader", "Dataset", "TensorDataset"]
+class Subset(Dataset):
+    """The examples of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[self.indices[index]]
+
+
+def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) -> list[Subset]:
+    """Split ``dataset`` into non-overlapping random subsets of the given lengths (or
+    fractions summing to 1, rounded as PyTorch does: the remainder goes round-robin)."""
+    n = len(dataset)
+    if all(0 <= f <= 1 for f in lengths) and abs(sum(lengths) - 1) < 1e-9 and sum(lengths) != n:
+        counts = [math.floor(n * f) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != n:
+        raise ValueError(f"random_split: lengths {list(lengths)} must sum to the data set's size {n}")
+    rng = generator.rng if isinstance(generator, Generator) else np.random.default_rng(generator)
+    order = rng.permutation(n).tolist()
+    ends = np.cumsum(lengths).tolist()
+    return [Subset(dataset, order[end - length : end]) for length, end in zip(lengths, ends)]
+
+
+__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "random_split"]
