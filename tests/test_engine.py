@@ -151,7 +151,7 @@ def test_non_leaf_grad_is_not_kept_without_retain_grad():
     assert b.grad is None
 
 
-def test_iadd_builds_a_new_node_like_the_seeds_residual_add():
+def test_iadd_residual_add_sends_the_gradient_both_ways():
     x = tr.tensor([1.0, -1.0], requires_grad=True)
     out = x * 2
     identity = x

@@ -8,7 +8,6 @@ signal. Command-line errors are one line on stderr: exit code 2 for a bad argume
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,9 +26,10 @@ from tinyres.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter that imports this checkout's tinyres."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_python(code: str, *, timeout: float = 120, cwd: Path | None = None, env: dict | None = None,
+               **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (environment ``env``, default ours) on this checkout's tinyres."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                             cwd=cwd or ROOT, env=env, **kwargs)
     assert result.returncode >= 0, f"killed by signal {-result.returncode}: {result.stderr[-2000:]}"
@@ -294,3 +294,276 @@ def test_object_arrays_are_refused_by_the_cifar_unpickler(tmp_path):
 
     with pytest.raises(ValueError, match="refusing dtype object"):
         read_batch(path)
+
+
+# ---- NaN: max pooling propagates it, as PyTorch does -------------------------------------
+
+
+@pytest.mark.parametrize("kernels", ["pool_reference", "pool_numba"])
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (1, 1), (0, 0)), ((3, 2), (2, 1), (1, 1))])
+def test_max_pool_propagates_nan_and_routes_its_gradient_to_the_last_nan(kernels, kernel, stride, padding):
+    import importlib
+
+    module = importlib.import_module(f"tinyres.kernels.{kernels}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 5))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[1, 2] = np.nan  # an all-NaN plane: every window NaN (not -inf)
+    out, index = module.max_pool2d_forward(x, kernel, stride, padding, (1, 1))
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
+    for n, c, i, j in np.ndindex(out.shape):
+        (r0, c0) = (i * stride[0], j * stride[1])
+        window = xp[n, c, r0 : r0 + kernel[0], c0 : c0 + kernel[1]]
+        nans = np.flatnonzero(np.isnan(window))
+        if len(nans):  # PyTorch's rule: `val > max || isnan(val)`, so the last NaN in window order wins
+            assert np.isnan(out[n, c, i, j])
+            r, s = np.unravel_index(nans[-1], window.shape)
+            want = (i * stride[0] + r - padding[0]) * x.shape[3] + j * stride[1] + s - padding[1]
+            assert index[n, c, i, j] == want
+        else:
+            assert out[n, c, i, j] == window.max()
+
+
+def test_max_pool_with_nan_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[[np.nan, 1, 2], [2, np.nan, 3], [5, 1, 1]]]], np.float32)
+    for args in [(2, 1, 0), (3, 1, 1), (2, 2, 1)]:
+        ours = tr.tensor(x, requires_grad=True)
+        out = tr.nn.functional.max_pool2d(ours, *args)
+        out.sum().backward()
+        theirs = torch.tensor(x, requires_grad=True)
+        want = torch.nn.functional.max_pool2d(theirs, *args)
+        want.sum().backward()
+        np.testing.assert_array_equal(out.detach().numpy(), want.detach().numpy())
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+# ---- fork after a parallel kernel ---------------------------------------------------------
+
+FORK_AFTER_KERNEL = """
+import os, tinyres as tr, tinyres.nn.functional as F
+from tinyres.forksafe import use_fork_safe_threads
+assert use_fork_safe_threads()
+F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))  # starts the kernel threads
+pid = os.fork()
+if pid == 0:
+    F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))
+    os._exit(0)
+print(os.waitpid(pid, 0)[1])
+"""
+
+POOL_AFTER_KERNEL = """
+import multiprocessing, tinyres as tr, tinyres.nn.functional as F
+from tinyres.forksafe import use_fork_safe_threads
+use_fork_safe_threads()
+def work(i):
+    return float(F.conv2d(tr.randn(2, 4, 8, 8), tr.randn(4, 4, 3, 3)).sum().item())
+if __name__ == "__main__":
+    work(0)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        print(len(pool.map(work, range(4))))
+"""
+
+
+def test_a_child_forked_after_a_parallel_kernel_can_run_kernels():
+    result = run_python(FORK_AFTER_KERNEL, timeout=120, env={k: v for k, v in os.environ.items()
+                                                            if k != "NUMBA_THREADING_LAYER"})
+    assert result.stdout.strip() == "0", result.stderr  # the child's exit status: 0, not signal 15
+
+
+def test_a_fork_pool_after_a_parallel_kernel_finishes(tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_AFTER_KERNEL)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr
+
+
+def test_import_leaves_the_layer_alone_and_the_users_choice_is_kept():
+    code = ("import numba, tinyres; from tinyres.forksafe import use_fork_safe_threads; "
+            "print(numba.config.THREADING_LAYER, {})")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    assert run_python(code.format("use_fork_safe_threads()"), env=env).stdout.split() == ["default", "True"]
+    result = run_python(code.format("use_fork_safe_threads()"), env={**env, "NUMBA_THREADING_LAYER": "omp"})
+    assert result.stdout.split() == ["omp", "False"]
+
+
+# ---- command line failures, in subprocesses: exit 1, one line ------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished one-epoch run of the smallest network on the digits, to resume from."""
+    pytest.importorskip("sklearn")
+    folder = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "--model", "resnet20", "--epochs", "1", "--no-progress", "--out", "good",
+                     cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+RESUME_CASES = {
+    "truncated": (lambda raw: raw[: len(raw) // 2], [], "not a readable .npz"),
+    "garbage": (lambda raw: b"hello", [], "not a readable .npz"),
+    "other model": (None, ["--model", "resnet32"], "weights of another model"),
+    "other batch size": (None, ["--batch-size", "64"], "different recipe"),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_CASES, ids=RESUME_CASES)
+def test_every_bad_resume_is_one_line_and_exit_1(trained_run, tmp_path, case):
+    damage, extra, words = RESUME_CASES[case]
+    out = tmp_path / "run"
+    out.mkdir()
+    raw = (trained_run / "good" / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(damage(raw) if damage else raw)
+    result = run_cli("train", "--model", "resnet20", "--epochs", "2", "--no-progress", "--out", str(out),
+                     "--resume", *extra, cwd=tmp_path)
+    assert_one_line_error(result, 1, words)
+
+
+def test_resume_from_a_weights_only_file_is_one_line(tmp_path):
+    pytest.importorskip("sklearn")
+    from tinyres.models import resnet20
+
+    (tmp_path / "run").mkdir()
+    tr.save(resnet20(in_channels=1).state_dict(), tmp_path / "run" / "checkpoint.npz")
+    result = run_cli("train", "--model", "resnet20", "--no-progress", "--out", "run", "--resume",
+                     cwd=tmp_path)
+    assert_one_line_error(result, 1, "not a training checkpoint")
+
+
+def test_out_on_a_file_and_a_full_disk_are_one_line(tmp_path):
+    pytest.importorskip("sklearn")
+    (tmp_path / "afile").write_text("x")
+    common = ("train", "--model", "resnet20", "--epochs", "1", "--no-progress")
+    assert_one_line_error(run_cli(*common, "--out", "afile", cwd=tmp_path), 1, "is a file")
+
+    def small_file_limit():  # the disk "fills" at 20 kB; EFBIG instead of the SIGXFSZ kill
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = run_cli(*common, "--out", "full", cwd=tmp_path, preexec_fn=small_file_limit)
+    assert_one_line_error(result, 1, "File too large")
+    assert not [p for p in (tmp_path / "full").iterdir() if p.suffix == ".tmp"]  # no partial file left
+
+
+def test_a_second_run_into_a_locked_out_directory_stops_at_once(tmp_path):
+    from tinyres.training import lock_directory
+
+    outer = lock_directory(tmp_path)
+    outer.__enter__()
+    try:
+        with pytest.raises(RuntimeError, match="in use by another training run"), lock_directory(tmp_path):
+            pass
+    finally:
+        outer.__exit__(None, None, None)
+    with lock_directory(tmp_path):  # released: usable again
+        pass
+
+
+# ---- CIFAR-10 download: verified, atomic, resumable; only ever from 127.0.0.1 here ----------
+
+
+def make_cifar_archive(path: Path, n: int = 3) -> tuple[bytes, dict]:
+    """A small archive in the official layout (cifar-10-batches-py/data_batch_1..5, test_batch)."""
+    import io
+    import pickle
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    written = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+            batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                     b"labels": rng.integers(0, 10, n).tolist()}
+            written[name] = batch
+            data = pickle.dumps(batch, protocol=4)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.read_bytes(), written
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path/www``, with Range support; yields its URL."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):  # the standard handler ignores Range: serve the asked-for tail
+            start = self.headers.get("Range", "bytes=0-")[len("bytes="):].split("-")[0]
+            path = Path(self.translate_path(self.path))
+            if not path.is_file():
+                self.send_error(404)
+                return None
+            data = path.read_bytes()[int(start or 0):]
+            self.send_response(206 if start and int(start) else 200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            import io
+
+            return io.BytesIO(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+def test_cifar10_downloads_verifies_unpacks_and_yields_image_label_pairs(tmp_path, server):
+    import hashlib
+
+    from tinyres.data import CIFAR10
+
+    www, base = server
+    raw, written = make_cifar_archive(www / "cifar-10-python.tar.gz")
+    md5 = hashlib.md5(raw).hexdigest()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz.part").write_bytes(raw[:100])  # an interrupted download: resumed
+    train = CIFAR10(root, train=True, download=True, url=f"{base}/cifar-10-python.tar.gz", md5=md5,
+                    transform=lambda image: image * 2)
+    assert len(train) == 15 and (root / "cifar-10-python.tar.gz").read_bytes() == raw
+    image, label = train[4]
+    assert label == written["data_batch_2"][b"labels"][1]
+    want = written["data_batch_2"][b"data"][1].reshape(3, 32, 32).astype(np.float32) / 255 * 2
+    np.testing.assert_array_equal(image.numpy(), want)
+    test = CIFAR10(root, train=False)  # already there: no download needed
+    assert len(test) == 3 and test.targets == written["test_batch"][b"labels"]
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_a_broken_download_is_refused_and_deleted(tmp_path, server):
+    from tinyres.data import download_cifar10
+
+    www, base = server
+    make_cifar_archive(www / "cifar-10-python.tar.gz")
+    with pytest.raises(ValueError, match=r"is broken: .* MD5 .* expected c58f30108f718f92721af3b95e74349a"):
+        download_cifar10(tmp_path / "data", url=f"{base}/cifar-10-python.tar.gz")
+    assert list((tmp_path / "data").iterdir()) == []  # nothing unverified kept or unpacked
+    with pytest.raises(OSError, match="HTTP 404"):
+        download_cifar10(tmp_path / "data", url=f"{base}/missing.tar.gz")
+
+
+def test_train_download_of_a_broken_archive_is_one_line(tmp_path, server):
+    www, base = server
+    make_cifar_archive(www / "cifar-10-python.tar.gz")
+    result = run_cli("train", "--data", "cifar10", "--download", "--data-dir", "data", "--cifar-url",
+                     f"{base}/cifar-10-python.tar.gz", "--epochs", "1", cwd=tmp_path)
+    assert_one_line_error(result, 1, "is broken")
+

@@ -228,19 +228,21 @@ def test_training_loss_is_unchanged_by_the_evaluating_thread():
                 with tr.no_grad():
                     model(x)
 
-        thread = threading.Thread(target=evaluator)
+        thread = threading.Thread(target=evaluator, daemon=True)
         if with_evaluator:
             thread.start()
         losses = []
-        for _ in range(20):
-            opt.zero_grad()
-            loss = ((model(x) - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        stop.set()
-        if with_evaluator:
-            thread.join(timeout=30)
+        try:  # a failing step must still stop the evaluator, or the test run hangs
+            for _ in range(20):
+                opt.zero_grad()
+                loss = ((model(x) - y) ** 2).mean()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        finally:
+            stop.set()
+            if with_evaluator:
+                thread.join(timeout=30)
         return losses
 
     np.testing.assert_allclose(train(True), train(False))

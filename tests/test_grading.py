@@ -121,7 +121,7 @@ def test_check_lists_every_exercise_with_its_state(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     states = {line.split()[0]: line for line in lines if line[:2] == "ex" and line[2:4].isdigit()}
     assert states["ex01"].endswith("passed") and states["ex02"].endswith("not started")
-    assert states["ex16"].endswith("missing") and len(states) == len(EXERCISES)
+    assert states["ex07"].endswith("missing") and len(states) == len(EXERCISES)
 
 
 def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
@@ -134,6 +134,22 @@ def test_check_refuses_an_unknown_exercise_in_one_line(capsys):
 
 def test_properties_that_compare_with_pytorch_are_skipped_without_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
-    report = grade(BY_ID["ex16"], LESSONS / "solutions" / BY_ID["ex16"].filename)
+    report = grade(BY_ID["ex07"], LESSONS / "solutions" / BY_ID["ex07"].filename)
     assert report.passed, report.text()
     assert "skip  equals torch.optim.SGD (PyTorch is not installed)" in report.text()
+
+
+def test_each_lesson_ends_with_its_exercises_and_links_to_its_neighbours():
+    lessons = sorted(LESSONS.glob("[0-9][0-9]-*.md"))
+    for k, path in enumerate(lessons):
+        text = path.read_text()
+        assert text.count("## Exercises") == 1, path.name
+        section = text.split("## Exercises")[1]
+        for ex in EXERCISES:
+            if ex.lesson == path.stem[:2]:
+                assert f"lessons/exercises/{ex.filename}" in section and f"tinyres check {ex.id}" in section
+        if k > 0:
+            assert "Previous: [" in section and f"]({lessons[k - 1].name})" in section, path.name
+        if k + 1 < len(lessons):
+            assert "Next: [" in section and f"]({lessons[k + 1].name})" in section, path.name
+    assert {ex.lesson for ex in EXERCISES} <= {p.stem[:2] for p in lessons}

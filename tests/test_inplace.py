@@ -297,6 +297,18 @@ def test_in_place_op_returns_self_and_writes_into_its_memory():
     assert memory.tolist() == [4.0, 0.0, 7.0] and x._version == 4
 
 
+def test_dropout_inplace_writes_into_its_input_and_keeps_the_gradient():
+    tr.manual_seed(0)
+    x = tr.ones(4, 5, requires_grad=True)
+    h = x * 1
+    out = nn.Dropout(0.5, inplace=True)(h)
+    assert out is h and h._version == 1
+    kept = out.detach().numpy().copy()
+    assert set(kept.ravel().tolist()) <= {0.0, 2.0}
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept)  # d(x * mask/(1-p))/dx = mask/(1-p)
+
+
 def test_iadd_modifies_in_place_so_every_name_sees_it():
     a = tr.zeros(2)
     alias = a
@@ -305,18 +317,18 @@ def test_iadd_modifies_in_place_so_every_name_sees_it():
 
 
 def test_residual_add_into_a_batch_norm_output_seen_by_a_hook():
-    """The issue's case: a forward hook that kept bn2's output sees it after ``out += identity``."""
-    from tinyres.models.blocks import BasicBlock
-
+    """The issue's case: a forward hook that kept bn's output sees it after ``out += identity``."""
     tr.manual_seed(0)
-    block = BasicBlock(4, 4)
+    bn = nn.BatchNorm2d(4)
     kept = []
-    block.bn2.register_forward_hook(lambda module, inputs, output: kept.append(output))
+    bn.register_forward_hook(lambda module, inputs, output: kept.append(output))
     x = tr.randn(2, 4, 5, 5, requires_grad=True)
-    out = block(x)
-    bn_out = kept[0]
-    np.testing.assert_allclose(np.maximum(bn_out.detach().numpy(), 0), out.detach().numpy())
-    out.sum().backward()  # batch norm saves its input, not its output: nothing to refuse
+    out = bn(x * 2)
+    before = out.detach().numpy().copy()
+    out += x  # the seeds' residual add
+    assert kept[0] is out
+    np.testing.assert_allclose(kept[0].detach().numpy(), before + x.detach().numpy(), rtol=1e-6)
+    tr.relu(out).sum().backward()  # batch norm saves its input, not its output: nothing to refuse
     assert x.grad.shape == x.shape
 
 

@@ -6,6 +6,12 @@ gradient of the output into gradients of the inputs (the vector-Jacobian product
 Calling ``SomeFunction.apply(*tensors)`` runs ``forward`` and, when gradients are
 wanted, records the call so ``backward`` can walk the graph in reverse later.
 
+Three things PyTorch users rely on live here too: in-place ops (``add_``, ``+=``,
+``x[i] = v``, ...) with a version counter per block of memory, so ``backward`` raises
+when a value an op saved was overwritten; grad mode (``no_grad`` and friends) per
+thread and per async task; and hooks whose replacement gradient must keep its shape
+and dtype.
+
 >>> import tinyres as tr
 >>> a = tr.tensor([1.0, 2.0, 3.0], requires_grad=True)
 >>> b = (a * a).sum()

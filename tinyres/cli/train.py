@@ -26,7 +26,8 @@ import numba
 
 from tinyres import creation
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
-from tinyres.data import load_cifar10, load_digits
+from tinyres.data import download_cifar10, load_cifar10, load_digits
+from tinyres.data.cifar10 import URL as CIFAR_URL
 from tinyres.models import MODELS
 from tinyres.training import TrainConfig, train
 
@@ -58,7 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shortcut type of residual models (default: the model's, A)")
     parser.add_argument("--data", choices=["digits", "cifar10"], default="digits", help="data set")
     parser.add_argument("--data-dir", default=None,
-                        help="CIFAR-10 directory (cifar-10-batches-py or its parent)")
+                        help="CIFAR-10 directory (cifar-10-batches-py or its parent; with --download "
+                             "default ./data)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch CIFAR-10 (170 MB) into --data-dir first, verified by its MD5; "
+                             "an interrupted download resumes")
+    parser.add_argument("--cifar-url", default=CIFAR_URL, help="where --download fetches from (a mirror)")
     parser.add_argument("--epochs", type=positive_int, default=30)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=non_negative_float, default=0.1, help="initial learning rate")
@@ -89,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     if args.data == "digits":
         train_data, test_data = load_digits()
     else:
+        if args.download:
+            args.data_dir = download_cifar10(args.data_dir or "data", args.cifar_url)
         if args.data_dir is None:
-            raise SystemExit("--data cifar10 needs --data-dir, the directory with the python-version batches")
+            raise SystemExit("--data cifar10 needs --data-dir, the directory with the python-version "
+                             "batches, or --download")
         try:
             train_data, test_data = load_cifar10(args.data_dir)
         except (FileNotFoundError, ValueError) as err:

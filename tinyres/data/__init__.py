@@ -10,9 +10,12 @@
 """
 
 from tinyres.data.augment import RandomCropFlip
-from tinyres.data.cifar10 import load_cifar10
+from tinyres.data.cifar10 import CIFAR10, download_cifar10, load_cifar10
 from tinyres.data.dataset import ArrayDataset, standardize
 from tinyres.data.digits import load_digits
 from tinyres.data.loader import DataLoader
 
-__all__ = ["ArrayDataset", "DataLoader", "RandomCropFlip", "load_cifar10", "load_digits", "standardize"]
+__all__ = [
+    "CIFAR10", "ArrayDataset", "DataLoader", "RandomCropFlip", "download_cifar10", "load_cifar10",
+    "load_digits", "standardize",
+]

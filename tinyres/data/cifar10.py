@@ -13,13 +13,23 @@ global a file names.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinyres.data.dataset import ArrayDataset, standardize
+from tinyres.data.loader import Dataset
+from tinyres.engine import Tensor
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -135,3 +145,106 @@ def load_cifar10(root: str | Path) -> tuple[ArrayDataset, ArrayDataset]:
     test_x, test_y = read_batch(directory / TEST_FILE)
     test = ArrayDataset(test_x.astype(np.float32) / 255.0, test_y)
     return standardize(ArrayDataset(train_x, train_y), test)
+
+
+# ---- download and the PyTorch-style data set ------------------------------------------------
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the page above
+ARCHIVE = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+CHUNK = 2**20
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, partial: Path) -> None:
+    """Append ``url``'s bytes to ``partial``, asking only for the missing tail (HTTP Range)."""
+    have = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            resumed = response.status == 206  # a server without ranges sends it all again (200)
+            with open(partial, "ab" if resumed else "wb") as out:
+                shutil.copyfileobj(response, out, CHUNK)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the range starts at the end: nothing is missing
+            return
+        raise OSError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise OSError(f"download of {url} stopped ({err}); {partial} keeps the {partial.stat().st_size} "
+                      "bytes so far, run again to resume") from None
+
+
+def download_cifar10(root: str | Path, url: str = URL, md5: str = MD5) -> Path:
+    """Fetch and unpack CIFAR-10 into ``root/cifar-10-batches-py``, unless it is there already.
+
+    The archive is downloaded to ``ARCHIVE.part`` (an interrupted download resumes
+    from where it stopped), checked against its published MD5 (a mismatch deletes it
+    and is an error: nothing unverified is ever unpacked), unpacked into a temporary
+    folder and renamed into place, so a crash never leaves half a data set.
+    """
+    root = Path(root)
+    target = root / FOLDER
+    if (target / TEST_FILE).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    archive, partial = root / ARCHIVE, root / f"{ARCHIVE}.part"
+    if not archive.is_file():
+        _fetch(url, partial)
+        got = _md5(partial)
+        if got != md5:
+            size = partial.stat().st_size
+            partial.unlink()
+            raise ValueError(f"download of {url} is broken: {size} bytes with MD5 {got}, expected {md5}; "
+                             "deleted it, run again to download afresh")
+        os.replace(partial, archive)
+    elif _md5(archive) != md5:
+        raise ValueError(f"{archive} does not have the published MD5 {md5}; delete it and download again")
+    with tempfile.TemporaryDirectory(dir=root, prefix=".cifar-10-") as tmp, tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(f"{FOLDER}/") or m.name == FOLDER]
+        tar.extractall(tmp, members=members, filter="data")  # "data": no links out, no absolute paths
+        if not (Path(tmp) / FOLDER / TEST_FILE).is_file():
+            raise ValueError(f"{archive} holds no {FOLDER}/{TEST_FILE}; expected {EXPECTED}")
+        os.replace(Path(tmp) / FOLDER, target)
+    return target
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10 as ``torchvision.datasets.CIFAR10``: item ``i`` is ``(image, label)``.
+
+    ``image`` is a float32 tensor (3, 32, 32) in [0, 1] (what torchvision's
+    ``ToTensor()`` gives; tinyres has no PIL images), passed through ``transform`` if
+    given; ``label`` an int in 0..9, through ``target_transform``. ``download=True``
+    fetches and verifies the archive first (``download_cifar10``; ``url`` for a mirror).
+    ``data`` holds the uint8 images (N, 3, 32, 32), ``targets`` the labels.
+    """
+
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+    def __init__(self, root: str | Path, train: bool = True, transform: Callable | None = None,
+                 target_transform: Callable | None = None, download: bool = False, url: str = URL,
+                 md5: str = MD5):
+        directory = download_cifar10(root, url, md5) if download else find_directory(root)
+        parts = [read_batch(directory / name) for name in (TRAIN_FILES if train else (TEST_FILE,))]
+        self.data = np.concatenate([x for x, _ in parts])
+        self.targets = np.concatenate([y for _, y in parts]).tolist()
+        self.train, self.transform, self.target_transform = train, transform, target_transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image: Any = Tensor(self.data[index].astype(np.float32) / 255.0)
+        label: Any = self.targets[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label

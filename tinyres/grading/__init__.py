@@ -17,8 +17,9 @@ from __future__ import annotations
 from tinyres.grading import autograd, kernels, models
 from tinyres.grading.core import Exercise, Report, grade
 
-EXERCISES: tuple[Exercise, ...] = (
-    autograd.EXERCISES + kernels.EXERCISES + models.EXERCISES
+# In the order of the lessons (and of their ids).
+EXERCISES: tuple[Exercise, ...] = tuple(
+    sorted(autograd.EXERCISES + kernels.EXERCISES + models.EXERCISES, key=lambda e: e.id)
 )
 BY_ID = {e.id: e for e in EXERCISES}
 

@@ -81,10 +81,10 @@ class Property:
 
 @dataclass(frozen=True)
 class Exercise:
-    id: str  # "ex07"
+    id: str  # "ex08"
     lesson: str  # the lesson file's stem, "05-convolution"
     title: str
-    filename: str  # the stub the learner edits, "ex07_conv2d_loops.py"
+    filename: str  # the stub the learner edits, "ex08_conv2d_loops.py"
     properties: tuple[Property, ...]
 
 

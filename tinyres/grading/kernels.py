@@ -46,7 +46,7 @@ def _pairs(k: int, stride: int, padding: int) -> dict:
     return dict(stride=(stride, stride), padding=(padding, padding), dilation=(1, 1))
 
 
-# ---- ex07: convolution with loops --------------------------------------------------------------
+# ---- ex08: convolution with loops --------------------------------------------------------------
 
 
 def _conv_inputs(case, c_out: int = 2):
@@ -139,8 +139,8 @@ def _check_conv_torch(mod: ModuleType) -> None:
     for_examples(conv_cases(), body)
 
 
-EX07 = Exercise(
-    "ex07", "05", "conv2d with loops, forward and backward", "ex07_conv2d_loops.py",
+EX08 = Exercise(
+    "ex08", "05", "conv2d with loops, forward and backward", "ex08_conv2d_loops.py",
     (
         Property("forward equals the loop reference (shapes, strides, padding, layouts)", _check_conv_forward,
                  "no kernel flip (this is a cross-correlation), h = oh*stride - padding + i, and skip "
@@ -151,13 +151,13 @@ EX07 = Exercise(
         Property("dw and db equal the reference backward", _check_conv_dw_db,
                  "dw sums x * dy over the batch and the output pixels; db sums dy over batch and pixels"),
         Property("forward and backward together pass a float64 gradient check", _check_conv_gradcheck,
-                 "the backward must be the exact adjoint of your forward"),
+                 "the backward must be exactly the transpose (the vector-Jacobian product) of your forward"),
         Property("forward and backward equal PyTorch's conv2d", _check_conv_torch,
                  "PyTorch computes the same cross-correlation: compare your loops with the reference"),
     ),
 )
 
-# ---- ex08: im2col and col2im --------------------------------------------------------------------
+# ---- ex09: im2col and col2im --------------------------------------------------------------------
 
 
 def _cols_truth(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
@@ -198,7 +198,7 @@ def _check_col2im(mod: ModuleType) -> None:
     for_examples(conv_cases(overlapping=True), body)
 
 
-def _check_adjoint(mod: ModuleType) -> None:
+def _check_transpose(mod: ModuleType) -> None:
     def body(case):
         shape, k, stride, padding, _, seed = case
         x = make_array(shape, "c", seed)
@@ -215,14 +215,14 @@ def _check_adjoint(mod: ModuleType) -> None:
     for_examples(conv_cases(overlapping=True), body)
 
 
-EX08 = Exercise(
-    "ex08", "05", "im2col and col2im", "ex08_im2col.py",
+EX09 = Exercise(
+    "ex09", "05", "im2col and col2im", "ex09_im2col.py",
     (
         Property("im2col equals the library's, rows (n, oh, ow) and columns (c, i, j)", _check_im2col,
                  "pad first, then copy xpad[n, c, oh*s : oh*s + k, ow*s : ow*s + k] into row (n, oh, ow); "
                  "the columns run over c, then i, then j"),
-        Property("col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>, windows overlapping",
-                 _check_adjoint,
+        Property("col2im is the transpose of im2col: sum(im2col(x) * c) = sum(x * col2im(c)), "
+                 "windows overlapping", _check_transpose,
                  "col2im must add (+=) each row onto its pixels, never overwrite: overlapping windows "
                  "share pixels"),
         Property("col2im equals the library's (adds overlaps, drops the padding)", _check_col2im,
@@ -230,7 +230,7 @@ EX08 = Exercise(
     ),
 )
 
-# ---- ex09: max-pool backward with ties -------------------------------------------------------------
+# ---- ex10: max-pool backward with ties -------------------------------------------------------------
 
 
 @st.composite
@@ -274,8 +274,8 @@ def _check_pool_conserves(mod: ModuleType) -> None:
     for_examples(pool_cases(), body)
 
 
-EX09 = Exercise(
-    "ex09", "05", "max-pool backward with ties", "ex09_max_pool_backward.py",
+EX10 = Exercise(
+    "ex10", "05", "max-pool backward with ties", "ex10_max_pool_backward.py",
     (
         Property("every output's gradient reaches exactly one input (total conserved, ties included)",
                  _check_pool_conserves,
@@ -287,7 +287,7 @@ EX09 = Exercise(
     ),
 )
 
-# ---- ex10: batch-norm backward --------------------------------------------------------------------
+# ---- ex11: batch-norm backward --------------------------------------------------------------------
 
 bn_cases = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
                      st.sampled_from(LAYOUTS), SEEDS)
@@ -350,8 +350,8 @@ def _check_bn_dx(mod: ModuleType) -> None:
     for_examples(bn_cases, body)
 
 
-EX10 = Exercise(
-    "ex10", "06", "batch-norm backward (compact form)", "ex10_batchnorm_backward.py",
+EX11 = Exercise(
+    "ex11", "06", "batch-norm backward (compact form)", "ex11_batchnorm_backward.py",
     (
         Property("dgamma = sum(dy * xhat) and dbeta = sum(dy), per channel", _check_bn_params,
                  "sum over the batch and both spatial axes (0, 2, 3), one value per channel"),
@@ -367,4 +367,4 @@ EX10 = Exercise(
     ),
 )
 
-EXERCISES = (EX07, EX08, EX09, EX10)
+EXERCISES = (EX08, EX09, EX10, EX11)

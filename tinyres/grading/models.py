@@ -1,6 +1,6 @@
-"""The checks of the model and training exercises (lessons 7 to 11): BasicBlock,
-PreActBlock, Bottleneck, one ResNet stage, per-block gradient norms with hooks, and an
-SGD step with momentum and weight decay.
+"""The checks of the model and training exercises (lessons 4 and 7 to 10): an SGD step with
+momentum and weight decay, BasicBlock, PreActBlock, Bottleneck, one ResNet stage, and
+per-block gradient norms with hooks.
 
 A learner's module is graded on its state-dict keys and shapes (torchvision's, which
 tinyres's own blocks have), its parameter count, and its outputs and gradients with the
@@ -22,7 +22,7 @@ from tinyres.grading.core import Exercise, MismatchError, Property, call, compar
 from tinyres.models import blocks as library
 from tinyres.optim import SGD
 
-# ---- the blocks: ex11 to ex14 ----------------------------------------------------------------------
+# ---- the blocks: ex12 to ex15 ----------------------------------------------------------------------
 
 # Whole blocks cost more per case than one op; the cases are few and structural anyway.
 BLOCK_EXAMPLES = 10
@@ -143,23 +143,23 @@ def _with_shortcut(cls, expansion: int):
         inplanes, planes, stride, _downsample(inplanes, planes * expansion, stride))
 
 
-EX11 = Exercise(
-    "ex11", "07", "BasicBlock from nn layers", "ex11_basic_block.py",
+EX12 = Exercise(
+    "ex12", "07", "BasicBlock from nn layers", "ex12_basic_block.py",
     _block_properties("BasicBlock", lambda mod: _with_shortcut(mod.BasicBlock, 1),
                       _with_shortcut(library.BasicBlock, 1), basic_cases, "BasicBlock"),
 )
-EX12 = Exercise(
-    "ex12", "07", "PreActBlock from nn layers", "ex12_preact_block.py",
+EX13 = Exercise(
+    "ex13", "07", "PreActBlock from nn layers", "ex13_preact_block.py",
     _block_properties("PreActBlock (He et al. 2016)", lambda mod: _with_shortcut(mod.PreActBlock, 1),
                       _with_shortcut(library.PreActBlock, 1), basic_cases, "PreActBlock"),
 )
-EX13 = Exercise(
-    "ex13", "08", "Bottleneck from nn layers", "ex13_bottleneck.py",
+EX14 = Exercise(
+    "ex14", "08", "Bottleneck from nn layers", "ex14_bottleneck.py",
     _block_properties("Bottleneck (v1.5)", lambda mod: _with_shortcut(mod.Bottleneck, 4),
                       _with_shortcut(library.Bottleneck, 4), bottleneck_cases, "Bottleneck"),
 )
 
-# ---- ex14: one stage --------------------------------------------------------------------------------
+# ---- ex15: one stage --------------------------------------------------------------------------------
 
 stage_cases = st.tuples(st.sampled_from(["BasicBlock", "Bottleneck"]), st.sampled_from([2, 4, 8]),
                         st.sampled_from([1, 2]), st.integers(1, 3), st.sampled_from([1, 2]))
@@ -201,8 +201,8 @@ def _check_stage_output(mod: ModuleType) -> None:
     for_examples(stage_cases, body, max_examples=BLOCK_EXAMPLES)
 
 
-EX14 = Exercise(
-    "ex14", "09", "one ResNet stage (_make_layer)", "ex14_make_layer.py",
+EX15 = Exercise(
+    "ex15", "09", "one ResNet stage (_make_layer)", "ex15_make_layer.py",
     (
         Property("state-dict keys, shapes and parameter count equal torchvision's stage", _check_stage_keys,
                  "only the first block gets the stride and, when stride != 1 or the channels change, "
@@ -212,7 +212,7 @@ EX14 = Exercise(
     ),
 )
 
-# ---- ex15: per-block gradient norms with hooks -----------------------------------------------------
+# ---- ex16: per-block gradient norms with hooks -----------------------------------------------------
 
 norm_cases = st.tuples(st.integers(1, 4), SEEDS)
 
@@ -255,8 +255,8 @@ def _check_norms(mod: ModuleType) -> None:
     for_examples(norm_cases, body)
 
 
-EX15 = Exercise(
-    "ex15", "10", "per-block gradient norms with hooks", "ex15_block_gradient_norms.py",
+EX16 = Exercise(
+    "ex16", "10", "per-block gradient norms with hooks", "ex16_block_gradient_norms.py",
     (
         Property("one norm of dL/d(block input) per block, first block first", _check_norms,
                  "hook each block's input (before calling the block), not its output, and store the "
@@ -264,7 +264,7 @@ EX15 = Exercise(
     ),
 )
 
-# ---- ex16: an SGD step ----------------------------------------------------------------------------
+# ---- ex07: an SGD step ----------------------------------------------------------------------------
 
 sgd_cases = st.tuples(st.sampled_from([0.0, 0.9]), st.sampled_from([0.0, 5e-4, 0.1]), st.integers(1, 4),
                       SEEDS)
@@ -324,8 +324,8 @@ def _check_sgd_torch(mod: ModuleType) -> None:
     for_examples(sgd_cases, body)
 
 
-EX16 = Exercise(
-    "ex16", "11", "an SGD step with momentum and weight decay", "ex16_sgd_step.py",
+EX07 = Exercise(
+    "ex07", "04", "an SGD step with momentum and weight decay", "ex07_sgd_step.py",
     (
         Property("equals tinyres.optim.SGD without weight decay, constant lr",
                  lambda mod: _check_sgd(mod, changing_lr=False, weight_decay=False),
@@ -341,4 +341,4 @@ EX16 = Exercise(
     ),
 )
 
-EXERCISES = (EX11, EX12, EX13, EX14, EX15, EX16)
+EXERCISES = (EX12, EX13, EX14, EX15, EX16, EX07)

@@ -47,7 +47,8 @@ def _max_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):  # pragma: no c
                         if col < 0 or col >= w:
                             continue
                         v = x[b, ch, r, col]
-                        if v > best:  # strictly: a tie stays with the first tap
+                        # strictly: a tie stays with the first tap; a NaN always wins (v != v)
+                        if v > best or v != v:
                             best = v
                             best_at = r * w + col
                 out[b, ch, oh, ow] = best

@@ -12,6 +12,9 @@ the padded input, holding that tap's value for every output position at once.
   col) of the winner in the unpadded input. A later tap wins only if strictly
   greater, so a tie goes to the first tap in window order and the gradient goes to
   that one element. A window of padding only keeps index -1 and passes no gradient.
+  A NaN always wins (so a window holding one gives NaN, and the last NaN in window
+  order gets the gradient), as in PyTorch: ``NaN > x`` is false, so without that
+  rule a NaN would silently drop out of the maximum.
 - average pooling pads with 0 and always divides by kh*kw (PyTorch's
   ``count_include_pad=True``); its backward spreads grad/(kh*kw) over the window.
 
@@ -23,6 +26,8 @@ array([[0, 2],
        [4, 4]])
 >>> avg_pool2d_forward(x, (3, 3), (1, 1), (0, 0))[0, 0]
 array([[2.]])
+>>> max_pool2d_forward(np.array([[[[np.nan, 1.0], [2.0, 3.0]]]]), (2, 2), (1, 1), (0, 0), (1, 1))
+(array([[[[nan]]]]), array([[[[0]]]]))
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def max_pool2d_forward(
         for j in range(kernel[1]):
             cols = np.arange(out_hw[1]) * stride[1] + j * dilation[1] - padding[1]
             tap = _tap(xp, i, j, out_hw, stride, dilation)
-            better = tap > out
+            better = (tap > out) | np.isnan(tap)
             out = np.where(better, tap, out)
             index = np.where(better, rows[:, None] * w + cols[None, :], index)
     return out, index

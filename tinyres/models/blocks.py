@@ -177,7 +177,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.branch(x)
-        out += identity
+        out = out + identity  # out of place: tinyres.viz traces tensor objects
         return self.relu(out)
 
     def last_bn(self) -> nn.Module:
@@ -262,7 +262,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += identity
+        out = out + identity
         return self.relu(out)
 
     def last_bn(self) -> nn.Module:

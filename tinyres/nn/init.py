@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from tinyres import creation
-from tinyres.engine import Tensor
+from tinyres.engine import Tensor, no_grad
 
 _LINEAR_LIKE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
                 "conv_transpose2d", "conv_transpose3d", "sigmoid")
@@ -79,8 +79,8 @@ def _fill(tensor: Tensor, values: np.ndarray | float) -> Tensor:
     """Write ``values`` into ``tensor`` in place, in its dtype, outside the graph."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init functions fill a tinyres Tensor, got {type(tensor).__name__}")
-    tensor._data[...] = values
-    return tensor
+    with no_grad():  # an in-place op, so the tensor's version counts it (as in PyTorch)
+        return tensor.copy_(values)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:

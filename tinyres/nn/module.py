@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinyres.engine import Tensor
+from tinyres.engine import Tensor, no_grad
 from tinyres.nn.parameter import Parameter
 from tinyres.plumbing import float_dtype_or_device, refuse_device, refuse_half
 
@@ -415,8 +415,9 @@ class Module:
             raise RuntimeError(
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
             )
-        for key, value in arrays.items():
-            slots[key]._data[...] = value
+        with no_grad():  # in place, as PyTorch's param.copy_(value): versions count it
+            for key, value in arrays.items():
+                slots[key].copy_(Tensor(value))
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------

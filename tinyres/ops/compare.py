@@ -91,9 +91,11 @@ def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
 class Clamp(Function):
     """z = min(max(x, lo), hi);  dz/dx = 1 where lo <= x <= hi, else 0 (PyTorch's choice).
 
-    The mask is kept rather than x, so the in-place ``x.clamp_()`` needs no copy of the
-    old x for its backward.
+    Backward reads only the mask made at forward; x is declared saved anyway because
+    PyTorch saves it, so the same in-place changes raise in both.
     """
+
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray, *, lo: float | None, hi: float | None) -> np.ndarray:
         self.inside = np.ones(x.shape, dtype=bool)

@@ -28,6 +28,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return input
     if p == 1.0:
-        return input * 0.0
+        return input.mul_(0.0) if inplace else input * 0.0
     keep = creation.generator().random(input.shape) >= p
-    return input * (keep / (1.0 - p)).astype(input.dtype)
+    scale = Tensor((keep / (1.0 - p)).astype(input.dtype))
+    # In place like PyTorch: the mask multiplies input's memory (Mul keeps a copy of the
+    # old values only if the mask needed a gradient, which it never does).
+    return input.mul_(scale) if inplace else input * scale

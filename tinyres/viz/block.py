@@ -27,12 +27,13 @@ pooling and classifier, each with its output shape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from tinyres import nn
 from tinyres.creation import zeros
-from tinyres.engine import Tensor, no_grad
+from tinyres.engine import Function, Tensor, _node, no_grad
 from tinyres.models.blocks import PadShortcut
 from tinyres.models.resnet import ResNet
 from tinyres.viz.canvas import arrow, box, circle, crop_bottom, new_canvas
@@ -53,6 +54,10 @@ class Call:
     module: nn.Module
     input: Tensor
     output: Tensor
+    # The graph nodes (grad_fn, or the leaf) of input and output when the layer ran: an
+    # in-place op later (``out += identity``) gives the same tensor object a new grad_fn.
+    input_node: Any = None
+    output_node: Any = None
 
 
 @dataclass
@@ -136,7 +141,12 @@ def _run_recorded(module: nn.Module, x: Tensor, leaves_only: bool) -> tuple[list
     handles = []
     for name, m in watched:
         def hook(m: nn.Module, inputs: tuple, output: Tensor, name: str = name) -> None:
-            calls.append(Call(name, m, inputs[0], output))
+            out_node = _node(output)
+            # An in-place layer (ReLU(inplace=True)) returns its input: its input node is
+            # the one its op recorded, not the input tensor's grad_fn now.
+            in_place = output is inputs[0] and isinstance(out_node, Function)
+            in_node = out_node.parents[0] if in_place else _node(inputs[0])
+            calls.append(Call(name, m, inputs[0], output, in_node, out_node))
 
         handles.append(m.register_forward_hook(hook))
     modes = {m: m.training for m in module.modules()}
@@ -163,40 +173,40 @@ def analyse_block(module: nn.Module) -> BlockLayout:
     # Gradients on, so the graph records the sum that joins branch and shortcut.
     x = zeros(1, channels, 8, 8, requires_grad=True)
     calls, out = _run_recorded(module, x, leaves_only=True)
-    made_by = {id(c.output): c for c in calls}
+    made_by = {id(c.output_node): c for c in calls}
     name = type(module).__name__
 
-    def back_to(t: Tensor, stop: Tensor) -> list[Call]:
-        """The layers that turned ``stop`` into ``t``, in forward order."""
+    def back_to(node: Any, stop: Any) -> list[Call]:
+        """The layers that turned ``stop`` into ``node``, in forward order."""
         path = []
-        while t is not stop:
-            if id(t) not in made_by:
-                op = type(t.grad_fn).__name__ if t.grad_fn else "no layer"
+        while node is not stop:
+            if id(node) not in made_by:
+                op = type(node).__name__ if isinstance(node, Function) else "no layer"
                 raise ValueError(
                     f"draw_block: cannot follow {name}'s forward: a tensor was made by "
                     f"{op} between its layers, expected a chain of layers and one sum"
                 )
-            call = made_by[id(t)]
+            call = made_by[id(node)]
             path.append(call)
-            t = call.input
+            node = call.input_node
         return path[::-1]
 
     parts = BlockLayout(in_channels=channels, out_channels=out.shape[1])
-    joint = out
+    joint = _node(out)
     while id(joint) in made_by:  # walk back through the layers after the sum
-        joint = made_by[id(joint)].input
+        joint = made_by[id(joint)].input_node
     if joint is x:  # no sum: a plain block
-        parts.branch = back_to(out, x)
+        parts.branch = back_to(_node(out), x)
         return parts
-    operands = [t for t in joint.grad_fn.inputs if isinstance(t, Tensor)]
+    operands = [p for p in joint.parents if p is not None]
     if len(operands) != 2:
         raise ValueError(
-            f"draw_block: {name} joins its paths with {type(joint.grad_fn).__name__} of "
+            f"draw_block: {name} joins its paths with {type(joint).__name__} of "
             f"{len(operands)} tensors, expected a sum of two"
         )
-    parts.merge = "+" if type(joint.grad_fn).__name__ == "Add" else type(joint.grad_fn).__name__
-    parts.after = back_to(out, joint)
-    first, second = (back_to(t, x) for t in operands)
+    parts.merge = "+" if type(joint).__name__ == "Add" else type(joint).__name__
+    parts.after = back_to(_node(out), joint)
+    first, second = (back_to(p, x) for p in operands)
     shared = 0
     while shared < min(len(first), len(second)) and first[shared] is second[shared]:
         shared += 1

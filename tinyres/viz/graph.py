@@ -136,6 +136,11 @@ def trace(tensor: Tensor, params: dict[str, Tensor] | None = None, *, keep_grads
         if keep_grads:
             t.retain_grad()
         for parent in fn.inputs:
+            if parent is t:  # an in-place op: one tensor object holds two versions
+                raise ValueError(
+                    f"draw_graph: {type(fn).__name__} changed a tensor in place; the drawing follows "
+                    "tensor objects, so write that step out of place (out = out + x) to draw it"
+                )
             if isinstance(parent, Tensor):
                 graph.edges.append((id(parent), id(t)))
                 if id(parent) not in seen:
