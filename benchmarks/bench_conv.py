@@ -24,11 +24,16 @@ from pathlib import Path
 # Run from a checkout without installing: the repository root holds the package.
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-# tinyres before NumPy, so its thread settings reach OpenBLAS (tinyres/threads.py);
-# --numpy-first shows what a user gets who imports NumPy first. The PyTorch process
+# tinyres's speed settings (tinyres/tuning.py): OpenBLAS's thread timeout must be in the
+# environment before NumPy loads, as a user sets it in the shell; tinyres.tune() does the
+# rest. --numpy-first shows a user without the OpenBLAS setting. The PyTorch process
 # gets neither: it runs with PyTorch's own defaults.
 if "--numpy-first" not in sys.argv and "--torch-only" not in sys.argv:
-    import tinyres  # noqa: F401
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+if "--torch-only" not in sys.argv:
+    import tinyres
+
+    tinyres.tune()
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402

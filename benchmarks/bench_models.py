@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
 import subprocess
@@ -31,12 +32,16 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-# tinyres before NumPy in the processes that time it, so its thread settings reach
-# OpenBLAS (tinyres/threads.py), as in bench_conv.py; --numpy-first shows what a user
-# gets who imports NumPy first. The parent and the PyTorch processes never import it
-# (its environment settings would be inherited by, and slow down, PyTorch's OpenMP).
-if ("tinyres" in sys.argv or "--profile" in sys.argv) and "--numpy-first" not in sys.argv:
-    import tinyres  # noqa: F401
+# tinyres's speed settings (tinyres/tuning.py) in the processes that time it, as in
+# bench_conv.py: OpenBLAS's before NumPy loads, as a user sets it in the shell, then
+# tinyres.tune(); --numpy-first leaves the OpenBLAS one out. The parent and the PyTorch
+# processes get none (inherited, they would slow down PyTorch's OpenMP).
+if "tinyres" in sys.argv or "--profile" in sys.argv:
+    if "--numpy-first" not in sys.argv:
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    import tinyres
+
+    tinyres.tune()
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402

@@ -8,10 +8,6 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-# First, before anything imports NumPy: calms the thread pools (see tinyres/threads.py)
-# and keeps freed memory for reuse (see tinyres/memory.py). Imported for their effects.
-import tinyres.memory
-import tinyres.threads  # noqa: F401
 from tinyres import kernels, models, nn, optim
 from tinyres.creation import (
     arange,
@@ -47,6 +43,7 @@ from tinyres.ops import (
     tanh,
 )
 from tinyres.serialization import load, save
+from tinyres.tuning import tune
 
 float = float32
 double = float64
@@ -95,6 +92,7 @@ __all__ = [
     "summary",
     "tanh",
     "tensor",
+    "tune",
     "zeros",
     "zeros_like",
 ]

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tinyres.cli import bench, demo, draw, gradcheck_report, summary, train
+from tinyres.tuning import tune
 
 COMMANDS = [demo, gradcheck_report, summary, draw, train, bench]
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    tune()  # speed settings for this process (tinyres/tuning.py); import tinyres applies none
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
