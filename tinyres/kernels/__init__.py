@@ -1,48 +1,135 @@
-"""Array kernels behind the neural-network ops, in up to three tiers.
+"""Array kernels behind the neural-network ops, in up to three tiers, and the one way to pick them.
 
 - ``"reference"``: plain loops or direct NumPy, written to be read, used as the oracle;
 - ``"numpy"``: vectorised NumPy (e.g. im2col + one matrix product);
 - ``"numba"``: compiled Numba kernels, the default and the fastest.
 
-An op without a distinct tier falls back to the next simpler one. Choose the tier
-for a block of code with ``use_tier`` (tests and lessons compare them this way):
+Every op family has a table ``tier -> module`` in ``KERNELS`` below; an op asks
+``select(family)`` once, in its ``forward``, keeps the module it got, and calls the
+same module in ``backward``. A tier an op family lacks falls back to the next simpler
+one (``numba -> numpy -> reference``). The convolution has a second, orthogonal choice:
+the *algorithm* (``"im2col"`` today), picked the same way with ``use_algorithm``.
+
+Both choices are context variables, so a ``with use_tier(...)`` block in one thread
+(or asyncio task) never changes the tier another thread sees:
 
 >>> from tinyres import kernels
 >>> with kernels.use_tier("reference"):
-...     kernels.get_tier()
-'reference'
->>> kernels.get_tier()
-'numba'
+...     kernels.get_tier(), kernels.select("conv2d").__name__
+('reference', 'tinyres.kernels.conv_reference')
+>>> kernels.get_tier(), kernels.select("avg_pool2d").__name__   # no faster avg-pool kernel
+('numba', 'tinyres.kernels.pool_reference')
+
+The kernel modules of one family follow one protocol, written in
+``docs/architecture.md`` (for example a convolution module has
+``forward(x, w, b, stride, padding, dilation) -> (y, saved)`` and
+``backward(grad, saved, input_grad, bias_grad) -> (dx, dw, db)``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
+from types import ModuleType
+
+from tinyres.kernels import (
+    batchnorm_numba,
+    batchnorm_reference,
+    conv_reference,
+    im2col,
+    im2col_numba,
+    pool_numba,
+    pool_reference,
+    relu_numba,
+    relu_reference,
+)
 
 TIERS = ("reference", "numpy", "numba")
-_tier = "numba"
+
+# family -> tier -> module. The convolution's families are named "conv2d/<algorithm>".
+KERNELS: dict[str, dict[str, ModuleType]] = {}
+
+_tier: contextvars.ContextVar[str] = contextvars.ContextVar("tinyres_kernel_tier", default="numba")
+_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("tinyres_conv_algorithm", default="im2col")
+
+
+def register(family: str, tier: str, module: ModuleType) -> None:
+    """Make ``module`` the ``tier`` kernels of ``family`` (e.g. ``"conv2d/winograd"``)."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown kernel tier {tier!r}; expected one of {TIERS}")
+    KERNELS.setdefault(family, {})[tier] = module
 
 
 def get_tier() -> str:
-    """The tier ops use right now."""
-    return _tier
+    """The tier ops use right now (in this thread / task)."""
+    return _tier.get()
 
 
 def set_tier(name: str) -> None:
-    """Make ``name`` the tier for every op from now on."""
-    global _tier
+    """Make ``name`` the tier for every op from now on, in this thread / task."""
     if name not in TIERS:
         raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
-    _tier = name
+    _tier.set(name)
 
 
 @contextlib.contextmanager
 def use_tier(name: str) -> Iterator[None]:
     """Use tier ``name`` inside a ``with`` block, then restore the previous one."""
-    previous = _tier
-    set_tier(name)
+    if name not in TIERS:
+        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
+    token = _tier.set(name)
     try:
         yield
     finally:
-        set_tier(previous)
+        _tier.reset(token)
+
+
+def algorithms() -> tuple[str, ...]:
+    """The convolution algorithms registered (``"conv2d/<name>"`` families)."""
+    return tuple(sorted(f.split("/", 1)[1] for f in KERNELS if f.startswith("conv2d/")))
+
+
+def get_algorithm() -> str:
+    """The convolution algorithm ops use right now (in this thread / task)."""
+    return _algorithm.get()
+
+
+@contextlib.contextmanager
+def use_algorithm(name: str) -> Iterator[None]:
+    """Run convolutions with algorithm ``name`` inside a ``with`` block."""
+    if name not in algorithms():
+        raise ValueError(f"unknown convolution algorithm {name!r}; expected one of {algorithms()}")
+    token = _algorithm.set(name)
+    try:
+        yield
+    finally:
+        _algorithm.reset(token)
+
+
+def select(family: str) -> ModuleType:
+    """The kernel module of ``family`` for the current tier (and, for ``"conv2d"``, algorithm).
+
+    Called once in an op's forward; the op keeps the module for its backward, so a
+    backward run outside the ``use_tier`` block of its forward uses the same kernels.
+    """
+    if family == "conv2d":
+        family = f"conv2d/{_algorithm.get()}"
+    tiers = KERNELS[family]
+    for tier in TIERS[TIERS.index(_tier.get()) :: -1]:  # the tier asked for, then simpler ones
+        if tier in tiers:
+            return tiers[tier]
+    raise LookupError(f"{family} has no kernels at tier {_tier.get()!r} or below; it has {sorted(tiers)}")
+
+
+# One line per (family, tier): a new tier or convolution algorithm is one more line.
+register("conv2d/im2col", "reference", conv_reference)
+register("conv2d/im2col", "numpy", im2col)
+register("conv2d/im2col", "numba", im2col_numba)
+register("batch_norm", "reference", batchnorm_reference)
+register("batch_norm", "numba", batchnorm_numba)
+register("max_pool2d", "reference", pool_reference)
+register("max_pool2d", "numba", pool_numba)
+register("avg_pool2d", "reference", pool_reference)  # a Numba kernel measured no faster
+register("relu", "reference", relu_reference)
+register("relu", "numba", relu_numba)

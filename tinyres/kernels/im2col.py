@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyres.kernels.conv_reference import Pair
+from tinyres.kernels.sizes import Pair
 
 
 def im2col(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
@@ -94,3 +94,15 @@ def conv2d_backward(
     dcols = np.tensordot(w, grad, axes=([0], [1]))  # (C, kH, kW, N, Ho, Wo)
     dx = col2im(dcols.transpose(3, 0, 1, 2, 4, 5), x.shape, stride, padding, dilation)
     return dx, dw, db
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, tuple]:
+    """The tier protocol's forward: (y, saved), saved being what ``backward`` needs."""
+    return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+
+
+def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool):
+    """The tier protocol's backward: (dx or None, dw, db or None) from ``forward``'s saved object."""
+    return conv2d_backward(grad, *saved, input_grad, bias_grad)

@@ -8,7 +8,7 @@
 """
 
 from tinyres.nn import functional, init
-from tinyres.nn.activation import ReLU, Sigmoid, Tanh
+from tinyres.nn.activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from tinyres.nn.batchnorm import BatchNorm2d
 from tinyres.nn.container import Sequential
 from tinyres.nn.conv import Conv2d
@@ -27,6 +27,7 @@ __all__ = [
     "CrossEntropyLoss",
     "Flatten",
     "Identity",
+    "LeakyReLU",
     "Linear",
     "MaxPool2d",
     "Module",

@@ -7,10 +7,12 @@ then applies a ``Function`` from ``tinyres.ops``, whose kernels live in
 
 from tinyres.ops import relu
 from tinyres.ops.conv import conv2d
+from tinyres.ops.elementwise import leaky_relu
 from tinyres.ops.linear import linear
 from tinyres.ops.loss import cross_entropy, log_softmax
 from tinyres.ops.norm import batch_norm
 from tinyres.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from tinyres.ops.unfold import unfold
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -18,8 +20,10 @@ __all__ = [
     "batch_norm",
     "conv2d",
     "cross_entropy",
+    "leaky_relu",
     "linear",
     "log_softmax",
     "max_pool2d",
     "relu",
+    "unfold",
 ]

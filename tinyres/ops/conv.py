@@ -1,13 +1,13 @@
 """The 2-d convolution ``Function``; its kernels (three tiers) live in ``tinyres.kernels``.
 
-``tinyres.nn.functional.conv2d`` validates the arguments and calls ``Conv2d.apply``;
-this op only picks the kernels of the current tier (``tinyres.kernels.get_tier()``)
-and keeps backward next to forward.
+``tinyres.nn.functional.conv2d`` validates the arguments and calls ``Convolution.apply``;
+this op only picks the kernels of the current tier and algorithm
+(``tinyres.kernels.select``) and keeps backward next to forward.
 
 >>> import tinyres as tr
 >>> x = tr.ones(1, 1, 3, 3, requires_grad=True)
 >>> w = tr.ones(1, 1, 2, 2, requires_grad=True)
->>> y = Conv2d.apply(x, w, None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+>>> y = Convolution.apply(x, w, None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
 >>> y.sum().backward()
 >>> x.grad.numpy()[0, 0]
 array([[1., 2., 1.],
@@ -17,27 +17,18 @@ array([[1., 2., 1.],
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import conv_reference, im2col, im2col_numba
-from tinyres.ops.validate import as_pair
-
-Pair = tuple[int, int]
-
-TIER_KERNELS: dict[str, ModuleType] = {
-    "reference": conv_reference,
-    "numpy": im2col,
-    "numba": im2col_numba,
-}
+from tinyres.kernels.sizes import Pair
+from tinyres.ops.validate import as_pair, check_window_fits
 
 
-class Conv2d(Function):
+class Convolution(Function):
     r"""y = conv2d(x, w) + b (NCHW); the math is in ``tinyres.kernels.conv_reference``.
 
+    The kernels (tier and algorithm) are chosen once, at forward, and kept for backward.
     Backward returns (dx, dw, db); dx is skipped when the input needs no gradient
     (an image batch), which saves one matrix product and a col2im, and db when
     there is no bias.
@@ -53,23 +44,14 @@ class Conv2d(Function):
         padding: Pair,
         dilation: Pair,
     ) -> np.ndarray:
-        # The tier is fixed at forward time, so backward uses the same kernels.
-        self.kernels = TIER_KERNELS[kernels.get_tier()]
-        if self.kernels is im2col_numba:
-            # One copy in the layout the Numba kernels read (usually channels last; none
-            # at all if x already is, as a previous convolution's output is) serves
-            # forward and backward. The other tiers take any layout.
-            x = im2col_numba.kernel_layout(x, w.shape[2:], stride, padding)
-        self.x, self.w, self.has_bias = x, w, b is not None
-        self.options = (stride, padding, dilation)
-        return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation)
+        self.kernels, self.has_bias = kernels.select("conv2d"), b is not None
+        y, self.saved = self.kernels.forward(x, w, b, stride, padding, dilation)
+        return y
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x_input = self.inputs[0]
         input_grad = isinstance(x_input, Tensor) and x_input.requires_grad
-        return self.kernels.conv2d_backward(
-            grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias
-        )
+        return self.kernels.backward(grad, self.saved, input_grad, bias_grad=self.has_bias)
 
 
 def _as_tensor(name: str, value: Tensor | np.ndarray) -> Tensor:
@@ -130,15 +112,8 @@ def conv2d(
     stride = as_pair(stride, "stride", "conv2d", minimum=1)
     padding = as_pair(padding, "padding", "conv2d", minimum=0)
     dilation = as_pair(dilation, "dilation", "conv2d", minimum=1)
-    for axis, size, k, p, d in (("height", input.shape[-2], kH, padding[0], dilation[0]),
-                                ("width", input.shape[-1], kW, padding[1], dilation[1])):
-        span = d * (k - 1) + 1
-        if span > size + 2 * p:
-            raise ValueError(
-                f"conv2d: kernel {axis} {span} (size {k}, dilation {d}) is larger than the "
-                f"padded input {axis} {size + 2 * p} (size {size}, padding {p})"
-            )
+    check_window_fits("conv2d", input.shape[-2:], (kH, kW), padding, dilation)
     options = dict(stride=stride, padding=padding, dilation=dilation)
     if input.ndim == 3:  # one image: add the batch axis and remove it again, as PyTorch does
-        return Conv2d.apply(input.unsqueeze(0), weight, bias, **options).squeeze(0)
-    return Conv2d.apply(input, weight, bias, **options)
+        return Convolution.apply(input.unsqueeze(0), weight, bias, **options).squeeze(0)
+    return Convolution.apply(input, weight, bias, **options)
