@@ -173,3 +173,14 @@ def test_matches_pytorch(name, dtype):
     x = away_from(rng.uniform(0.2, 2, (3, 4)).astype(dtype))
     y = rng.uniform(0.2, 2, (3, 4)).astype(dtype)
     compare_with_torch(TORCH_EXPRS[name], x, y)
+
+
+def test_contiguous_copies_only_a_non_contiguous_tensor_and_stays_in_the_graph():
+    x = leaf(np.arange(6.0).reshape(2, 3))
+    assert x.contiguous() is x
+    y = x.transpose(0, 1)
+    assert not y.detach().numpy().flags.c_contiguous
+    z = y.contiguous()
+    assert z.detach().numpy().flags.c_contiguous and np.array_equal(z.detach().numpy(), y.detach().numpy())
+    (z * tr.tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.arange(6.0).reshape(3, 2).T)

@@ -484,7 +484,8 @@ class Tensor:
         return ops.permute(self, *dims)
 
     def contiguous(self) -> Tensor:
-        return self
+        """Self if its array is C-ordered, else a C-ordered copy in the graph (as PyTorch)."""
+        return self if self._data.flags.c_contiguous else ops.clone(self)
 
     def clone(self) -> Tensor:
         return ops.clone(self)

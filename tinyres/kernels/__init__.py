@@ -74,15 +74,20 @@ def set_tier(name: str) -> None:
 
 
 @contextlib.contextmanager
-def use_tier(name: str) -> Iterator[None]:
-    """Use tier ``name`` inside a ``with`` block, then restore the previous one."""
-    if name not in TIERS:
-        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
-    token = _tier.set(name)
+def _within(variable: contextvars.ContextVar[str], value: str) -> Iterator[None]:
+    """Set ``variable`` to ``value`` inside a ``with`` block, then restore it."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _tier.reset(token)
+        variable.reset(token)
+
+
+def use_tier(name: str) -> contextlib.AbstractContextManager[None]:
+    """Use tier ``name`` inside a ``with`` block, then restore the previous one."""
+    if name not in TIERS:
+        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
+    return _within(_tier, name)
 
 
 def algorithms() -> tuple[str, ...]:
@@ -95,16 +100,11 @@ def get_algorithm() -> str:
     return _algorithm.get()
 
 
-@contextlib.contextmanager
-def use_algorithm(name: str) -> Iterator[None]:
+def use_algorithm(name: str) -> contextlib.AbstractContextManager[None]:
     """Run convolutions with algorithm ``name`` inside a ``with`` block."""
     if name not in algorithms():
         raise ValueError(f"unknown convolution algorithm {name!r}; expected one of {algorithms()}")
-    token = _algorithm.set(name)
-    try:
-        yield
-    finally:
-        _algorithm.reset(token)
+    return _within(_algorithm, name)
 
 
 def select(family: str) -> ModuleType:

@@ -90,13 +90,21 @@ def conv2d_backward(
     return (dx if input_grad else None), dw, db
 
 
-def forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
-) -> tuple[np.ndarray, tuple]:
-    """The tier protocol's forward: (y, saved), saved being what ``backward`` needs."""
-    return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+
+def protocol(array_forward, array_backward):
+    """The tier protocol's ``forward`` and ``backward`` (``docs/architecture.md``) around a
+    module's ``conv2d_forward``/``conv2d_backward``, saving x and w as they come."""
+
+    def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair,
+                dilation: Pair) -> tuple[np.ndarray, tuple]:
+        """(y, saved), saved being what ``backward`` needs."""
+        return array_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+
+    def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool) -> tuple:
+        """(dx or None, dw, db or None) from ``forward``'s saved object."""
+        return array_backward(grad, *saved, input_grad, bias_grad)
+
+    return forward, backward
 
 
-def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool):
-    """The tier protocol's backward: (dx or None, dw, db or None) from ``forward``'s saved object."""
-    return conv2d_backward(grad, *saved, input_grad, bias_grad)
+forward, backward = protocol(conv2d_forward, conv2d_backward)

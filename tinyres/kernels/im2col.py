@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyres.kernels import conv_reference
 from tinyres.kernels.sizes import Pair
 
 
@@ -96,13 +97,5 @@ def conv2d_backward(
     return dx, dw, db
 
 
-def forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
-) -> tuple[np.ndarray, tuple]:
-    """The tier protocol's forward: (y, saved), saved being what ``backward`` needs."""
-    return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
 
-
-def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool):
-    """The tier protocol's backward: (dx or None, dw, db or None) from ``forward``'s saved object."""
-    return conv2d_backward(grad, *saved, input_grad, bias_grad)
+forward, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyres.kernels import conv_reference
 from tinyres.kernels.columns_numba import col2im_nhwc, columns, columns_buffer
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
@@ -235,6 +236,7 @@ def _pointwise_backward(
     return dx, dw.reshape(w.shape), db
 
 
+
 def forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
 ) -> tuple[np.ndarray, tuple]:
@@ -248,6 +250,4 @@ def forward(
     return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
 
 
-def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool):
-    """The tier protocol's backward: (dx or None, dw, db or None) from ``forward``'s saved object."""
-    return conv2d_backward(grad, *saved, input_grad, bias_grad)
+_, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)
