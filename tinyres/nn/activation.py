@@ -10,8 +10,8 @@ overwrite values that backward still needs, and saving memory is not the lesson 
 ReLU(inplace=True)
 >>> nn.ReLU()(tr.tensor([-1.0, 2.0])).tolist()
 [0.0, 2.0]
->>> nn.LeakyReLU(0.1)(tr.tensor([-1.0, 2.0])).tolist()
-[-0.1, 2.0]
+>>> nn.LeakyReLU(0.5)(tr.tensor([-1.0, 2.0])).tolist()
+[-0.5, 2.0]
 >>> nn.Tanh()(tr.tensor([0.0])).tolist()
 [0.0]
 >>> nn.Sigmoid()(tr.tensor([0.0])).tolist()

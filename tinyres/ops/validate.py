@@ -10,7 +10,9 @@ expected and what came.
 >>> as_pair(1.5, "stride", "max_pool2d")
 Traceback (most recent call last):
     ...
-TypeError: max_pool2d: stride must be an int or a pair of ints, got 1.5
+tinyres.ops.validate.PairError: max_pool2d: stride must be an int or a pair of ints, got 1.5
+>>> issubclass(PairError, TypeError) and issubclass(PairError, ValueError)
+True
 >>> check_float("relu", np.zeros(2, dtype=np.int64))
 Traceback (most recent call last):
     ...
