@@ -130,17 +130,14 @@ def _check_shortcut(name: str, inplanes: int, outplanes: int, stride: int, downs
         )
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
+class ResidualBlock(nn.Module):
+    """What every block shares: its constructor's arguments, the shortcut check, the defaults.
 
-    ``stride`` is applied by ``conv1``; ``downsample`` (when given) maps ``x`` to the
-    output's shape. ``norm_layer(channels)`` and ``activation()`` build the
-    normalisation and non-linearity (BatchNorm2d and ReLU by default); the attribute
-    keeps torchvision's name ``relu`` whatever the activation.
-
-    >>> import tinyres as tr
-    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
-    (2, 8, 5, 5)
+    ``norm_layer(channels)`` and ``activation()`` build the normalisation and
+    non-linearity (BatchNorm2d and ReLU by default). A block class sets ``expansion``
+    (output channels = ``expansion * planes``) and ``has_shortcut``, and creates its
+    layers in ``build``, in forward order (the ``state_dict`` keys follow it, as in
+    torchvision); ``downsample`` is registered after them.
     """
 
     expansion = 1
@@ -158,15 +155,40 @@ class BasicBlock(nn.Module):
     ):
         super().__init__()
         if self.has_shortcut:
-            _check_shortcut(type(self).__name__, inplanes, planes, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = norm_layer(planes)
-        self.relu = (activation or nn.ReLU)()
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = norm_layer(planes)
+            _check_shortcut(type(self).__name__, inplanes, planes * self.expansion, stride, downsample)
+        self.build(inplanes, planes, stride, norm_layer or nn.BatchNorm2d, activation or nn.ReLU)
         self.downsample = downsample
         self.stride = stride
+
+    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
+              activation: Activation) -> None:
+        """Create the block's layers (each block class has its own)."""
+        raise NotImplementedError
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
+
+    ``stride`` is applied by ``conv1``; ``downsample`` (when given) maps ``x`` to the
+    output's shape. ``norm_layer(channels)`` and ``activation()`` build the
+    normalisation and non-linearity (BatchNorm2d and ReLU by default); the attribute
+    keeps torchvision's name ``relu`` whatever the activation.
+
+    >>> import tinyres as tr
+    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
+    (2, 8, 5, 5)
+    """
+
+    expansion = 1
+    has_shortcut = True
+
+    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
+              activation: Activation) -> None:
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.relu = activation()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): conv-BN-ReLU-conv-BN."""
@@ -212,7 +234,7 @@ class PlainBlock(BasicBlock):
         return self.relu(self.branch(x))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 reduce to ``planes``, 3x3 (carrying the stride), 1x1 expand to ``4 * planes``.
 
     The 1x1 convolutions make a 256-channel block cost about as much as a 64-channel
@@ -228,28 +250,15 @@ class Bottleneck(nn.Module):
     expansion = 4
     has_shortcut = True
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        norm_layer: NormLayer | None = None,
-        activation: Activation | None = None,
-    ):
-        super().__init__()
-        _check_shortcut("Bottleneck", inplanes, planes * self.expansion, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
+    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
+              activation: Activation) -> None:
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, stride)
         self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.relu = (activation or nn.ReLU)()
-        self.downsample = downsample
-        self.stride = stride
+        self.relu = activation()
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -264,7 +273,7 @@ class Bottleneck(nn.Module):
         return self.bn3
 
 
-class PreActBlock(nn.Module):
+class PreActBlock(ResidualBlock):
     r"""Pre-activation block: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
 
     Nothing follows the addition, so the shortcut path from any block to any later
@@ -281,26 +290,13 @@ class PreActBlock(nn.Module):
     expansion = 1
     has_shortcut = True
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        norm_layer: NormLayer | None = None,
-        activation: Activation | None = None,
-    ):
-        super().__init__()
-        _check_shortcut("PreActBlock", inplanes, planes, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
+    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
+              activation: Activation) -> None:
         self.bn1 = norm_layer(inplanes)
-        self.relu = (activation or nn.ReLU)()
+        self.relu = activation()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes)
-        self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(x))
