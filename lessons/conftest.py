@@ -19,3 +19,7 @@ pytest_collect_file = Sybil(
     ],
     patterns=["[0-9][0-9]-*.md"],
 ).pytest()
+
+# The exercises' stubs, solutions and planted mistakes share file names, and are graded by
+# tests/test_grading.py (through `tinyres check`), not imported as test modules.
+collect_ignore_glob = ["exercises/*", "solutions/*"]

@@ -28,10 +28,14 @@ from tinyres.demos.lesion import deletable, lesion_accuracies
 from tinyres.demos.vanishing import Setting, measure
 from tinyres.models import BasicBlock, Bottleneck, resnet18
 from tinyres.training import evaluate
-from tinyres.viz import draw_block
+from tinyres.viz import draw_block, draw_graph, trace
 
 FIGURE_DIR = Path(__file__).resolve().parent / "figures"
 DPI = 100
+# Random draws per number of deleted blocks in the lesion figure: enough for error bars
+# (the committed figure and JSON predate this and have 5; regenerating them takes the
+# trained nets of `tinyres demo degradation`, about 15 minutes of training).
+LESION_DRAWS = 30
 # The cache of ``tinyres demo degradation`` (default recipe): the lesson figures and the demo
 # share the trained nets, so neither retrains what the other has trained.
 DEGRADATION_RUNS = Path(__file__).resolve().parent.parent / "results" / "degradation" / "runs"
@@ -60,7 +64,7 @@ def finite_differences() -> Figure:
             ax.loglog(eps, errors, style, color=colour, label=label)
     ax.set_xlabel("step eps")
     ax.set_ylabel("|numeric - exact| derivative")
-    ax.set_title("d tanh(x)/dx at x = 0.7: truncation error (left) vs rounding error (right)")
+    ax.set_title("d tanh(x)/dx at x = 0.7:\ntruncation error (left) vs rounding error (right)", fontsize=11)
     ax.invert_xaxis()
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
@@ -68,23 +72,69 @@ def finite_differences() -> Figure:
     return fig
 
 
+def autograd_graph() -> Figure:
+    """Lesson 1: the graph of tanh(sum(w * x) + c) with each node's gradient norm."""
+    w = tr.tensor([0.5, -1.0], requires_grad=True)
+    c = tr.tensor(1.0, requires_grad=True)
+    L = ((w * tr.tensor([2.0, 3.0])).sum() + c).tanh()
+    graph = trace(L, params={"w": w, "c": c})
+    L.backward()
+    return draw_graph(graph, show_grad_norms=True)
+
+
+def im2col_picture() -> Figure:
+    """Lesson 5: im2col of a 4x4 one-channel image, 3x3 kernel, stride 1: four fields, four rows."""
+    from matplotlib.patches import Rectangle
+
+    from tinyres.kernels.im2col import im2col
+
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    cols = im2col(x, (3, 3), (1, 1), (0, 0), (1, 1))  # (1, 1, 2, 2, 3, 3)
+    rows = cols.reshape(4, 9)  # one row per output pixel (oh, ow), one column per tap (i, j)
+    colours = ["#e06666", "#6fa8dc", "#93c47d", "#f6b26b"]
+    fig = Figure(figsize=(9, 3.6))
+    image, matrix = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.3]})
+    for ax in (image, matrix):
+        ax.set_aspect("equal")
+        ax.axis("off")
+    for h in range(4):
+        for w in range(4):
+            image.add_patch(Rectangle((w, 3 - h), 1, 1, fill=False, lw=0.8))
+            image.text(w + 0.5, 3.5 - h, f"{x[0, 0, h, w]:.0f}", ha="center", va="center")
+    for k, (oh, ow) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        inset = 0.06 * (k + 1)  # the fields overlap: nest their outlines
+        image.add_patch(Rectangle((ow + inset, 1 - oh + inset), 3 - 2 * inset, 3 - 2 * inset, fill=False,
+                                  lw=2, ec=colours[k]))
+        for j in range(9):
+            matrix.add_patch(Rectangle((j, 3 - k), 1, 1, fc=colours[k], alpha=0.35, ec="black", lw=0.8))
+            matrix.text(j + 0.5, 3.5 - k, f"{rows[k, j]:.0f}", ha="center", va="center")
+        matrix.text(-0.2, 3.5 - k, f"output ({oh}, {ow})", ha="right", va="center", color=colours[k])
+    for j in range(9):
+        matrix.text(j + 0.5, 4.15, f"({j // 3},{j % 3})", ha="center", fontsize=7)
+    image.set(xlim=(-0.1, 4.1), ylim=(-0.1, 4.1), title="input x (4x4), four 3x3 fields")
+    matrix.set(xlim=(-2.6, 9.1), ylim=(-0.1, 4.5),
+               title="cols: one row per output pixel, one column per tap (i, j)")
+    fig.tight_layout()
+    return fig
+
+
 def basic_block() -> Figure:
-    """Lesson 6: the residual block, drawn from a live ``BasicBlock``."""
+    """Lesson 7: the residual block, drawn from a live ``BasicBlock``."""
     return draw_block(BasicBlock(64, 64))
 
 
 def bottleneck_block() -> Figure:
-    """Lesson 7: the seeds' bottleneck, 256 -> 64 -> 64 -> 256 channels, identity shortcut."""
+    """Lesson 8: the seeds' bottleneck, 256 -> 64 -> 64 -> 256 channels, identity shortcut."""
     return draw_block(Bottleneck(256, 64))
 
 
 def resnet18_stages() -> Figure:
-    """Lesson 8: ResNet-18 as a column of stages with output shapes for a 224x224 image."""
+    """Lesson 9: ResNet-18 as a column of stages with output shapes for a 224x224 image."""
     return draw_block(resnet18())
 
 
 def vanishing_settings() -> Figure:
-    """Lesson 9: gradient norm at every block's input, plain vs residual, four settings.
+    """Lesson 10: gradient norm at every block's input, plain vs residual, four settings.
 
     float64, so that the plain nets' tiny gradients are numbers rather than underflowed zeros.
     """
@@ -127,7 +177,7 @@ def write_numbers(name: str, numbers: dict) -> None:
 
 
 def degradation_curves() -> Figure:
-    """Lesson 10: the demo's figure of the default run, and its numbers as JSON."""
+    """Lesson 11: the demo's figure of the default run, and its numbers as JSON."""
     config, results, _ = degradation_runs()
     numbers = {"recipe": {k: v for k, v in vars(config).items() if k != "milestones"}, "runs": {}}
     for run, (model, history, norms) in results.items():
@@ -162,7 +212,7 @@ def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
 
 
 def lesion_curves() -> Figure:
-    """Lesson 11: test accuracy with one block deleted, and with k random blocks deleted."""
+    """Lesson 12: test accuracy with one block deleted, and with k random blocks deleted."""
     _, results, test_data = degradation_runs()
     loader = DataLoader(test_data, 512)
     rng = np.random.default_rng(0)
@@ -176,10 +226,10 @@ def lesion_curves() -> Figure:
         single = lesion_accuracies(model, test_data)
         blocks = [f"{s}.{i}" for s in ("layer1", "layer2", "layer3") for i, b in enumerate(getattr(model, s))
                   if deletable(b)]
-        random_k = {}
+        random_k, random_k_sem = {}, {}
         for k in range(1, min(10, len(blocks)) + 1):
             accs = []
-            for _ in range(5):
+            for _ in range(LESION_DRAWS):
                 chosen = list(rng.choice(blocks, size=k, replace=False))
                 removed = delete_blocks(model, chosen)
                 accs.append(evaluate(model, loader, nn.CrossEntropyLoss())[1])
@@ -187,18 +237,21 @@ def lesion_curves() -> Figure:
                     stage, index = name.split(".")
                     getattr(model, stage).add_module(index, block)
             random_k[k] = float(np.mean(accs))
-        numbers[run.name] = {"intact": intact, "single": single, "random_k": random_k}
+            random_k_sem[k] = float(np.std(accs, ddof=1) / np.sqrt(len(accs)))  # standard error of the mean
+        numbers[run.name] = {"intact": intact, "single": single, "draws": LESION_DRAWS, "random_k": random_k,
+                             "random_k_sem": random_k_sem}
         colour = colours[run.name]
         accs = [np.nan if r["test_acc"] is None else 100 * r["test_acc"] for r in single]
         one.plot(range(1, len(accs) + 1), accs, "o-", ms=3, lw=1.1, color=colour, label=run.name)
         one.axhline(100 * intact, color=colour, ls=":", lw=1)
-        many.plot([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())], "o-", ms=3,
-                  color=colour, label=run.name)
+        many.errorbar([0, *random_k], [100 * intact, *(100 * a for a in random_k.values())],
+                      yerr=[0, *(100 * s for s in random_k_sem.values())], fmt="o-", ms=3, capsize=2,
+                      color=colour, label=run.name)
     write_numbers("12-lesion", numbers)
     one.set(xlabel="deleted block (gaps: stage-changing blocks)", ylabel="test accuracy (%)", ylim=(0, 100),
             title="one block deleted (dotted: intact)")
-    many.set(xlabel="number of blocks deleted at random (mean of 5 draws)", ylim=(0, 100),
-             title="k random blocks deleted")
+    many.set(xlabel=f"number of blocks deleted at random (mean ± s.e. of {LESION_DRAWS} draws)",
+             ylim=(0, 100), title="k random blocks deleted")
     for ax in (one, many):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
@@ -207,7 +260,9 @@ def lesion_curves() -> Figure:
 
 
 FIGURES: dict[str, Callable[[], Figure]] = {
+    "01-graph": autograd_graph,
     "03-finite-differences": finite_differences,
+    "05-im2col": im2col_picture,
     "07-basic-block": basic_block,
     "08-bottleneck-block": bottleneck_block,
     "09-resnet18": resnet18_stages,

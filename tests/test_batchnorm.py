@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import arrays, compare_with_torch, float_dtypes
+from helpers import arrays, compare_with_torch, float_dtypes, leaf
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -37,7 +37,7 @@ def bn_cases(draw, max_side=4):
 def run(tier, x, weight, bias, stats, training, upstream):
     """Forward and backward under ``tier``: output, gradients and updated running stats."""
     mean, var = stats[0].copy(), stats[1].copy()
-    leaves = [tr.tensor(a, requires_grad=True) if a is not None else None for a in (x, weight, bias)]
+    leaves = [leaf(a) if a is not None else None for a in (x, weight, bias)]
     with kernels.use_tier(tier):
         y = F.batch_norm(leaves[0], mean, var, leaves[1], leaves[2], training=training, momentum=0.3)
         (y * tr.tensor(upstream.astype(x.dtype))).sum().backward()
@@ -117,6 +117,48 @@ def test_eval_mode_leaves_running_stats_alone():
     y = F.batch_norm(tr.randn(1, 2, 1, 1), mean, var, training=False)
     assert y.shape == (1, 2, 1, 1)
     assert mean.tolist() == [0, 0] and var.tolist() == [1, 1]
+
+
+# ---- hand-derived values (no PyTorch needed) -------------------------------------------
+
+
+def pair(a: float, d: float) -> tr.Tensor:
+    """A one-channel batch (a - d, a + d): mean a, biased variance d², unbiased 2d²."""
+    return tr.tensor(np.array([a - d, a + d], dtype=np.float32).reshape(2, 1, 1, 1))
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_momentum_none_keeps_the_cumulative_average_hand_derived(tier):
+    # Batch means 2, 4, 0 with d = 1, 1, 2 (unbiased variances 2, 2, 8): the n-th batch
+    # weighs 1/n, so the running mean is 2, 3, 2 and the running variance 2, 2, 4.
+    # (momentum 0.1 would give mean 0.2 after the first batch.)
+    bn = tr.nn.BatchNorm2d(1, momentum=None)
+    with kernels.use_tier(tier):
+        for (a, d), mean, var in zip([(2, 1), (4, 1), (0, 2)], [2, 3, 2], [2, 2, 4]):
+            bn(pair(a, d))
+            assert bn.running_mean.item() == pytest.approx(mean, rel=1e-6)
+            assert bn.running_var.item() == pytest.approx(var, rel=1e-6)
+    assert bn.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_eps_is_used_in_training_backward_and_eval_hand_derived(tier):
+    # x = (-1, 1): mean 0, biased variance 1; eps 3 -> sigma = sqrt(1 + 3) = 2, y = (-0.5, 0.5).
+    # Backward with upstream (1, 0), M = 2, xhat = (-0.5, 0.5):
+    #   dx = (M dy - sum dy - xhat sum(dy xhat)) / (M sigma) = ((2, 0) - 1 - (0.25, -0.25)) / 4
+    #      = (0.1875, -0.1875).
+    # Running variance after the batch: 0.9 * 1 + 0.1 * 2 = 1.1; in eval y = x / sqrt(1.1 + 3).
+    bn = tr.nn.BatchNorm2d(1, eps=3.0)
+    x = pair(0, 1)
+    x.requires_grad = True
+    with kernels.use_tier(tier):
+        y = bn(x)
+        np.testing.assert_allclose(y.detach().numpy().ravel(), [-0.5, 0.5], rtol=1e-6)
+        y.backward(tr.tensor(np.array([1.0, 0.0]).reshape(2, 1, 1, 1)))
+        np.testing.assert_allclose(x.grad.numpy().ravel(), [0.1875, -0.1875], rtol=1e-6)
+        bn.eval()
+        y = bn(pair(0, 1))
+    np.testing.assert_allclose(y.detach().numpy().ravel(), np.array([-1, 1]) / np.sqrt(4.1), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

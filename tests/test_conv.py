@@ -18,7 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import arrays, compare_with_torch, float_dtypes
+from helpers import arrays, compare_with_torch, float_dtypes, leaf
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -54,7 +54,7 @@ def _describe(case, dtype, bias) -> str:
 
 def _run(tier, x, w, b, options, upstream):
     """Forward and all gradients of conv2d under one tier, as float64 arrays."""
-    inputs = [tr.tensor(a, requires_grad=True) if a is not None else None for a in (x, w, b)]
+    inputs = [leaf(a) if a is not None else None for a in (x, w, b)]
     with kernels.use_tier(tier):
         y = F.conv2d(*inputs, **options)
         y.backward(upstream.astype(y.dtype))
@@ -160,18 +160,19 @@ def test_reference_passes_gradcheck(case, bias, seed):
         )
 
 
-@pytest.mark.parametrize("tier", kernels.TIERS)
+@pytest.mark.parametrize("tier", FAST_TIERS)
 def test_stacked_convolutions_match_across_tiers(tier):
     """Two layers, so one layer's backward runs after the next one's forward (reused buffers)."""
     rng = np.random.default_rng(1)
     x0 = rng.standard_normal((2, 3, 9, 9))
     w1, w2 = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((4, 5, 1, 1))
+    upstream = rng.standard_normal((2, 4, 5, 5))
 
     def grads(tier):
         x, a, b = (tr.tensor(v, requires_grad=True) for v in (x0, w1, w2))
         with kernels.use_tier(tier):
             y = F.conv2d(F.conv2d(x, a, padding=1, stride=2), b)
-            (y * y).sum().backward()
+            y.backward(upstream)
         return [y.detach().numpy(), x.grad.numpy(), a.grad.numpy(), b.grad.numpy()]
 
     for got, want in zip(grads(tier), grads("reference")):
@@ -224,16 +225,31 @@ def test_pointwise_layer_on_an_nchw_input_passes_gradcheck():
     assert tr.gradcheck(lambda *t: F.conv2d(*t), [x, w, b], seed=3)
 
 
+def windows(x: np.ndarray, kernel: tuple[int, int], stride: int, padding: int) -> np.ndarray:
+    """Every kernel window of the zero-padded ``x``: shape (N, C, H_out, W_out, kH, kW).
+
+    An oracle independent of the kernels: y = sum over c, i, j of windows * w, and
+    dL/dw = sum over n and output positions of upstream * windows.
+    """
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    return np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))[:, :, ::stride, ::stride]
+
+
 @pytest.mark.parametrize("tier", kernels.TIERS)
 def test_input_without_grad_gets_none_and_weight_still_learns(tier):
-    x = tr.randn(2, 3, 6, 6, dtype=tr.float64)
-    w = tr.randn(4, 3, 3, 3, dtype=tr.float64, requires_grad=True)
+    rng = np.random.default_rng(0)
+    x = tr.tensor(rng.standard_normal((2, 3, 6, 6)))
+    w = tr.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    upstream = rng.standard_normal((2, 4, 5, 5))
     with kernels.use_tier(tier):
-        F.conv2d(x, w, stride=2, padding=3).sum().backward()
+        y = F.conv2d(x, w, stride=2, padding=3)
+        y.backward(upstream)
     assert x.grad is None
-    expected = conv_reference.conv2d_backward(
-        np.ones((2, 4, 5, 5)), x.numpy(), w.detach().numpy(), (2, 2), (3, 3), (1, 1))[1]
-    np.testing.assert_allclose(w.grad.numpy(), expected, rtol=1e-10, atol=1e-10)
+    patches = windows(x.numpy(), (3, 3), stride=2, padding=3)
+    want = np.einsum("nchwij,ocij->nohw", patches, w.detach().numpy())
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(w.grad.numpy(), np.einsum("nohw,nchwij->ocij", upstream, patches),
+                               rtol=1e-10, atol=1e-10)
 
 
 def test_unbatched_input_is_one_image_of_a_batch():
@@ -243,8 +259,11 @@ def test_unbatched_input_is_one_image_of_a_batch():
     batched = F.conv2d(tr.tensor(x.detach().numpy()[None]), w, padding=(1, 0), stride=(2, 1))
     assert y.shape == (2, 4, 4)
     np.testing.assert_allclose(y.detach().numpy(), batched.numpy()[0], rtol=1e-12)
-    y.sum().backward()
-    assert x.grad.shape == x.shape
+    upstream = np.random.default_rng(0).standard_normal(y.shape)
+    y.backward(upstream)
+    x_batched = tr.tensor(x.detach().numpy()[None], requires_grad=True)
+    F.conv2d(x_batched, w, padding=(1, 0), stride=(2, 1)).backward(upstream[None])
+    np.testing.assert_allclose(x.grad.numpy(), x_batched.grad.numpy()[0], rtol=1e-12)
 
 
 # ---- validation: every bad input is refused before a kernel runs, with a clear message -----
@@ -284,19 +303,52 @@ def test_bad_arguments_are_refused_with_expected_and_actual(args, kwargs, error,
         F.conv2d(*(tr.tensor(a) for a in args), **kwargs)
 
 
-@settings(max_examples=40)
-@given(
-    x_shape=st.lists(st.integers(0, 6), min_size=3, max_size=5),
-    w_shape=st.lists(st.integers(0, 6), min_size=3, max_size=5),
-    stride=st.integers(-1, 4), padding=st.integers(-1, 3), dilation=st.integers(-1, 3),
-)
-def test_any_arguments_give_a_clean_error_or_the_reference_result(
-    x_shape, w_shape, stride, padding, dilation
-):
-    """No shape or option may crash a kernel or make it read outside its arrays."""
-    note(f"x{tuple(x_shape)} w{tuple(w_shape)} stride={stride} padding={padding} dilation={dilation}")
-    x, w = np.ones(x_shape), np.ones(w_shape)
-    options = dict(stride=stride, padding=padding, dilation=dilation)
+BREAKS = {
+    # name: (how a valid case is broken, the error every tier must raise)
+    "stride": (lambda c: c | {"stride": 0}, "stride must be at least 1"),
+    "padding": (lambda c: c | {"padding": -1}, "padding must be at least 0"),
+    "dilation": (lambda c: c | {"dilation": 0}, "dilation must be at least 1"),
+    "channels": (lambda c: c | {"w": (c["w"][0], c["w"][1] + 1, *c["w"][2:])}, "channels, weight expects"),
+    "kernel": (lambda c: c | {"w": (*c["w"][:2], c["x"][-2] + 2 * c["padding"] + 1, c["w"][3])},
+               "larger than the padded input"),
+    "input ndim": (lambda c: c | {"x": (1, *c["x"])}, "got shape"),
+    "weight ndim": (lambda c: c | {"w": c["w"][1:]}, "4-D weight"),
+    "empty": (lambda c: c | {"w": (0, *c["w"][1:])}, "empty dimension"),
+}
+
+
+@st.composite
+def any_conv_arguments(draw):
+    """A valid conv2d call (half the draws) or one broken in one named way; random data."""
+    N = draw(st.integers(1, 3))
+    C_in, C_out, k, padding = (draw(st.integers(1, 3)) for _ in range(4))
+    padding -= 1
+    stride, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    span = dilation * (k - 1) + 1
+    H, W = (max(1, span - 2 * padding) + draw(st.integers(0, 3)) for _ in range(2))
+    case = {"x": (N, C_in, H, W), "w": (C_out, C_in, k, k), "stride": stride, "padding": padding,
+            "dilation": dilation}
+    if draw(st.booleans()):
+        case["x"] = case["x"][1:]  # unbatched (C, H, W)
+    broken = draw(st.sampled_from(sorted(BREAKS))) if draw(st.booleans()) else None
+    if broken is not None:
+        case = BREAKS[broken][0](case)
+    return case, broken
+
+
+@settings(max_examples=60)
+@given(call=any_conv_arguments(), seed=st.integers(0, 2**32 - 1))
+def test_any_arguments_give_a_clean_error_or_the_reference_result(call, seed):
+    """No shape or option may crash a kernel or make it read outside its arrays.
+
+    Valid calls give every tier the same numbers; each kind of broken call gives every
+    tier the same clean error.
+    """
+    case, broken = call
+    note(f"{case}, broken: {broken}")
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case["x"]), rng.standard_normal(case["w"])
+    options = {k: case[k] for k in ("stride", "padding", "dilation")}
     results = {}
     for tier in kernels.TIERS:
         with kernels.use_tier(tier):
@@ -304,12 +356,16 @@ def test_any_arguments_give_a_clean_error_or_the_reference_result(
                 results[tier] = F.conv2d(tr.tensor(x), tr.tensor(w), **options).numpy()
             except (ValueError, TypeError) as error:
                 results[tier] = str(error)
-    assert isinstance(results["reference"], str) or results["reference"].ndim == len(x_shape)
-    for tier in FAST_TIERS:
-        if isinstance(results["reference"], str):
+    if broken is None:
+        assert not isinstance(results["reference"], str), results["reference"]
+        assert results["reference"].ndim == x.ndim
+        for tier in FAST_TIERS:
+            np.testing.assert_allclose(results[tier], results["reference"], rtol=1e-10, atol=1e-10)
+    else:
+        assert isinstance(results["reference"], str), f"{broken}: no error"
+        assert BREAKS[broken][1] in results["reference"]
+        for tier in FAST_TIERS:
             assert results[tier] == results["reference"]
-        else:
-            np.testing.assert_allclose(results[tier], results["reference"], rtol=1e-12)
 
 
 # ---- against PyTorch, and without the JIT ----------------------------------------------------

@@ -74,8 +74,8 @@ def test_loader_is_reproducible_and_resumable_from_generator_state():
 def test_loader_and_dataset_reject_bad_input():
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(dataset(), batch_size=0)
-    with pytest.raises(TypeError, match="ArrayDataset"):
-        DataLoader(np.zeros((3, 1, 2, 2)))
+    with pytest.raises(TypeError, match="ArrayDataset or a Dataset"):
+        DataLoader(iter(range(3)))  # no __len__/__getitem__: not a map-style data set
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         ArrayDataset(np.zeros((3, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="labels must have shape"):
@@ -240,8 +240,8 @@ def test_cifar_missing_directory_and_files(tmp_path):
         (pickle.dumps([1, 2, 3]), "expected a dict"),
         (pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}), r"shape \(N, 3072\)"),
         (pickle.dumps({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}), "uint8"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 11]}), "integers in 0..9"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), "2 integers"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 11]}), "ints in 0..9"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), "list of 2 ints"),
     ],
 )
 def test_cifar_corrupt_files_get_clear_errors(tmp_path, content, message):

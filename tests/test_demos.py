@@ -17,6 +17,7 @@ from tinyres.cli import main
 from tinyres.demos import degradation, jacobian, lesion, vanishing
 from tinyres.demos.nets import make_net
 from tinyres.demos.vanishing import Setting, measure
+from tinyres.models.blocks import BasicBlock, PreActBlock
 
 
 def test_vanishing_default_case_depth_56():
@@ -101,15 +102,26 @@ def test_residual_jacobian_spectrum_sits_around_one_plain_does_not():
     assert plain["share_0.5_to_2"] < 0.3 and plain["median"] < 0.3
 
 
-def test_jacobian_plus_identity_is_exact():
-    """J(F(x) + x) = J(F) + I: the '+1' of the shortcut, to rounding."""
+@pytest.mark.parametrize("block_type", [BasicBlock, PreActBlock])
+def test_block_forward_jacobian_is_identity_plus_branch_jacobian(block_type):
+    """The block's own forward, against J_F + I: deleting the shortcut fails this.
+
+    BasicBlock ends in a ReLU, so J(forward) = D (J_F + I) with D = diag(output > 0);
+    PreActBlock ends in the sum itself, so J(forward) = J_F + I.
+    """
+    if not hasattr(block_type, "branch"):
+        pytest.skip(f"{block_type.__name__} has no branch() to compare with")
     tr.manual_seed(0)
-    block = jacobian.BasicBlock(2, 2, norm_layer=jacobian.NORM_LAYERS["none"])
-    block.double()
+    block = block_type(2, 2)
+    block.double().train()
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
-    jf = jacobian.jacobian(block.branch, x)
-    jh = jacobian.jacobian(lambda t: block.branch(t) + t, x)
-    np.testing.assert_allclose(jh, jf + np.eye(18), atol=1e-12)
+    j_forward = jacobian.jacobian(block, x)
+    j_branch = jacobian.jacobian(block.branch, x)
+    out = block(tr.from_numpy(x)).detach().numpy().ravel()
+    d = np.diag((out > 0).astype(float)) if block_type is BasicBlock else np.eye(18)
+    np.testing.assert_allclose(j_forward, d @ (j_branch + np.eye(18)), atol=1e-12)
+    # Some units are on (D is not zero), so the "+ I" really is checked.
+    assert np.abs(j_forward - d @ j_branch).max() > 0.5
 
 
 def test_run_key_changes_with_every_setting():
@@ -162,6 +174,7 @@ def test_cli_jacobian_quick(tmp_path):
 
 
 def test_cli_degradation_then_lesion_quick(tmp_path):
+    pytest.importorskip("sklearn")  # the demos train on scikit-learn's digits
     args = ["--quick", "--no-progress"]
     assert main(["demo", "degradation", *args, "--out", str(tmp_path / "deg")]) == 0
     data = _outputs(tmp_path / "deg", "degradation")

@@ -196,10 +196,18 @@ def test_max_with_dim_returns_values_and_indices():
 
 
 def test_unbroadcast_reduces_to_shape():
-    g = np.ones((4, 2, 3))
-    np.testing.assert_array_equal(unbroadcast(g, (3,)), np.full(3, 8.0))
-    np.testing.assert_array_equal(unbroadcast(g, (2, 1)), np.full((2, 1), 12.0))
-    np.testing.assert_array_equal(unbroadcast(g, ()), 24.0)
+    # Distinct values show which elements were summed (an all-ones gradient would only
+    # show how many): g[i, j, k] = 100 i + 10 j + k.
+    g = np.arange(4)[:, None, None] * 100.0 + np.arange(2)[None, :, None] * 10 + np.arange(3)
+    # to (3,): sum over i and j -> 8 k + 2*600 + 4*10 = 1240 + 8 k
+    np.testing.assert_array_equal(unbroadcast(g, (3,)), [1240.0, 1248.0, 1256.0])
+    # to (2, 1): sum over i and k -> 3*600 + 12*10 j + 4*3 = 1812 + 120 j
+    np.testing.assert_array_equal(unbroadcast(g, (2, 1)), [[1812.0], [1932.0]])
+    # to (4, 1, 3): sum over j only -> 200 i + 10 + 2 k
+    np.testing.assert_array_equal(unbroadcast(g, (4, 1, 3)), 200.0 * np.arange(4)[:, None, None]
+                                  + 10 + 2 * np.arange(3))
+    np.testing.assert_array_equal(unbroadcast(g, ()), g.sum())
+    assert unbroadcast(g, g.shape) is g
     with pytest.raises(ValueError):
         unbroadcast(g, (5,))
 

@@ -216,10 +216,12 @@ def test_gradcheck_of_a_layer_catches_a_wrong_gradient():
 
 # ---- behaviour and errors ----------------------------------------------------------------
 
-def test_relu_inplace_flag_is_accepted_and_keeps_the_input():
+def test_relu_inplace_writes_into_its_input_as_in_pytorch():
     x = tr.tensor([-1.0, 2.0])
-    assert nn.ReLU(inplace=True)(x).tolist() == [0.0, 2.0]
-    assert x.tolist() == [-1.0, 2.0]
+    out = nn.ReLU(inplace=True)(x)
+    assert out is x and x.tolist() == [0.0, 2.0] and x._version == 1
+    y = tr.tensor([-1.0, 2.0])
+    assert nn.ReLU()(y) is not y and y.tolist() == [-1.0, 2.0]
 
 
 def test_seed_idioms():

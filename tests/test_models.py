@@ -3,16 +3,12 @@ gradient checks of whole blocks, zero-init of residual branches, and refusals.""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 import tinyres as tr
 from tinyres import models, nn
 from tinyres.models.blocks import PadShortcut, init_resnet_weights, projection_shortcut
-
-HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 IMAGENET_COUNTS = {
     "resnet18": 11_689_512,
@@ -30,13 +26,39 @@ def n_params(model) -> int:
 # ---- counts and layout ----------------------------------------------------------------
 
 
+# Convolutions per net: the stem, one per layer of every block (2 basic, 3 bottleneck),
+# and the first block's 1x1 projection in each stage whose shape changes.
+IMAGENET_CONVS = {"resnet18": 1 + 8 * 2 + 3, "resnet34": 1 + 16 * 2 + 3, "resnet50": 1 + 16 * 3 + 4,
+                  "resnet101": 1 + 33 * 3 + 4, "resnet152": 1 + 50 * 3 + 4}
+
+
 @pytest.mark.parametrize("name", list(IMAGENET_COUNTS))
-def test_imagenet_counts_and_torchvision_state_dict(name):
-    model = models.MODELS[name]()
-    assert n_params(model) == IMAGENET_COUNTS[name]
-    if not HAS_TORCH:
-        return
+def test_imagenet_counts_and_state_dict_layout(name):
+    state = models.MODELS[name]().state_dict()
+    assert sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k) \
+        == IMAGENET_COUNTS[name]
+    # Every conv has a BN (weight, bias, running_mean, running_var, num_batches_tracked): 6 keys
+    # a conv, plus fc.weight and fc.bias.
+    assert len(state) == 6 * IMAGENET_CONVS[name] + 2
+    last = 2048 if name in ("resnet50", "resnet101", "resnet152") else 512
+    shapes = {"conv1.weight": (64, 3, 7, 7), "bn1.running_var": (64,), "fc.weight": (1000, last),
+              "fc.bias": (1000,), "layer4.0.downsample.0.weight": (last, last // 2, 1, 1)}
+    if last == 512:
+        shapes |= {"layer1.0.conv2.weight": (64, 64, 3, 3), "layer2.0.conv1.weight": (128, 64, 3, 3)}
+    else:
+        shapes |= {"layer1.0.conv1.weight": (64, 64, 1, 1), "layer1.0.conv3.weight": (256, 64, 1, 1),
+                   "layer2.0.conv2.weight": (128, 128, 3, 3)}
+    for key, shape in shapes.items():
+        assert tuple(state[key].shape) == shape, key
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", list(IMAGENET_COUNTS))
+def test_imagenet_state_dict_matches_torchvision(name):
+    pytest.importorskip("torch")
     from tests.torch_models import torch_imagenet
+
+    model = models.MODELS[name]()
 
     reference = torch_imagenet(name)
     assert sum(p.numel() for p in reference.parameters()) == IMAGENET_COUNTS[name]
@@ -140,6 +162,23 @@ def test_zero_init_block_is_its_shortcut(make):
         )
         expected = shortcut if isinstance(block, models.PreActBlock) else shortcut.relu()
         np.testing.assert_allclose(block(x).numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_preact_block_is_its_input_plus_its_branch():
+    """PreActBlock(x) = x + branch(x) (identity) or downsample(relu(bn1(x))) + branch(x)."""
+    tr.manual_seed(0)
+    x = tr.randn(2, 4, 6, 6)
+    for block, shortcut in [
+        (models.PreActBlock(4, 4), lambda b: x),
+        (models.PreActBlock(4, 8, 2, projection_shortcut(4, 8, 2)), lambda b: b.downsample(b.relu(b.bn1(x)))),
+    ]:
+        block.eval()  # fixed BN statistics, so the calls below see the same F
+        for bn in (block.bn1, block.bn2):
+            bn.running_mean.numpy()[...] = np.linspace(-0.5, 0.5, bn.num_features)
+        with tr.no_grad():
+            expected = block.branch(x) + shortcut(block)
+            assert np.abs(block.branch(x).numpy()).max() > 0.1  # the branch is not silent
+            np.testing.assert_allclose(block(x).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---- gradient checks of whole blocks (float64, train mode) ----------------------------

@@ -27,9 +27,9 @@ def model_classes(lib):
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            out += identity
-            return out
+            out = self.bn1(self.conv1(x))
+            out += identity  # before the in-place ReLU: it saves its output (so in PyTorch)
+            return self.relu(out)
 
     class Net(lib.Module):
         def __init__(self):

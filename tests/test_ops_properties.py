@@ -5,16 +5,11 @@ import re
 
 import numpy as np
 import pytest
-from helpers import arrays, away_from, broadcastable_pairs, compare_with_torch, shapes
+from helpers import arrays, away_from, broadcastable_pairs, compare_with_torch, leaf, shapes
 from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyres as tr
-
-
-def leaf(a):
-    return tr.tensor(a, dtype=tr.float64, requires_grad=True)
-
 
 BINARY = {
     "add": lambda x, y: x + y,
@@ -56,6 +51,7 @@ UNARY = {
     "T": (lambda x: x.T, "any"),
     "index": (lambda x: x[..., :1], "any"),
     "double_use": (lambda x: x * x + x, "any"),
+    "clone": (lambda x: x.clone(), "any"),
 }
 
 
@@ -100,6 +96,23 @@ def test_non_contiguous_inputs_give_the_same_result_as_contiguous(shape, data):
     for t in (a, b):
         ((t * t).sigmoid() @ tr.ones(shape[-1], 2, dtype=tr.float64)).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("start", "convert"),
+    [(np.float32, lambda t: t.double()), (np.float64, lambda t: t.float()),
+     (np.float32, lambda t: t.to(tr.float64)), (np.float32, lambda t: t.clone())],
+)
+def test_cast_and_clone_pass_a_random_upstream_gradient_back_unchanged(start, convert):
+    # dz/dx = I for a copy or a change of precision: the gradient is the upstream, cast
+    # back to the input's dtype (float32 <-> float64 round trips these values exactly).
+    rng = np.random.default_rng(0)
+    x = tr.tensor(rng.standard_normal((3, 4)).astype(start), requires_grad=True)
+    y = convert(x)
+    upstream = rng.standard_normal(y.shape).astype(np.float32).astype(y.dtype)
+    y.backward(tr.tensor(upstream))
+    assert x.grad.dtype == start
+    np.testing.assert_array_equal(x.grad.numpy(), upstream.astype(start))
 
 
 # ---- gradcheck itself ------------------------------------------------------------

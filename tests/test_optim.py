@@ -141,6 +141,89 @@ def test_adam_hand_derived_first_two_steps():
     assert w.item() == pytest.approx(-1.0 - (7 / 3) / math.sqrt(39 / 7), abs=1e-12)
 
 
+def test_adam_hand_derived_eps_sits_outside_the_square_root():
+    # Gradients 1 then 3; beta1 0.5, beta2 0.75, lr 1, eps 1 (large, so its place shows):
+    # t=1: m̂ = 1, v̂ = 1 -> step 1 / (sqrt(1) + 1) = 0.5  (inside the root: 1/sqrt(2))
+    # t=2: m̂ = 7/3, v̂ = 39/7 -> step (7/3) / (sqrt(39/7) + 1)
+    w = tr.tensor([0.0], dtype=np.float64, requires_grad=True)
+    opt = Adam([w], lr=1.0, betas=(0.5, 0.75), eps=1.0)
+    w.grad = tr.tensor([1.0], dtype=np.float64)
+    opt.step()
+    assert w.item() == pytest.approx(-0.5, abs=1e-12)
+    w.grad = tr.tensor([3.0], dtype=np.float64)
+    opt.step()
+    assert w.item() == pytest.approx(-0.5 - (7 / 3) / (math.sqrt(39 / 7) + 1), abs=1e-12)
+
+
+def test_adam_hand_derived_weight_decay_joins_the_gradient():
+    # p0 = 1, gradient 1, weight decay 1 -> g = 1 + 1*1 = 2; beta1 0.5, beta2 0.75, lr 1, eps 1.
+    # t=1: m̂ = 2, v̂ = 4 -> step 2 / (2 + 1) = 2/3; p = 1/3   (without the decay: step 1/2)
+    # t=2: g = 1 + 1/3 = 4/3; m = 0.5*1 + 0.5*4/3 = 7/6, v = 0.75*1 + 0.25*16/9 = 43/36
+    #      m̂ = (7/6)/0.75 = 14/9, v̂ = (43/36)/0.4375 -> step (14/9) / (sqrt(v̂) + 1)
+    w = tr.tensor([1.0], dtype=np.float64, requires_grad=True)
+    opt = Adam([w], lr=1.0, betas=(0.5, 0.75), eps=1.0, weight_decay=1.0)
+    w.grad = tr.tensor([1.0], dtype=np.float64)
+    opt.step()
+    assert w.item() == pytest.approx(1 / 3, abs=1e-12)
+    w.grad = tr.tensor([1.0], dtype=np.float64)
+    opt.step()
+    v_hat = (43 / 36) / 0.4375
+    assert w.item() == pytest.approx(1 / 3 - (14 / 9) / (math.sqrt(v_hat) + 1), abs=1e-12)
+
+
+def test_sgd_hand_derived_dampening():
+    # p0 = 0, gradients 2 then 4, lr 1, momentum 0.5, dampening 0.5.
+    # step 1: b = g = 2 (no dampening on the first step, as in PyTorch); p = -2
+    # step 2: b = 0.5*2 + (1 - 0.5)*4 = 3; p = -5   (ignoring dampening: b = 5, p = -7)
+    w = tr.tensor([0.0], dtype=np.float64, requires_grad=True)
+    opt = SGD([w], lr=1.0, momentum=0.5, dampening=0.5)
+    for g, want in ((2.0, -2.0), (4.0, -5.0)):
+        w.grad = tr.tensor([g], dtype=np.float64)
+        opt.step()
+        assert w.item() == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("eta_min", [0.0, 0.01])
+def test_cosine_continues_past_t_max_as_the_closed_form(eta_min):
+    # PyTorch's recursive form equals the closed form at every epoch, also past T_max, where
+    # the cosine climbs back up: epoch 7 is the bottom, epoch 14 the base rate again.
+    lrs = scheduler_lrs(tr, lambda lib, opt: CosineAnnealingLR(opt, T_max=7, eta_min=eta_min), 20)
+    closed = [eta_min + (0.1 - eta_min) * (1 + math.cos(math.pi * t / 7)) / 2 for t in range(20)]
+    assert lrs == pytest.approx(closed, abs=1e-12)
+    assert lrs[7] == pytest.approx(eta_min, abs=1e-12) and lrs[14] == pytest.approx(0.1, abs=1e-12)
+
+
+def test_cosine_step_keeps_a_rate_changed_by_hand():
+    # PyTorch's step() scales the current rate, so a change made by hand persists:
+    # T_max 4, base 1. Epoch 1: (1 + cos(pi/4)) / 2. Set the rate to 0.5 by hand; epoch 2
+    # multiplies it by (1 + cos(pi/2)) / (1 + cos(pi/4)) (the closed form would say 0.5).
+    opt = SGD([tr.zeros(1, requires_grad=True)], lr=1.0)
+    sched = CosineAnnealingLR(opt, T_max=4)
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx((1 + math.cos(math.pi / 4)) / 2, abs=1e-12)
+    opt.param_groups[0]["lr"] = 0.5
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 / (1 + math.cos(math.pi / 4)), abs=1e-12)
+
+
+def test_defaults_are_pytorchs():
+    # The documented defaults of torch.optim.SGD and torch.optim.Adam, written out.
+    w = tr.zeros(1, requires_grad=True)
+    assert {k: v for k, v in SGD([w]).param_groups[0].items() if k != "params"} == dict(
+        lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
+    assert {k: v for k, v in Adam([w]).param_groups[0].items() if k != "params"} == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_reaches_past_a_parameter_without_gradient(set_to_none):
+    unused, used = tr.zeros(2, requires_grad=True), tr.zeros(2, requires_grad=True)
+    used.grad = tr.ones(2)
+    SGD([unused, used], lr=0.1).zero_grad(set_to_none=set_to_none)
+    assert unused.grad is None
+    assert used.grad is None if set_to_none else used.grad.numpy().tolist() == [0.0, 0.0]
+
+
 def test_amsgrad_keeps_the_largest_second_moment():
     # A large gradient then small ones: with amsgrad the denominator never shrinks,
     # so the later steps are smaller than plain Adam's.

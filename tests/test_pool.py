@@ -7,7 +7,7 @@ than the kernel, and a kernel equal to the padded input are all in range.
 
 import numpy as np
 import pytest
-from helpers import arrays, compare_with_torch, float_dtypes
+from helpers import arrays, compare_with_torch, float_dtypes, leaf
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
@@ -41,11 +41,11 @@ def distinct(x: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def run(tier, pool, x, options, upstream):
-    leaf = tr.tensor(x, requires_grad=True)
+    x_leaf = leaf(x)
     with kernels.use_tier(tier):
-        y = pool(leaf, **options)
+        y = pool(x_leaf, **options)
         (y * tr.tensor(upstream(y.shape).astype(x.dtype))).sum().backward()
-    return y.detach().numpy(), leaf.grad.numpy()
+    return y.detach().numpy(), x_leaf.grad.numpy()
 
 
 # A dilated window on padding only gives -inf in both tiers; assert_allclose then
@@ -71,9 +71,9 @@ def test_reference_passes_gradcheck(pool, data):
     x = distinct(x.astype(np.float64), seed=data.draw(st.integers(0, 100)))
     # A dilated window can fall on padding only; its output is -inf (as in PyTorch),
     # and a difference of infinities is no derivative.
-    assume(np.isfinite(pool(tr.tensor(x), **options).numpy()).all())
+    assume(np.isfinite(pool(leaf(x, False), **options).numpy()).all())
     with kernels.use_tier("reference"):
-        assert tr.gradcheck(lambda t: pool(t, **options), [tr.tensor(x, requires_grad=True)])
+        assert tr.gradcheck(lambda t: pool(t, **options), [leaf(x)])
 
 
 @given(
@@ -83,7 +83,7 @@ def test_reference_passes_gradcheck(pool, data):
     out=st.tuples(st.integers(1, 4), st.integers(1, 4)),
 )
 def test_adaptive_avg_pool_passes_gradcheck(x, out):
-    assert tr.gradcheck(lambda t: F.adaptive_avg_pool2d(t, out), [tr.tensor(x, requires_grad=True)])
+    assert tr.gradcheck(lambda t: F.adaptive_avg_pool2d(t, out), [leaf(x)])
 
 
 def test_a_window_on_padding_only_gives_minus_infinity_and_no_gradient():
@@ -121,6 +121,42 @@ def test_matches_torch(tier, expr):
     with kernels.use_tier(tier):
         compare_with_torch(expr, x)
         compare_with_torch(expr, np.round(x))  # ties: PyTorch also picks the first
+
+
+# ---- hand-derived values (no PyTorch needed) -------------------------------------------
+
+NINE = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_avg_pool_counts_the_padding_hand_derived(tier):
+    # 3x3 windows, stride 1, padding 1: every window divides by 9, zeros included.
+    # The corner window holds 1+2+4+5 = 12 -> 12/9 (not 12/4); the centre holds 45 -> 5.
+    sums = [[12, 21, 16], [27, 45, 33], [24, 39, 28]]
+    x = tr.tensor(NINE, requires_grad=True)
+    with kernels.use_tier(tier):
+        y = F.avg_pool2d(x, 3, stride=1, padding=1)
+        np.testing.assert_allclose(y.detach().numpy()[0, 0], np.array(sums) / 9, rtol=1e-12)
+        # Upstream 1 on the corner window only: its four real taps get 1/9 each.
+        upstream = np.zeros((1, 1, 3, 3))
+        upstream[0, 0, 0, 0] = 1.0
+        y.backward(tr.tensor(upstream))
+    want = np.zeros((3, 3))
+    want[:2, :2] = 1 / 9
+    np.testing.assert_allclose(x.grad.numpy()[0, 0], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("tier", kernels.TIERS)
+def test_adaptive_avg_pool_windows_end_at_the_ceiling_hand_derived(tier):
+    # Length 5 into 3: window i is [floor(5i/3), ceil(5(i+1)/3)) = [0, 2), [1, 4), [3, 5),
+    # overlapping at elements 1 and 3. Means of 1..5: 1.5, 3, 4.5.
+    x = tr.tensor(np.arange(1.0, 6.0).reshape(1, 1, 1, 5), requires_grad=True)
+    with kernels.use_tier(tier):
+        y = F.adaptive_avg_pool2d(x, (1, 3))
+        np.testing.assert_allclose(y.detach().numpy().ravel(), [1.5, 3.0, 4.5], rtol=1e-12)
+        # Upstream (1, 2, 4): dx = (1/2, 1/2 + 2/3, 2/3, 2/3 + 4/2, 4/2).
+        y.backward(tr.tensor(np.array([1.0, 2.0, 4.0]).reshape(1, 1, 1, 3)))
+    np.testing.assert_allclose(x.grad.numpy().ravel(), [1 / 2, 7 / 6, 2 / 3, 8 / 3, 2.0], rtol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,7 @@ register("matmul", lambda lib, x, y: x @ y, _normal((2, 3, 4), (4, 5)))
 register("sum", lambda lib, x: x.sum(dim=1), _one((3, 4, 2)))
 register("mean", lambda lib, x: x.mean(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
 register("max", lambda lib, x: x.max(dim=1)[0], _one((3, 5)))
+register("min", lambda lib, x: x.min(dim=1)[0], _one((3, 5)))
 register("exp", lambda lib, x: x.exp(), _one((3, 4)))
 register("log", lambda lib, x: x.log(), _one((3, 4), positive=True))
 register("sqrt", lambda lib, x: x.sqrt(), _one((3, 4), positive=True))
@@ -115,6 +116,30 @@ register("clone", lambda lib, x: x.clone(), _one((3, 4)))
 # Cast between float dtypes: float64 to float64 through the op itself (``x.to`` skips
 # it for the same dtype, and float32 would spoil the finite differences).
 register("cast", lambda lib, x: Cast.apply(x, dtype=np.float64), _one((3, 4)), torch=False)
+
+
+
+
+def _off_kinks(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values at least 0.15 from 0 and from +-0.5, the kinks of the clamp cases below."""
+    return rng.choice([-1.3, -0.9, -0.25, 0.2, 0.3, 0.8, 1.4], shape) + rng.uniform(-0.05, 0.05, shape)
+
+
+def _index_put(lib: Any, x: Any, y: Any) -> Any:
+    z = x * 1  # a non-leaf: a leaf that requires grad cannot be written in place
+    z[1:, ::2] = y
+    return z
+
+
+register("clamp", lambda lib, x: x.clamp(-0.5, 0.5), lambda rng: (_off_kinks(rng, (3, 4)),))
+register("clamp_", lambda lib, x: (x * 1).clamp_(-0.5, 0.5), lambda rng: (_off_kinks(rng, (3, 4)),))
+register("copy_", lambda lib, x, y: (x * 1).copy_(y), _normal((3, 4), (4,)))
+register("where", lambda lib, x, y: lib.where(x > 0, x, y), lambda rng: (away_from_zero(rng, (3, 4)),
+                                                                        rng.standard_normal((3, 4))))
+register("index_put", _index_put, _normal((3, 5), (2, 3)))
+register("expand", lambda lib, x: x.expand(2, 3, 4), _one((3, 1)))
+register("gather", lambda lib, x: x.gather(1, lib.tensor([[0, 2], [1, 1], [3, 0]])), _one((3, 4)))
+register("pad", lambda lib, x: lib.nn.functional.pad(x, (1, 2, 0, 1)), _one((2, 3, 4)))
 
 
 # ---- normalisation, pooling, linear and loss (tinyres.nn.functional) ----------------

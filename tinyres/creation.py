@@ -3,7 +3,7 @@
 >>> import tinyres as tr
 >>> tr.manual_seed(0)
 >>> tr.zeros(2, 3).shape
-(2, 3)
+tinyres.Size([2, 3])
 >>> tr.tensor([1, 2]).dtype
 dtype('int64')
 """

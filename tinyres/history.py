@@ -2,8 +2,9 @@
 
 A history is a list of per-epoch dicts with the same keys (``epoch``, ``lr``,
 ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, ...), as
-``tinyres.training.fit`` returns it. Files are replaced atomically, so a reader (or
-a Ctrl-C) never sees half a file.
+``tinyres.training.fit`` returns it. Files are replaced atomically
+(``tinyres.serialization.write_atomically``), so a reader, a Ctrl-C or a full disk
+never leaves half a file.
 
 >>> import json, os, tempfile
 >>> run = [{"epoch": 1, "train_loss": 1.5, "train_acc": 0.5, "test_loss": 1.2, "test_acc": 0.6},
@@ -29,11 +30,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from tinyres.serialization import write_atomically
 
 
 def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike) -> None:
@@ -44,8 +41,8 @@ def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike) -> 
         writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
-    _write_atomically(out / "metrics.csv", text.getvalue().encode())
-    _write_atomically(out / "metrics.json", (json.dumps(history, indent=1) + "\n").encode())
+    write_atomically(out / "metrics.csv", lambda f: f.write(text.getvalue().encode()))
+    write_atomically(out / "metrics.json", lambda f: f.write((json.dumps(history, indent=1) + "\n").encode()))
 
 
 def plot_history(runs: dict[str, list[dict[str, Any]]], path: str | os.PathLike, title: str = "") -> None:
@@ -77,6 +74,4 @@ def plot_history(runs: dict[str, list[dict[str, Any]]], path: str | os.PathLike,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    _write_atomically(Path(path), buffer.getvalue())
+    write_atomically(path, lambda f: fig.savefig(f, format="png"))

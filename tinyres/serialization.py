@@ -21,22 +21,29 @@ either fully happens or not at all. A crash mid-write leaves the old file intact
 >>> tr.save({"epoch": 3, "model": {"fc.weight": tr.ones(2, 2)}}, path)
 >>> ckpt = tr.load(path)
 >>> ckpt["epoch"], ckpt["model"]["fc.weight"].shape
-(3, (2, 2))
+(3, tinyres.Size([2, 2]))
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import tempfile
 import zipfile
-from typing import Any
+import zlib
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from tinyres.engine import Tensor
 
 MANIFEST = "__tinyres__"
+EXPECTED = "expected an .npz archive written by tinyres.save or np.savez"
+MAX_DEPTH = 100  # nesting of dicts and lists in a checkpoint; real ones use 3 or 4
+MAX_NAME = 65535 - len(".npy")  # a zip member's name is at most 65535 bytes
 FORMAT_VERSION = 1
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -76,6 +83,9 @@ class _Encoder:
         if array.dtype.hasobject:
             raise TypeError(f"save: the array at {path} has dtype object, which .npz can only pickle")
         name = path or "array"
+        if len(name.encode()) > MAX_NAME:
+            raise ValueError(f"save: the key path {name[:60]!r}... is {len(name.encode())} bytes long; a "
+                             f".npz member's name holds at most {MAX_NAME}")
         if name in self.arrays or name == MANIFEST:
             raise ValueError(f"save: two entries would both be stored as {name!r}; rename one")
         self.arrays[name] = array
@@ -88,12 +98,24 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     encoder = _Encoder()
     tree = encoder.encode(obj, "")
     manifest = json.dumps({"format": "tinyres", "version": FORMAT_VERSION, "tree": tree})
+    write_atomically(path, lambda f: np.savez(f, **{MANIFEST: np.array(manifest)}, **encoder.arrays))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, make it durable, rename it over ``path``.
+
+    The temporary name carries the writer's process id, so temporary files left by a
+    writer that was killed (kill -9 runs no cleanup) are recognised and removed by the
+    next write to the same path, and two writers never share one.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    prefix = f".{os.path.basename(path)}."
+    _remove_orphans(directory, prefix)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{MANIFEST: np.array(manifest)}, **encoder.arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
@@ -107,6 +129,25 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             os.remove(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _remove_orphans(directory: str, prefix: str) -> None:
+    """Delete ``prefix<pid>.*.tmp`` files in ``directory`` whose writing process is gone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not (name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+        except (PermissionError, OverflowError):
+            pass  # alive under another user, or not a pid at all: leave it
 
 
 def _fsync_directory(directory: str) -> None:
@@ -124,53 +165,110 @@ def _fsync_directory(directory: str) -> None:
 
 
 class _Decoder:
-    """Rebuilds the object from the JSON tree and the arrays read from the file."""
+    """Rebuilds the object from the JSON tree and the arrays read from the file.
+
+    The tree comes from the file, so it is checked as it is walked: its nesting is
+    bounded (``MAX_DEPTH``), and any node of the wrong form is a ``ValueError``.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray], path: str):
         self.arrays, self.path = arrays, path
 
-    def decode(self, node: Any) -> Any:
+    def decode(self, node: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"load: {self.path}: the manifest nests deeper than {MAX_DEPTH} levels; "
+                             "tinyres.save never writes that, so the file is crafted or damaged")
         kind = node.get("type") if isinstance(node, dict) else None
         if kind == "dict":
-            return {key: self.decode(value) for key, value in node["items"]}
+            items = self._items(node)
+            if not all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], (str, int))
+                       for item in items):
+                raise ValueError(f"load: {self.path}: a dict in the manifest has malformed items; "
+                                 "the file is damaged")
+            return {key: self.decode(value, depth + 1) for key, value in items}
         if kind in ("list", "tuple"):
-            items = [self.decode(v) for v in node["items"]]
+            items = [self.decode(v, depth + 1) for v in self._items(node)]
             return items if kind == "list" else tuple(items)
-        if kind == "scalar":
+        if kind == "scalar" and isinstance(node.get("value"), _SCALARS):
             return node["value"]
         if kind in ("tensor", "ndarray", "numpy_scalar"):
-            if node.get("name") not in self.arrays:
-                raise ValueError(f"{self.path}: the manifest names an array {node.get('name')!r} "
+            name = node.get("name")
+            if not isinstance(name, str) or name not in self.arrays:
+                raise ValueError(f"load: {self.path}: the manifest names an array {name!r} "
                                  "that the file does not contain; the file is damaged")
-            array = self.arrays[node["name"]]
-            return Tensor(array) if kind == "tensor" else array if kind == "ndarray" else array[()]
-        raise ValueError(f"{self.path}: unknown entry {node!r} in the tinyres manifest; the file is damaged")
+            array = self.arrays[name]
+            if kind == "tensor":
+                return Tensor(array)
+            return array if kind == "ndarray" else array[()]
+        raise ValueError(f"load: {self.path}: unknown entry {str(node)[:80]!r} in the tinyres manifest; "
+                         "the file is damaged")
+
+    def _items(self, node: dict) -> list:
+        items = node.get("items")
+        if not isinstance(items, list):
+            raise ValueError(f"load: {self.path}: a {node['type']} in the manifest has no list of items; "
+                             "the file is damaged")
+        return items
+
+
+def _check_members(archive: zipfile.ZipFile, file_size: int, path: str) -> None:
+    """Refuse, before NumPy allocates anything, any member whose sizes do not add up.
+
+    NumPy allocates an array of the shape a member's header declares, then reads
+    into it, so a 200-byte file declaring 4 TiB would ask for 4 TiB. Here every
+    member must be a ``.npy`` whose declared data size (shape x item size) is exactly
+    the bytes the member holds, and a compressed member may not claim to expand more
+    than deflate can (about 1032:1), so nothing read can exceed ~1000x the file.
+    """
+    for info in archive.infolist():
+        where = f"load: {path}: member {info.filename[:80]!r}"
+        if not info.filename.endswith(".npy"):  # PyTorch's own checkpoints are zips too
+            raise ValueError(f"load: {path} is a zip archive but not an .npz ({EXPECTED}): "
+                             f"member {info.filename[:80]!r} is not a .npy array")
+        if info.compress_size > file_size or info.file_size > 1100 * info.compress_size + 2**16:
+            raise ValueError(f"{where} claims {info.file_size} bytes from {info.compress_size} stored, "
+                             "more than the file can hold; it is crafted or damaged")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"{where} has .npy format version {version}; expected 1.0 or 2.0")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            try:
+                shape, _, dtype = read_header(member)
+            except Exception as exc:  # NumPy parses the header with ast; junk raises any of several
+                raise ValueError(f"{where} has a damaged .npy header: {type(exc).__name__}: {exc}") from None
+            header_bytes = member.tell()
+        if dtype.hasobject:
+            raise ValueError(f"{where} holds Python objects (dtype {dtype}), which only a pickle can "
+                             "store; tinyres never unpickles")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared != info.file_size - header_bytes:
+            raise ValueError(f"{where} declares shape {shape} of {dtype} ({declared} bytes) but holds "
+                             f"{info.file_size - header_bytes} bytes; it is truncated, crafted or damaged")
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     """Every member of the archive at ``path`` as an array, or a ValueError saying why not."""
-    expected = "expected an .npz archive written by tinyres.save or np.savez"
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError(f"load: {path} holds a single .npy array; {expected}")
-        with npz:
-            # Read every member now, so a truncated member fails here and not later.
-            arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise ValueError(f"load: {path} holds a single .npy array; {EXPECTED}")
+        with zipfile.ZipFile(path) as archive:
+            _check_members(archive, os.path.getsize(path), path)
+        with np.load(path, allow_pickle=False) as npz:
+            # Read every member now, so a damaged member fails here and not later.
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError,
+            SyntaxError, TypeError, UnicodeDecodeError) as exc:
+        # (read_magic and the header parsers raise ValueError, SyntaxError or TypeError on junk;
+        # zipfile raises NotImplementedError for compression methods it lacks.)
         if str(exc).startswith("load: "):
             raise
         raise ValueError(
-            f"load: {path} is not a readable .npz archive ({expected}); it may be truncated "
-            f"or another format, such as a pickle: {exc}"
+            f"load: {path} is not a readable .npz archive ({EXPECTED}); it may be truncated, damaged "
+            f"or another format, such as a pickle: {type(exc).__name__}: {exc}"
         ) from None
-    # A zip that is not an .npz (PyTorch's own checkpoints are zips) has non-.npy members,
-    # which NumPy hands back as raw bytes.
-    foreign = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]
-    if foreign:
-        raise ValueError(f"load: {path} is a zip archive but not an .npz ({expected}): "
-                         f"member {foreign[0]!r} is not a .npy array")
-    return arrays
 
 
 def load(path: str | os.PathLike) -> Any:
@@ -181,17 +279,23 @@ def load(path: str | os.PathLike) -> Any:
     path for anything that is not a readable ``.npz`` (truncated, foreign, damaged).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load: {path} is a directory; expected a file written by tinyres.save")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no such file: {path}")
     arrays = _read_npz(path)
     if MANIFEST not in arrays:
         return {name: Tensor(array) for name, array in arrays.items()}
     try:
-        manifest = json.loads(str(arrays.pop(MANIFEST)))
+        text = arrays.pop(MANIFEST)
+        if text.dtype.kind != "U" or text.ndim != 0:
+            raise TypeError(f"the manifest is a {text.dtype} array of shape {text.shape}, not a string")
+        manifest = json.loads(str(text))
         tree = manifest["tree"]
         version = manifest["version"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"load: {path} has a damaged tinyres manifest: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ValueError(f"load: {path} has a damaged tinyres manifest: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}") from None
     if version != FORMAT_VERSION:
         raise ValueError(f"load: {path} has tinyres format version {version}, "
                          f"this tinyres reads version {FORMAT_VERSION}")

@@ -37,9 +37,10 @@ checkpoint of epoch 0 is written before the first step, so there always is one);
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,21 +166,50 @@ def load_checkpoint(
     scheduler: optim.lr_scheduler.LRScheduler | None,
     loader: DataLoader,
 ) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
-    """Restore what ``save_checkpoint`` wrote; returns (epoch, history, config)."""
+    """Restore what ``save_checkpoint`` wrote; returns (epoch, history, config).
+
+    Every refusal is a ``ValueError`` naming ``path``; the weights are checked against
+    the model (keys and shapes) before anything is copied.
+    """
     ckpt = load(path)
-    missing = {"epoch", "model", "optimizer", "scheduler", "history", "rng"} - set(ckpt)
+    keys = {"epoch", "model", "optimizer", "scheduler", "history", "rng"}
+    missing = keys - set(ckpt) if isinstance(ckpt, dict) else keys
     if missing:
-        raise ValueError(f"{path} is not a training checkpoint: it lacks {sorted(missing)}")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+        raise ValueError(f"{path} is not a training checkpoint (as tinyres train writes them): "
+                         f"it lacks {sorted(missing)}")
+    _check_weights_fit(model, ckpt["model"], path)
     if (scheduler is None) != (ckpt["scheduler"] is None):
         raise ValueError(f"{path} was saved {'without' if scheduler else 'with'} a learning-rate "
                          "scheduler; resume with the same recipe")
-    if scheduler is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    loader.generator.bit_generator.state = ckpt["rng"]["loader"]
-    creation.generator().bit_generator.state = ckpt["rng"]["tinyres"]
-    return ckpt["epoch"], ckpt["history"], ckpt.get("config")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        loader.generator.bit_generator.state = ckpt["rng"]["loader"]
+        creation.generator().bit_generator.state = ckpt["rng"]["tinyres"]
+        epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path} is a damaged training checkpoint: {type(err).__name__}: {err}") from None
+    return epoch, history, ckpt.get("config")
+
+
+def _check_weights_fit(model: nn.Module, weights: Any, path: Any) -> None:
+    """A short ValueError when ``weights`` belong to another model (or data set, whose
+    channel count changes the first convolution), instead of a screen of key names."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path}: its 'model' entry is a {type(weights).__name__}, not a state dict")
+    own = model.state_dict()
+    problems = {
+        "missing": [k for k in own if k not in weights],
+        "unexpected": [k for k in weights if k not in own],
+        "of another shape": [k for k in own if k in weights and np.shape(weights[k]) != tuple(own[k].shape)],
+    }
+    found = [f"{len(names)} {kind} (first {names[0]})" for kind, names in problems.items() if names]
+    if found:
+        raise ValueError(f"{path} holds the weights of another model or data set: {len(own)} tensors "
+                         f"expected, {', '.join(found)}; resume with the --model, --shortcut and --data "
+                         "it was made with")
 
 
 # ---- the loop ----------------------------------------------------------------------------
@@ -279,6 +309,37 @@ def _check_same_recipe(saved: dict[str, Any] | None, config: dict[str, Any] | No
                          "resume with the same options")
 
 
+@contextlib.contextmanager
+def lock_directory(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory/.lock`` so a second run into it stops at once.
+
+    Two runs writing one checkpoint would each overwrite the other's epochs. The
+    lock is ``flock``'s: the kernel drops it when the process ends, however it ends
+    (kill -9 included), so a stale lock file never blocks the next run. Where
+    ``fcntl`` does not exist (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(directory / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise RuntimeError(f"{directory} is in use by another training run ({owner}); wait for it, "
+                               "or choose another output directory") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # ---- a recipe ----------------------------------------------------------------------------
 
 
@@ -360,10 +421,12 @@ def train(
     """
     train_loader, test_loader = make_loaders(config, train_data, test_data)
     opt, sched = make_optimizer(model, config)
-    checkpoint = None
+    checkpoint, lock = None, contextlib.nullcontext()
     if out_dir is not None:
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise NotADirectoryError(f"train: {out_dir} is a file; expected a directory for the outputs")
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        checkpoint = Path(out_dir) / "checkpoint.npz"
+        checkpoint, lock = Path(out_dir) / "checkpoint.npz", lock_directory(Path(out_dir))
 
     def record_epoch(history: list[dict[str, Any]]) -> None:
         if out_dir is not None:
@@ -372,6 +435,7 @@ def train(
         if on_epoch is not None:
             on_epoch(history)
 
-    return fit(model, train_loader, test_loader, opt, config.epochs, scheduler=sched,
-               checkpoint=checkpoint, resume=resume, config=asdict(config), on_step=on_step,
-               on_epoch=record_epoch, progress=progress)
+    with lock:
+        return fit(model, train_loader, test_loader, opt, config.epochs, scheduler=sched,
+                   checkpoint=checkpoint, resume=resume, config=asdict(config), on_step=on_step,
+                   on_epoch=record_epoch, progress=progress)

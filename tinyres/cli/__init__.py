@@ -2,6 +2,15 @@
 
 Each sub-command module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; adding a command means adding its module to ``COMMANDS``.
+
+Errors, for every command alike (``main`` handles them, so a command only raises):
+
+- a bad argument is refused while parsing (range-checked types in ``cli.args``), or
+  by a ``UsageError`` from ``run``: one line on stderr, exit code 2;
+- anything else that fails while a command runs (a damaged ``--resume`` checkpoint,
+  an ``--out`` that cannot be written, a model that refuses the input): one line
+  ``tinyres COMMAND: error: ...`` on stderr, exit code 1;
+- ``--debug`` (before or after the command's name) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -9,23 +18,35 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyres.cli import bench, demo, draw, gradcheck_report, summary, train
+from tinyres.arguments import Parser, UsageError, add_debug_option
+from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
 from tinyres.tuning import tune
 
-COMMANDS = [demo, gradcheck_report, summary, draw, train, bench]
+COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
+MESSAGE_LIMIT = 400  # characters: a list of 300 missing keys is not one clear line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tinyres",
         description="Residual networks from scratch: demos, checks, summaries, training.",
     )
+    add_debug_option(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        add_debug_option(p)
         command.add_arguments(p)
         p.set_defaults(run=command.run)
     return parser
+
+
+def one_line(err: BaseException) -> str:
+    """The exception's message on one line, capped; its type where the message alone is unclear."""
+    text = " ".join(str(err).split())
+    if not isinstance(err, (ValueError, OSError, UsageError, ImportError)) or not text:
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,3 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # every failure of a command: one line, unless --debug
+        if args.debug:
+            raise
+        usage = isinstance(err, UsageError)
+        hint = "" if usage else " (--debug shows the traceback)"
+        print(f"tinyres {args.command}: error: {one_line(err)}{hint}", file=sys.stderr)
+        return 2 if usage else 1

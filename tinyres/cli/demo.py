@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from tinyres.arguments import add_debug_option
 from tinyres.demos import degradation, jacobian, lesion, vanishing
 
 NAME = "demo"
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="demo", metavar="DEMO", required=True)
     for demo in DEMOS:
         p = sub.add_parser(demo.NAME, help=demo.HELP, description=demo.HELP)
+        add_debug_option(p)
         demo.add_arguments(p)
         p.set_defaults(demo_run=demo.run)
 

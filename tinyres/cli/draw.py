@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tinyres import nn
+from tinyres.arguments import int_in
 from tinyres.models import MODELS, BasicBlock, Bottleneck, PadShortcut, PlainBlock, PreActBlock
 from tinyres.models.blocks import projection_shortcut
 from tinyres.viz import draw_block
@@ -40,10 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="MODEL-OR-BLOCK", help=f"one of: {', '.join(known_names())}")
     parser.add_argument("--out", required=True, type=Path, help="output file, .png or .svg")
     parser.add_argument(
-        "--input-size", type=int, default=None,
+        "--input-size", type=int_in(1, 4096), default=None,
         help="image size for a model's shapes (default 224 for ImageNet ResNets, 32 otherwise)",
     )
-    parser.add_argument("--dpi", type=int, default=120, help="resolution of a PNG (default 120)")
+    # A diagram is about 10 inches tall: 1200 dpi is already a 12,000-pixel image.
+    parser.add_argument("--dpi", type=int_in(1, 1200), default=120, help="resolution of a PNG (default 120)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown model or block {args.name!r}; known: {', '.join(known_names())}")
     if args.out.suffix.lower() not in FORMATS:
         raise SystemExit(f"--out must end in .png or .svg, got {str(args.out)!r}")
-    if args.input_size is not None and args.input_size < 1:
-        raise SystemExit(f"--input-size must be positive, got {args.input_size}")
     fig = draw_block(build(), input_size=args.input_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=args.dpi)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from tinyres.arguments import seed
 from tinyres.checks import CASES, run_case
 
 NAME = "gradcheck"
@@ -13,7 +14,7 @@ HELP = "check every op's backward against central differences (float64) and prin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ops", nargs="*", help="op names to check (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the inputs and upstream gradient")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for the inputs and upstream gradient")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+import numba
+
 from tinyres import creation
+from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import load_cifar10, load_digits
 from tinyres.models import MODELS
 from tinyres.training import TrainConfig, train
@@ -56,34 +59,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", choices=["digits", "cifar10"], default="digits", help="data set")
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 directory (cifar-10-batches-py or its parent)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=non_negative_float, default=0.1, help="initial learning rate")
+    parser.add_argument("--momentum", type=non_negative_float, default=0.9)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4)
     parser.add_argument("--nesterov", action="store_true")
     parser.add_argument("--schedule", choices=["multistep", "cosine"], default="cosine",
                         help="cosine annealing to 0 (default) or the paper's step decay (multistep)")
     parser.add_argument("--milestones", type=parse_milestones, default=None, metavar="E1,E2",
                         help="epochs at which multistep divides the rate (default: 50%% and 75%%)")
-    parser.add_argument("--gamma", type=float, default=0.1, help="multistep factor")
+    parser.add_argument("--gamma", type=positive_float, default=0.1, help="multistep factor")
     parser.add_argument("--no-augment", action="store_true", help="no padding, cropping or flipping")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, data order and augmentation")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for weights, data order and augmentation")
     parser.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=int_in(1, numba.config.NUMBA_NUM_THREADS), default=None,
                         help="threads for the Numba kernels (default: Numba's, one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, one line per epoch")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.epochs < 1 or args.batch_size < 1:
-        raise SystemExit(
-            f"--epochs and --batch-size must be positive, got {args.epochs} and {args.batch_size}"
-        )
     if args.threads is not None:
-        import numba
-
         numba.set_num_threads(args.threads)
     started = time.perf_counter()
     out = Path(args.out or f"runs/{args.model}-{args.data}")

@@ -6,7 +6,7 @@
 >>> loader = DataLoader(ds, batch_size=4, shuffle=True, transform=RandomCropFlip(), generator=0)
 >>> images, labels = next(iter(loader))
 >>> images.shape, labels.dtype
-((4, 3, 32, 32), dtype('int64'))
+(tinyres.Size([4, 3, 32, 32]), dtype('int64'))
 """
 
 from tinyres.data.augment import RandomCropFlip

@@ -38,8 +38,18 @@ _NUMPY_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"): _empty.__reduce_ex__(5)[0],
     ("numpy._core.numeric", "_frombuffer"): _empty.__reduce_ex__(5)[0],
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): lambda *args: _plain_dtype(np.dtype(*args)),
 }
+# An official batch file is 31 MB (10,000 images of 3,072 bytes); anything far larger
+# is not one, and is refused before it is read.
+MAX_FILE_BYTES = 64 * 2**20
+
+
+def _plain_dtype(dtype: np.dtype) -> np.dtype:
+    """Refuse object dtypes: their arrays are rebuilt from nested Python lists."""
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refusing dtype {dtype}: a CIFAR-10 file holds uint8 pixels")
+    return dtype
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -65,7 +75,15 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One batch file as (images uint8 (N, 3, 32, 32), labels int64 (N,))."""
+    """One batch file as (images uint8 (N, 3, 32, 32), labels int64 (N,)).
+
+    The unpickled object is checked for its exact form (a dict with a uint8 array and
+    a flat list of ints as long as the array) before anything converts it: a small
+    crafted file can nest shared lists so that a conversion would walk 1e10 elements.
+    """
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, larger than any CIFAR-10 batch file; "
+                         f"expected {EXPECTED}")
     try:
         with open(path, "rb") as f:
             # The official files were pickled by Python 2: "bytes" keeps its strings as bytes.
@@ -77,14 +95,19 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise ValueError(f"{path}: expected a dict with b'data' and b'labels', got {keys}")
-    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    data, labels = batch[b"data"], batch[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         is_array = isinstance(data, np.ndarray)
         got = f"{data.dtype} array of shape {data.shape}" if is_array else type(data).__name__
         raise ValueError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got {got}")
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or np.any((labels < 0) | (labels > 9)):
-        raise ValueError(f"{path}: b'labels' must be {len(data)} integers in 0..9, got {labels[:10]!r}...")
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+    # Checked on the list itself, one step per element, before NumPy walks it.
+    if not (isinstance(labels, list) and len(labels) == len(data)
+            and all(type(v) is int and 0 <= v <= 9 for v in labels)):
+        got = f"a list of {len(labels)}" if isinstance(labels, list) else f"a {type(labels).__name__}"
+        raise ValueError(f"{path}: b'labels' must be a list of {len(data)} ints in 0..9, got {got} "
+                         "(or items that are not such ints)")
+    labels = np.array(labels, dtype=np.int64)
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def find_directory(root: str | Path) -> Path:

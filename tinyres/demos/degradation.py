@@ -36,6 +36,7 @@ from matplotlib.ticker import MaxNLocator
 
 import tinyres as tr
 from tinyres import nn
+from tinyres.arguments import checked_int, non_negative_float, positive_int, seed
 from tinyres.data import ArrayDataset, load_digits
 from tinyres.demos.report import caption, out_dir, write_outputs
 from tinyres.models import CifarResNet
@@ -249,14 +250,21 @@ def figure(results: dict[Run, tuple], words: str, title: str) -> Figure:
 # ---- command line ---------------------------------------------------------------------------
 
 
+def check_depth(depth: int) -> None:
+    """The CIFAR family's depths: 6n+2 weighted layers."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"expected a depth 6n+2 >= 8 (8, 14, 20, 32, ...), got {depth}")
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that pick the trained nets (shared with ``demo lesion``, which reuses them)."""
-    parser.add_argument("--depths", type=int, nargs=2, default=None, metavar=("SHALLOW", "DEEP"),
+    parser.add_argument("--depths", type=checked_int(check_depth), nargs=2, default=None,
+                        metavar=("SHALLOW", "DEEP"),
                         help="two 6n+2 depths (default: 20 56; --quick: 8 14)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 20 (--quick: 2)")
-    parser.add_argument("--batch", type=int, default=None, help="default: 32 (--quick: 64)")
-    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: 20 (--quick: 2)")
+    parser.add_argument("--batch", type=positive_int, default=None, help="default: 32 (--quick: 64)")
+    parser.add_argument("--lr", type=non_negative_float, default=0.1, help="initial learning rate")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="depths 8 and 14, 2 epochs, 128 training images: a smoke test for CI")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -37,6 +37,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import tinyres as tr
+from tinyres.arguments import int_in, seed
 from tinyres.demos.nets import ACTIVATIONS, NORM_LAYERS, initialise
 from tinyres.demos.report import caption, fmt, out_dir, write_outputs
 from tinyres.demos.vanishing import Setting, add_setting_arguments
@@ -167,9 +168,10 @@ def figure(spectra: dict[str, np.ndarray], title: str, words: str) -> Figure:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(parser)
-    parser.add_argument("--width", type=int, default=8, help="channels of the block")
-    parser.add_argument("--size", type=int, default=6, help="height and width of the input")
-    parser.add_argument("--seed", type=int, default=0)
+    # The Jacobian is (width*size*size)^2 numbers and its SVD costs the cube of that side.
+    parser.add_argument("--width", type=int_in(1, 64), default=8, help="channels of the block (<= 64)")
+    parser.add_argument("--size", type=int_in(1, 16), default=6, help="height and width of the input (<= 16)")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (width 2, 4x4), for CI")
     parser.add_argument("--out", default="results/jacobian", help="output folder")
 

@@ -38,7 +38,7 @@ The classifier keeps PyTorch's default initialisation in all three, as torchvisi
 >>> len(net.layer1), type(net.layer1[0]).__name__
 (3, 'BasicBlock')
 >>> net(tr.randn(2, 3, 8, 8)).shape
-(2, 10)
+tinyres.Size([2, 10])
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import tinyres as tr
+from tinyres.arguments import checked_int, positive_int, seed
 from tinyres.demos.nets import ACTIVATIONS, INITS, NORMS, blocks_for_depth, make_net
 from tinyres.demos.report import caption, fmt, out_dir, write_outputs
 from tinyres.nn import functional as F
@@ -342,10 +343,10 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(parser)
-    parser.add_argument("--depths", type=int, nargs="+", default=None,
+    parser.add_argument("--depths", type=checked_int(blocks_for_depth), nargs="+", default=None,
                         help="depths in weighted layers, 2 + 2 per block (default: 20 56 110)")
-    parser.add_argument("--batch", type=int, default=None, help="default: 32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=positive_int, default=None, help="default: 32")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="float64 shows gradients that underflow in float32")
     parser.add_argument("--grid", action="store_true",

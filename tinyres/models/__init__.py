@@ -36,7 +36,16 @@ from tinyres.models.cifar import (
     resnet56,
     resnet110,
 )
-from tinyres.models.resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from tinyres.models.resnet import (
+    ResNet,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnext50_32x4d,
+    wide_resnet50_2,
+)
 
 MODELS = {
     "resnet18": resnet18,
@@ -44,6 +53,8 @@ MODELS = {
     "resnet50": resnet50,
     "resnet101": resnet101,
     "resnet152": resnet152,
+    "resnext50_32x4d": resnext50_32x4d,
+    "wide_resnet50_2": wide_resnet50_2,
     "resnet20": resnet20,
     "resnet32": resnet32,
     "resnet44": resnet44,
@@ -92,4 +103,6 @@ __all__ = [
     "resnet101",
     "resnet110",
     "resnet152",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
 ]

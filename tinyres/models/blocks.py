@@ -25,7 +25,7 @@ state dicts move between the two with plain arrays.
 >>> import tinyres as tr
 >>> block = BasicBlock(16, 32, stride=2, downsample=projection_shortcut(16, 32, 2))
 >>> block(tr.zeros(1, 16, 8, 8)).shape
-(1, 32, 4, 4)
+tinyres.Size([1, 32, 4, 4])
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ NormLayer = Callable[[int], nn.Module]
 Activation = Callable[[], nn.Module]
 
 
-def conv3x3(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
-    """A 3x3 convolution with padding 1 and no bias (the BN after it has one)."""
-    return nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+def conv3x3(inplanes: int, planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A 3x3 convolution with padding 1 and no bias (the BN after it has one); ``groups``
+    splits the channels into independent convolutions (ResNeXt's cardinality)."""
+    return nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
 
 
 def conv1x1(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
@@ -62,7 +63,7 @@ def projection_shortcut(
     >>> [type(m).__name__ for m in shortcut.children()]
     ['Conv2d', 'BatchNorm2d']
     >>> shortcut(tr.zeros(2, 64, 8, 8)).shape
-    (2, 256, 4, 4)
+    tinyres.Size([2, 256, 4, 4])
     """
     norm_layer = norm_layer or nn.BatchNorm2d
     return nn.Sequential(conv1x1(inplanes, outplanes, stride), norm_layer(outplanes))
@@ -130,14 +131,17 @@ def _check_shortcut(name: str, inplanes: int, outplanes: int, stride: int, downs
         )
 
 
-class ResidualBlock(nn.Module):
-    """What every block shares: its constructor's arguments, the shortcut check, the defaults.
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
 
-    ``norm_layer(channels)`` and ``activation()`` build the normalisation and
-    non-linearity (BatchNorm2d and ReLU by default). A block class sets ``expansion``
-    (output channels = ``expansion * planes``) and ``has_shortcut``, and creates its
-    layers in ``build``, in forward order (the ``state_dict`` keys follow it, as in
-    torchvision); ``downsample`` is registered after them.
+    ``stride`` is applied by ``conv1``; ``downsample`` (when given) maps ``x`` to the
+    output's shape. ``norm_layer(channels)`` and ``activation()`` build the
+    normalisation and non-linearity (BatchNorm2d and ReLU by default); the attribute
+    keeps torchvision's name ``relu`` whatever the activation.
+
+    >>> import tinyres as tr
+    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
+    tinyres.Size([2, 8, 5, 5])
     """
 
     expansion = 1
@@ -155,40 +159,15 @@ class ResidualBlock(nn.Module):
     ):
         super().__init__()
         if self.has_shortcut:
-            _check_shortcut(type(self).__name__, inplanes, planes * self.expansion, stride, downsample)
-        self.build(inplanes, planes, stride, norm_layer or nn.BatchNorm2d, activation or nn.ReLU)
-        self.downsample = downsample
-        self.stride = stride
-
-    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
-              activation: Activation) -> None:
-        """Create the block's layers (each block class has its own)."""
-        raise NotImplementedError
-
-
-class BasicBlock(ResidualBlock):
-    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
-
-    ``stride`` is applied by ``conv1``; ``downsample`` (when given) maps ``x`` to the
-    output's shape. ``norm_layer(channels)`` and ``activation()`` build the
-    normalisation and non-linearity (BatchNorm2d and ReLU by default); the attribute
-    keeps torchvision's name ``relu`` whatever the activation.
-
-    >>> import tinyres as tr
-    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
-    (2, 8, 5, 5)
-    """
-
-    expansion = 1
-    has_shortcut = True
-
-    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
-              activation: Activation) -> None:
+            _check_shortcut(type(self).__name__, inplanes, planes, stride, downsample)
+        norm_layer = norm_layer or nn.BatchNorm2d
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
-        self.relu = activation()
+        self.relu = (activation or nn.ReLU)()
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): conv-BN-ReLU-conv-BN."""
@@ -214,7 +193,7 @@ class PlainBlock(BasicBlock):
 
     >>> import tinyres as tr
     >>> PlainBlock(4, 8, stride=2)(tr.zeros(1, 4, 6, 6)).shape
-    (1, 8, 3, 3)
+    tinyres.Size([1, 8, 3, 3])
     """
 
     has_shortcut = False
@@ -234,31 +213,49 @@ class PlainBlock(BasicBlock):
         return self.relu(self.branch(x))
 
 
-class Bottleneck(ResidualBlock):
-    """1x1 reduce to ``planes``, 3x3 (carrying the stride), 1x1 expand to ``4 * planes``.
+class Bottleneck(nn.Module):
+    """1x1 reduce to ``width``, 3x3 (carrying the stride), 1x1 expand to ``4 * planes``.
 
     The 1x1 convolutions make a 256-channel block cost about as much as a 64-channel
     BasicBlock. The stride sits on the 3x3 convolution as in torchvision ("v1.5"); the
-    original paper put it on the first 1x1.
+    original paper put it on the first 1x1. ``width = planes * base_width / 64 * groups``
+    as torchvision: ResNeXt ("Aggregated Residual Transformations", Xie et al., 2017) uses
+    ``groups`` parallel paths in the 3x3, wide ResNets a larger ``base_width``.
 
     >>> import tinyres as tr
     >>> block = Bottleneck(16, 4)
     >>> block(tr.zeros(1, 16, 3, 3)).shape
-    (1, 16, 3, 3)
+    tinyres.Size([1, 16, 3, 3])
     """
 
     expansion = 4
     has_shortcut = True
 
-    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
-              activation: Activation) -> None:
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = norm_layer(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = norm_layer(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        norm_layer: NormLayer | None = None,
+        activation: Activation | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+    ):
+        super().__init__()
+        _check_shortcut("Bottleneck", inplanes, planes * self.expansion, stride, downsample)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.relu = activation()
+        self.relu = (activation or nn.ReLU)()
+        self.downsample = downsample
+        self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -273,7 +270,7 @@ class Bottleneck(ResidualBlock):
         return self.bn3
 
 
-class PreActBlock(ResidualBlock):
+class PreActBlock(nn.Module):
     r"""Pre-activation block: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
 
     Nothing follows the addition, so the shortcut path from any block to any later
@@ -284,26 +281,46 @@ class PreActBlock(ResidualBlock):
 
     >>> import tinyres as tr
     >>> PreActBlock(8, 8)(tr.zeros(2, 8, 4, 4)).shape
-    (2, 8, 4, 4)
+    tinyres.Size([2, 8, 4, 4])
     """
 
     expansion = 1
     has_shortcut = True
 
-    def build(self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer,
-              activation: Activation) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        norm_layer: NormLayer | None = None,
+        activation: Activation | None = None,
+    ):
+        super().__init__()
+        _check_shortcut("PreActBlock", inplanes, planes, stride, downsample)
+        norm_layer = norm_layer or nn.BatchNorm2d
         self.bn1 = norm_layer(inplanes)
-        self.relu = activation()
+        self.relu = (activation or nn.ReLU)()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual function F(x): BN-ReLU-conv-BN-ReLU-conv; the block is x + F(x)."""
+        return self._branch_from(self.relu(self.bn1(x)))
+
+    def _branch_from(self, pre: Tensor) -> Tensor:
+        # F after its first BN-ReLU, which forward also feeds a projecting shortcut:
+        # computing it once keeps training-mode BN statistics updated once per call.
+        return self.conv2(self.relu(self.bn2(self.conv1(pre))))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(x))
-        identity = x if self.downsample is None else self.downsample(out)
-        out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        pre = self.relu(self.bn1(x))
+        identity = x if self.downsample is None else self.downsample(pre)
+        return self._branch_from(pre) + identity
 
     def last_bn(self) -> nn.Module:
         """The BN whose zero weight silences the branch (``zero_init_residual``)."""
@@ -352,7 +369,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             init.ones_(m.weight)
             init.zeros_(m.bias)
     if not zero_init_residual:

@@ -35,7 +35,7 @@ resnet110  18   1,727,962           1,730,714
 >>> sum(p.numel() for p in model.parameters())
 269722
 >>> model(tr.zeros(2, 3, 32, 32)).shape
-(2, 10)
+tinyres.Size([2, 10])
 """
 
 from __future__ import annotations

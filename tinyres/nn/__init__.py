@@ -4,18 +4,19 @@
 >>> import tinyres.nn as nn
 >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
 >>> model(torch.randn(2, 3, 8, 8)).shape
-(2, 4, 8, 8)
+tinyres.Size([2, 4, 8, 8])
 """
 
 from tinyres.nn import functional, init
-from tinyres.nn.activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from tinyres.nn.activation import Dropout, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinyres.nn.batchnorm import BatchNorm2d
-from tinyres.nn.container import Sequential
+from tinyres.nn.container import ModuleDict, ModuleList, Sequential
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.flatten import Flatten
 from tinyres.nn.linear import Identity, Linear
 from tinyres.nn.loss import CrossEntropyLoss
 from tinyres.nn.module import Module
+from tinyres.nn.normalization import GroupNorm, LayerNorm
 from tinyres.nn.parameter import Parameter
 from tinyres.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
@@ -25,16 +26,23 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
+    "GroupNorm",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Sequential",
     "Sigmoid",
+    "Softmax",
     "Tanh",
     "functional",
     "init",

@@ -1,8 +1,7 @@
 """Element-wise activation layers: ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``.
 
-Each wraps the differentiable op of the same name. ``ReLU(inplace=True)`` is
-accepted, as the seeds write it, but computes out of place: in-place updates would
-overwrite values that backward still needs, and saving memory is not the lesson here.
+Each wraps the differentiable op of the same name. ``ReLU(inplace=True)`` writes into
+its input's memory, as in PyTorch (see ``tinyres.nn.functional.relu``).
 
 >>> import tinyres as tr
 >>> from tinyres import nn
@@ -33,7 +32,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.relu(input)
+        return F.relu(input, inplace=self.inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -65,3 +64,44 @@ class Sigmoid(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return input.sigmoid()
+
+
+class Softmax(Module):
+    """y_i = e^{x_i} / sum_j e^{x_j} along ``dim``."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.dim is None:
+            raise ValueError("Softmax: pass dim= (PyTorch's implicit choice of dim is deprecated)")
+        return F.softmax(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """y_i = x_i - log sum_j e^{x_j} along ``dim``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.dim is None:
+            raise ValueError("LogSoftmax: pass dim= (PyTorch's implicit choice of dim is deprecated)")
+        return F.log_softmax(input, self.dim)
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` while training (see ``ops.dropout``)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

@@ -6,7 +6,7 @@ features into (N, C) for the final ``Linear``.
 >>> import tinyres as tr
 >>> from tinyres import nn
 >>> nn.Flatten()(tr.zeros(2, 3, 4, 5)).shape
-(2, 60)
+tinyres.Size([2, 60])
 >>> nn.Flatten(0, 1)
 Flatten(start_dim=0, end_dim=1)
 """

@@ -5,14 +5,32 @@ then applies a ``Function`` from ``tinyres.ops``, whose kernels live in
 ``tinyres.kernels``.
 """
 
-from tinyres.ops import relu
+from tinyres import ops
+from tinyres.engine import Tensor
 from tinyres.ops.conv import conv2d
+from tinyres.ops.dropout import dropout
 from tinyres.ops.elementwise import leaky_relu
 from tinyres.ops.linear import linear
-from tinyres.ops.loss import cross_entropy, log_softmax
+from tinyres.ops.loss import cross_entropy, log_softmax, softmax
 from tinyres.ops.norm import batch_norm
+from tinyres.ops.normalize import group_norm, layer_norm
+from tinyres.ops.pad import pad
 from tinyres.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from tinyres.ops.unfold import unfold
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(input, 0); with ``inplace=True`` written into ``input``'s memory, as in PyTorch.
+
+    In place is safe for autograd because ReLU's backward reads its output, and the
+    version counter makes backward raise if that output is changed again later. A
+    view that needs a gradient is the one case done out of place: tinyres does not
+    record in-place changes through views.
+    """
+    if inplace and not (input._is_view and input.requires_grad):
+        return input.relu_()
+    return ops.relu(input)
+
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -20,10 +38,15 @@ __all__ = [
     "batch_norm",
     "conv2d",
     "cross_entropy",
+    "dropout",
+    "group_norm",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",
     "max_pool2d",
+    "pad",
     "relu",
+    "softmax",
     "unfold",
 ]

@@ -10,7 +10,7 @@ the same bound for the bias.
 >>> fc
 Linear(in_features=512, out_features=10, bias=True)
 >>> fc(tr.zeros(4, 512)).shape
-(4, 10)
+tinyres.Size([4, 10])
 >>> nn.Identity()(tr.ones(2)).tolist()
 [1.0, 1.0]
 """

@@ -51,6 +51,7 @@ import numpy as np
 
 from tinyres.engine import Tensor
 from tinyres.nn.parameter import Parameter
+from tinyres.plumbing import float_dtype_or_device, refuse_device, refuse_half
 
 _hook_ids = itertools.count()
 
@@ -88,16 +89,11 @@ def _array_of(value: Any) -> np.ndarray:
 
 
 def _float_dtype(dtype: Any) -> np.dtype | None:
-    """``dtype`` as a NumPy float dtype if ``to(...)`` got a dtype, None for a device."""
-    if isinstance(dtype, str) and dtype.split(":")[0] == "cpu":
+    """``dtype`` as a NumPy float dtype if ``to(...)`` got a dtype, None for the CPU;
+    another device or float16 is refused (``tinyres.plumbing``)."""
+    dtype = float_dtype_or_device(dtype, "Module.to")
+    if dtype is None:
         return None
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"Module.to: expected a float dtype or the device 'cpu' (tinyres runs on the "
-            f"CPU only), got {dtype!r}"
-        ) from None
     if dtype.kind != "f":
         raise TypeError(f"Module.to: only floating-point dtypes are allowed, got {dtype}")
     return dtype
@@ -315,13 +311,14 @@ class Module:
             param.requires_grad = requires_grad
         return self
 
-    def to(self, *args: Any) -> Module:
+    def to(self, *args: Any, **kwargs: Any) -> Module:
         """Cast floating-point parameters and buffers in place: ``to(tr.float64)``.
 
         The device ``"cpu"`` is accepted and changes nothing; integer buffers
         (``num_batches_tracked``) keep their dtype, as in PyTorch.
         """
-        for arg in args:
+        kwargs.pop("non_blocking", None)
+        for arg in (*args, *kwargs.values()):
             dtype = _float_dtype(arg)
             if dtype is None:
                 continue
@@ -340,6 +337,14 @@ class Module:
 
     def cpu(self) -> Module:
         return self
+
+    def cuda(self, device: Any = None) -> Module:
+        refuse_device("cuda")
+        return self  # unreachable: refuse_device raises
+
+    def half(self) -> Module:
+        refuse_half("Module.half")
+        return self  # unreachable: refuse_half raises
 
     # ---- state dict -----------------------------------------------------------------
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:

@@ -8,7 +8,7 @@ only thing special about it is its type: assigning one to a module attribute
 >>> from tinyres.nn import Parameter
 >>> w = Parameter(np.zeros((2, 3), dtype=np.float32))
 >>> w.requires_grad, w.shape
-(True, (2, 3))
+(True, tinyres.Size([2, 3]))
 >>> w
 Parameter containing:
 tensor([[0., 0., 0.],

@@ -9,11 +9,11 @@ classifier, which makes the network accept any input resolution.
 >>> from tinyres import nn
 >>> x = tr.zeros(1, 2, 8, 8)
 >>> nn.MaxPool2d(3, stride=2, padding=1)(x).shape
-(1, 2, 4, 4)
+tinyres.Size([1, 2, 4, 4])
 >>> nn.AvgPool2d(2)(x).shape
-(1, 2, 4, 4)
+tinyres.Size([1, 2, 4, 4])
 >>> nn.AdaptiveAvgPool2d((1, 1))(x).shape
-(1, 2, 1, 1)
+tinyres.Size([1, 2, 1, 1])
 >>> nn.MaxPool2d(3, stride=2, padding=1)
 MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)
 """

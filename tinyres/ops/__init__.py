@@ -6,6 +6,7 @@ The layer ops (``conv.py``, ``norm.py``, ``pool.py``, ``linear.py``, ``loss.py``
 are in ``tinyres.kernels``. How the pieces fit: ``docs/architecture.md``.
 """
 
+from tinyres.ops.compare import clamp, eq, ge, gt, le, lt, masked_fill, ne, where
 from tinyres.ops.elementwise import (
     abs,
     add,
@@ -23,22 +24,27 @@ from tinyres.ops.elementwise import (
     sub,
     tanh,
 )
+from tinyres.ops.loss import log_softmax, softmax
 from tinyres.ops.matmul import matmul
-from tinyres.ops.reduce import max, mean, sum
+from tinyres.ops.reduce import argmax, argmin, gather, max, mean, min, sort, std, sum, topk, var
 from tinyres.ops.shape import (
     cat,
+    expand,
     flatten,
     index,
     permute,
     reshape,
     squeeze,
     stack,
+    t,
     transpose,
     unsqueeze,
 )
 
 __all__ = [
-    "abs", "add", "cast", "cat", "clone", "div", "exp", "flatten", "index", "log",
-    "matmul", "max", "mean", "mul", "neg", "permute", "pow", "relu", "reshape",
-    "sigmoid", "sqrt", "squeeze", "stack", "sub", "sum", "tanh", "transpose", "unsqueeze",
+    "abs", "add", "argmax", "argmin", "cast", "cat", "clamp", "clone", "div", "eq", "exp",
+    "expand", "flatten", "gather", "ge", "gt", "index", "le", "log", "log_softmax", "lt", "masked_fill",
+    "matmul", "max", "mean", "min", "mul", "ne", "neg", "permute", "pow", "relu", "reshape",
+    "sigmoid", "softmax", "sort", "sqrt", "squeeze", "stack", "std", "sub", "sum", "t", "tanh", "topk",
+    "transpose", "unsqueeze", "var", "where",
 ]

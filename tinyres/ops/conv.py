@@ -22,6 +22,7 @@ import numpy as np
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
 from tinyres.kernels.sizes import Pair
+from tinyres.ops.shape import cat
 from tinyres.ops.validate import as_pair, check_window_fits
 
 
@@ -33,6 +34,8 @@ class Convolution(Function):
     (an image batch), which saves one matrix product and a col2im, and db when
     there is no bias.
     """
+
+    saved_inputs = ((0, 1, 2), (0, 1, 2))  # PyTorch saves both whatever is wanted
 
     def forward(
         self,
@@ -68,18 +71,21 @@ def conv2d(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
 ) -> Tensor:
     """2-d convolution over an (N, C_in, H, W) batch, or one (C_in, H, W) image, as in PyTorch.
 
     ``weight`` is (C_out, C_in, kH, kW), ``bias`` is (C_out,) or None; ``stride``,
-    ``padding`` and ``dilation`` are ints or (height, width) pairs. Every argument is
+    ``padding`` and ``dilation`` are ints or (height, width) pairs. With ``groups`` g,
+    the channels split into g independent convolutions and ``weight`` is
+    (C_out, C_in / g, kH, kW) (see ``grouped_conv2d``). Every argument is
     checked here, before any kernel runs, and a mistake is named with what was
     expected and what came.
 
     >>> import tinyres as tr
     >>> x = tr.ones(2, 3, 8, 8)
     >>> conv2d(x, tr.ones(4, 3, 3, 3), stride=2, padding=1).shape
-    (2, 4, 4, 4)
+    tinyres.Size([2, 4, 4, 4])
     >>> conv2d(x, tr.ones(4, 2, 3, 3))
     Traceback (most recent call last):
     ...
@@ -97,11 +103,17 @@ def conv2d(
     C_out, C_in, kH, kW = weight.shape
     if min(weight.shape) < 1:
         raise ValueError(f"conv2d: weight shape {weight.shape} has an empty dimension")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     channels = input.shape[-3]
-    if channels != C_in:
+    if channels != C_in * groups:
+        per_group = f" ({groups} groups of {C_in})" if groups > 1 else ""
         raise ValueError(
-            f"conv2d: input has {channels} channels, weight expects {C_in} (weight shape {weight.shape})"
+            f"conv2d: input has {channels} channels, weight expects {C_in * groups}{per_group} "
+            f"(weight shape {weight.shape})"
         )
+    if C_out % groups:
+        raise ValueError(f"conv2d: {C_out} output channels do not split into {groups} groups")
     if bias is not None:
         bias = _as_tensor("bias", bias)
         if bias.shape != (C_out,):
@@ -115,5 +127,22 @@ def conv2d(
     check_window_fits("conv2d", input.shape[-2:], (kH, kW), padding, dilation)
     options = dict(stride=stride, padding=padding, dilation=dilation)
     if input.ndim == 3:  # one image: add the batch axis and remove it again, as PyTorch does
-        return Convolution.apply(input.unsqueeze(0), weight, bias, **options).squeeze(0)
-    return Convolution.apply(input, weight, bias, **options)
+        return grouped_conv2d(input.unsqueeze(0), weight, bias, groups, **options).squeeze(0)
+    return grouped_conv2d(input, weight, bias, groups, **options)
+
+
+def grouped_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int, **options) -> Tensor:
+    """A grouped convolution composed from plain ones: group g convolves input channels
+    [g*C_in, (g+1)*C_in) with output channels [g*C_out/groups, ...), and the outputs are
+    concatenated. Depthwise convolution is groups = C_in. Autograd goes through the
+    slices and ``cat``, so no new backward is needed (and every kernel tier works)."""
+    if groups == 1:
+        return Convolution.apply(input, weight, bias, **options)
+    c_in, c_out = weight.shape[1], weight.shape[0] // groups
+    outputs = []
+    for g in range(groups):
+        x_g = input[:, g * c_in : (g + 1) * c_in]
+        w_g = weight[g * c_out : (g + 1) * c_out]
+        b_g = None if bias is None else bias[g * c_out : (g + 1) * c_out]
+        outputs.append(Convolution.apply(x_g, w_g, b_g, **options))
+    return cat(outputs, dim=1)

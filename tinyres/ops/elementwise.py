@@ -37,6 +37,8 @@ class Sub(Function):
 class Mul(Function):
     """z = x * y;  dz/dx = y, dz/dy = x."""
 
+    saved_inputs = ((1,), (0,))
+
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
         return x * y
@@ -48,6 +50,8 @@ class Mul(Function):
 class Div(Function):
     """z = x / y;  dz/dx = 1/y, dz/dy = -x/y^2."""
 
+    saved_inputs = ((1,), (0, 1))
+
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
         return x / y
@@ -58,6 +62,8 @@ class Div(Function):
 
 class Pow(Function):
     """z = x ** y;  dz/dx = y x^(y-1), dz/dy = z ln x (where x > 0)."""
+
+    saved_inputs, saves_output = ((0, 1), (0, 1)), True
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
@@ -84,6 +90,8 @@ class Neg(Function):
 class Exp(Function):
     """z = e^x;  dz/dx = z."""
 
+    saves_output = True
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.z = np.exp(x)
         return self.z
@@ -94,6 +102,8 @@ class Exp(Function):
 
 class Log(Function):
     """z = ln x;  dz/dx = 1/x."""
+
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
@@ -106,6 +116,8 @@ class Log(Function):
 class Sqrt(Function):
     """z = sqrt(x);  dz/dx = 1 / (2 z)."""
 
+    saves_output = True
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.z = np.sqrt(x)
         return self.z
@@ -116,6 +128,8 @@ class Sqrt(Function):
 
 class Abs(Function):
     """z = |x|;  dz/dx = sign(x) (0 at the kink)."""
+
+    saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
@@ -130,6 +144,8 @@ class Relu(Function):
 
     The kernels are chosen at forward (``kernels.select``) and reused by backward.
     """
+
+    saves_output = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.kernels = kernels.select("relu")
@@ -154,6 +170,8 @@ class LeakyRelu(Function):
 class Sigmoid(Function):
     """z = 1 / (1 + e^-x);  dz/dx = z (1 - z)."""
 
+    saves_output = True
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         # exp of a negative number only, so large |x| cannot overflow.
         e = np.exp(-np.abs(x))
@@ -166,6 +184,8 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     """z = tanh x;  dz/dx = 1 - z^2."""
+
+    saves_output = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.z = np.tanh(x)
@@ -196,7 +216,35 @@ class Clone(Function):
         return (grad,)
 
 
-def _operands(x: Any, y: Any) -> tuple[Any, Any]:
+class Clamp(Function):
+    """z = min(max(x, low), high);  dz/dx = 1 where low <= x <= high, else 0 (PyTorch's choice)."""
+
+    saved_inputs = ((0,),)
+
+    def forward(self, x: np.ndarray, *, low: float | None, high: float | None) -> np.ndarray:
+        self.x, self.low, self.high = x, low, high
+        return np.clip(x, low, high)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        inside = np.ones(self.x.shape, dtype=bool)
+        if self.low is not None:
+            inside &= self.x >= self.low
+        if self.high is not None:
+            inside &= self.x <= self.high
+        return (grad * inside,)
+
+
+class Copy(Function):
+    """z = y broadcast to x's shape and dtype (``x.copy_(y)``, ``x.fill_(v)``);  dz/dx = 0, dz/dy = 1."""
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(y, x.shape).astype(x.dtype)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros_like(grad), grad
+
+
+def operands(x: Any, y: Any) -> tuple[Any, Any]:
     """Give a Python number the dtype of its tensor partner (as PyTorch does), and
     refuse mixing float32 and float64 tensors, which would silently upcast."""
     if isinstance(x, Tensor) and isinstance(y, Tensor):
@@ -221,23 +269,23 @@ def _scalar_like(value: Any, like: Tensor) -> Any:
 
 
 def add(x: Any, y: Any) -> Tensor:
-    return Add.apply(*_operands(x, y))
+    return Add.apply(*operands(x, y))
 
 
 def sub(x: Any, y: Any) -> Tensor:
-    return Sub.apply(*_operands(x, y))
+    return Sub.apply(*operands(x, y))
 
 
 def mul(x: Any, y: Any) -> Tensor:
-    return Mul.apply(*_operands(x, y))
+    return Mul.apply(*operands(x, y))
 
 
 def div(x: Any, y: Any) -> Tensor:
-    return Div.apply(*_operands(x, y))
+    return Div.apply(*operands(x, y))
 
 
 def pow(x: Any, y: Any) -> Tensor:
-    return Pow.apply(*_operands(x, y))
+    return Pow.apply(*operands(x, y))
 
 
 def neg(x: Tensor) -> Tensor:

@@ -22,6 +22,8 @@ class Addmm(Function):
     dX = dY W,  dW = dY^T X,  db = sum of dY over the rows.
     """
 
+    saved_inputs = ((1,), (0,))  # dW reads x, dx reads W
+
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         self.x, self.w, self.has_bias = x, w, b is not None
         y = x @ w.T

@@ -32,6 +32,8 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
 class LogSoftmax(Function):
     """z = log softmax(x) along ``axis``;  dx = dz - softmax(x) * sum(dz) along ``axis``."""
 
+    saves_output = True
+
     def forward(self, x: np.ndarray, *, axis: int) -> np.ndarray:
         self.axis = axis
         self.z = _log_softmax(x, axis)
@@ -97,3 +99,8 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
     if x.ndim == 1:
         return CrossEntropy.apply(input.unsqueeze(0), target=t.reshape(1), reduction=reduction).sum()
     return CrossEntropy.apply(input, target=t.astype(np.int64), reduction=reduction)
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    """softmax(x)_i = e^{x_i} / sum_j e^{x_j} along ``dim``, as exp(log_softmax): stable, no new backward."""
+    return log_softmax(input, dim).exp()

@@ -15,6 +15,8 @@ class MatMul(Function):
     added are summed by the engine.
     """
 
+    saved_inputs = ((1,), (0,))
+
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
         return x @ y

@@ -30,8 +30,11 @@ class BatchNorm(Function):
 
     Training mode uses the batch's mean and biased variance and updates the running
     buffers in place; eval mode uses the running buffers. ``gamma``/``beta`` may be
-    None (no affine transform), and then get no gradient.
+    None (no affine transform), and then get no gradient. Backward reads x and gamma,
+    never y, so ``y += identity`` (a residual add) may change y in place, as in PyTorch.
     """
+
+    saved_inputs = ((0, 1, 2), (0, 1, 2))
 
     def forward(
         self,

@@ -27,7 +27,13 @@ from tinyres.ops.validate import as_pair, check_float, check_ndim
 
 
 class MaxPool2DWithIndices(Function):
-    """z = the maximum of each window;  the gradient goes to the (first) maximum."""
+    """z = the maximum of each window;  the gradient goes to the (first) maximum.
+
+    Backward reads only the saved indices; x is declared saved anyway because PyTorch
+    saves it, so the same in-place changes raise in both.
+    """
+
+    saved_inputs = ((0,),)
 
     def forward(
         self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair

@@ -57,12 +57,36 @@ class Index(Function):
 
     def forward(self, x: np.ndarray, *, index: Any) -> np.ndarray:
         self.shape, self.index = x.shape, index
-        return x[index]
+        z = x[index]
+        if not isinstance(z, np.ndarray):
+            # A full integer index gives a NumPy scalar (a copy); PyTorch gives a 0-d view
+            # that shares memory and version counter with x. A trailing ... makes NumPy agree.
+            z = x[(*index, ...) if isinstance(index, tuple) else (index, ...)]
+        return z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         dx = np.zeros(self.shape, dtype=grad.dtype)
         np.add.at(dx, self.index, grad)
         return (dx,)
+
+
+class IndexPut(Function):
+    """z = x with z[index] = y (``x[index] = y``);  dz/dx = 1 outside ``index``, dz/dy = 1 inside.
+
+    An element written twice by an integer-array index keeps the last write in the
+    forward, but each write's y gets the gradient: a rare case PyTorch leaves undefined.
+    """
+
+    def forward(self, x: np.ndarray, y: np.ndarray, *, index: Any) -> np.ndarray:
+        self.index = index
+        z = x.copy()
+        z[index] = y
+        return z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx = grad.copy()
+        dx[self.index] = 0
+        return dx, grad[self.index]
 
 
 class Cat(Function):
@@ -139,12 +163,17 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(x, dims=tuple(dims))
 
 
-def index(x: Tensor, index: Any) -> Tensor:
+def as_index(index: Any) -> Any:
+    """An index NumPy understands: Tensors in it (masks, integer arrays) become arrays."""
     if isinstance(index, Tensor):
-        index = index._data
-    elif isinstance(index, tuple):
-        index = tuple(i._data if isinstance(i, Tensor) else i for i in index)
-    return Index.apply(x, index=index)
+        return index._data
+    if isinstance(index, tuple):
+        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def index(x: Tensor, index: Any) -> Tensor:
+    return Index.apply(x, index=as_index(index))
 
 
 def _same_kind(tensors: list[Tensor], name: str) -> list[Tensor]:
@@ -179,3 +208,43 @@ def stack(tensors: list[Tensor], dim: int = 0) -> Tensor:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape}")
     return Stack.apply(*tensors, axis=_dim(dim, tensors[0].ndim + 1))
+
+
+class Expand(Function):
+    """z = x repeated along its size-1 (or new leading) axes, without copying;
+    the engine's ``unbroadcast`` sums the gradient back to x's shape."""
+
+    def forward(self, x: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(x, shape)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (grad,)
+
+
+def expand(x: Tensor, *sizes: Any) -> Tensor:
+    """A view of ``x`` with size-1 axes repeated to ``sizes`` (-1 keeps a size), as torch.expand."""
+    sizes = _shape_args(sizes)
+    extra = len(sizes) - x.ndim
+    if extra < 0:
+        raise RuntimeError(f"expand: {len(sizes)} sizes given for a tensor with {x.ndim} dims")
+    shape = []
+    for i, n in enumerate(sizes):
+        old = x.shape[i - extra] if i >= extra else None
+        if n == -1:
+            if old is None:
+                raise RuntimeError(f"expand: -1 is not allowed for the new leading dim {i}")
+            n = old
+        if old is not None and old not in (1, n):
+            raise RuntimeError(
+                f"expand: the size of dim {i - extra} ({old}) must match {n} or be 1 "
+                f"(tensor shape {x.shape}, sizes {sizes})"
+            )
+        shape.append(n)
+    return Expand.apply(x, shape=tuple(shape))
+
+
+def t(x: Tensor) -> Tensor:
+    """The transpose of a matrix (a 0-d or 1-d tensor is returned as it is)."""
+    if x.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with at most 2 dims, got {x.ndim}; use transpose")
+    return transpose(x, 0, 1) if x.ndim == 2 else x

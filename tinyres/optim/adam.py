@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyres.engine import Tensor
+from tinyres.engine import Tensor, no_grad
 from tinyres.optim.optimizer import Optimizer, check_non_negative
 
 
@@ -48,6 +48,7 @@ class Adam(Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults)
 
+    @no_grad()
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         for group, p, g in self._params_with_grad():
@@ -71,4 +72,4 @@ class Adam(Optimizer):
                 v = state["max_exp_avg_sq"]
             step_size = group["lr"] / (1 - beta1 ** state["step"])
             denom = np.sqrt(v) / math.sqrt(1 - beta2 ** state["step"]) + group["eps"]
-            p._data -= step_size * m / denom
+            p.sub_(Tensor(step_size * m / denom))

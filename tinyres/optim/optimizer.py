@@ -5,8 +5,11 @@ as the learning rate. Each group is a dict ``{"params": [...], "lr": ..., ...}``
 learning-rate scheduler changes ``group["lr"]`` between epochs. Per-parameter
 buffers (momentum, Adam's moment estimates) live in ``optimizer.state[param]``.
 
-Updates are written in place into ``param._data`` with NumPy: they are not part of
-the model's computation, so nothing is recorded in the autograd graph.
+Updates are in-place tensor ops (``p.sub_(...)``) under ``no_grad()``, as in PyTorch:
+nothing is recorded in the autograd graph, but each bumps the parameter's version, so
+a ``backward()`` through a forward pass made before ``step()`` raises instead of
+using the new weights with the old activations. The buffers (momentum, moments) are
+plain arrays that only the optimizer sees.
 
 >>> import tinyres as tr
 >>> from tinyres.optim import SGD
@@ -91,7 +94,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad._data[...] = 0
+                    p.grad.zero_()
 
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no step")

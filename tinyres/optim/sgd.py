@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tinyres.engine import Tensor
+from tinyres.engine import Tensor, no_grad
 from tinyres.optim.optimizer import Optimizer, check_non_negative
 
 
@@ -48,6 +48,7 @@ class SGD(Optimizer):
                         nesterov=nesterov)
         super().__init__(params, defaults)
 
+    @no_grad()
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         for group, p, g in self._params_with_grad():
@@ -63,4 +64,4 @@ class SGD(Optimizer):
                     buf *= momentum
                     buf += (1 - group["dampening"]) * g
                 g = g + momentum * buf if group["nesterov"] else buf
-            p._data -= lr * g
+            p.sub_(Tensor(lr * g))

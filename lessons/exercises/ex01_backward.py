@@ -1,0 +1,39 @@
+"""Exercise 1 (lesson 01): reverse-mode ``backward`` over tinyres's graph, in topological order.
+
+Every tensor an op made has ``grad_fn``, the ``Function`` that made it; ``grad_fn.inputs``
+holds the op's inputs (tensors, or plain numbers and arrays) and ``grad_fn.backward(g)``
+turns the gradient ``g`` of the output into one gradient (an array, or ``None``) per input:
+the vector-Jacobian products. A leaf has ``grad_fn is None``.
+
+Check your work: ``tinyres check ex01``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyres import Tensor
+from tinyres.engine import unbroadcast
+
+
+def topological_order(root: Tensor) -> list[Tensor]:
+    """Every tensor ``root`` depends on that requires grad, once each, each before its inputs.
+
+    ``root`` comes first and the leaves come after everything that uses them, so that a
+    walk down the list reaches a tensor only when every consumer has sent its gradient.
+    Use an explicit stack, not recursion: a chain of 10,000 ops must work.
+    """
+    raise NotImplementedError
+
+
+def backward(root: Tensor) -> None:
+    """Add d(root)/d(leaf) to every leaf's ``.grad`` (a Tensor; ``None`` until the first time).
+
+    ``root`` is a one-element tensor, so its own gradient is 1. Walk
+    ``topological_order(root)``; at each node call ``grad_fn.backward(grad)`` and add
+    each input's gradient, reduced to the input's shape with ``unbroadcast``, to what
+    that input has collected so far:
+
+        dL/d(input) = sum over the node's consumers of their vector-Jacobian products
+    """
+    raise NotImplementedError

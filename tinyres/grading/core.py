@@ -1,0 +1,274 @@
+"""The grader's machinery: exercises, properties, loading a learner's file, the report.
+
+An ``Exercise`` is a list of ``Property`` checks. Each check gets the learner's module
+and either returns (pass) or raises ``MismatchError`` saying what differed, on which example
+and where. Checks that draw examples with hypothesis run a fixed, derandomized budget,
+so a grade takes seconds and is the same every time; hypothesis shrinks a failure, so
+the report shows the smallest failing example it found.
+
+A learner's exception never reaches them as a traceback: ``call`` turns
+``NotImplementedError`` into "not started" and anything else into a one-line
+``MismatchError`` naming the exception and the line of their file that raised it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import hypothesis
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+
+# A few dozen examples, always the same ones: enough to find the usual mistakes, fast
+# enough that `tinyres check` answers in seconds.
+MAX_EXAMPLES = 30
+GRADER_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    verbosity=Verbosity.quiet,
+    report_multiple_bugs=False,
+    phases=(Phase.explicit, Phase.generate, Phase.shrink),  # no database, no "explain" phase
+    suppress_health_check=list(HealthCheck),
+)
+
+
+class NotStartedError(BaseException):
+    """The learner's code still raises NotImplementedError.
+
+    A BaseException, like KeyboardInterrupt, so that hypothesis stops at once instead of
+    shrinking an example that every input fails in the same way.
+    """
+
+
+class MismatchError(Exception):
+    """The learner's answer is wrong: ``what`` differed, on ``example``, with ``details``."""
+
+    def __init__(self, what: str, example: str = "", details: tuple[str, ...] = ()):
+        super().__init__(what)
+        self.what, self.example, self.details = what, example, details
+
+
+class UnavailableError(Exception):
+    """The property needs something not installed (PyTorch): reported as skipped."""
+
+
+def torch_or_skip() -> ModuleType:
+    """PyTorch, for the properties that compare with it; skips them when it is absent."""
+    try:
+        import torch
+    except ImportError:
+        raise UnavailableError("PyTorch is not installed") from None
+    return torch
+
+
+@dataclass(frozen=True)
+class Property:
+    """One thing the grader checks; ``hint`` names the usual mistake when it fails."""
+
+    name: str
+    check: Callable[[ModuleType], None]
+    hint: str
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str  # "ex07"
+    lesson: str  # the lesson file's stem, "05-convolution"
+    title: str
+    filename: str  # the stub the learner edits, "ex07_conv2d_loops.py"
+    properties: tuple[Property, ...]
+
+
+@dataclass
+class PropertyResult:
+    name: str
+    passed: bool
+    mismatch: MismatchError | None = None
+    hint: str = ""
+    skipped: str = ""  # why it could not run (it counts as passed)
+
+
+@dataclass
+class Report:
+    exercise: Exercise
+    path: Path
+    state: str  # "passed", "failed", "not started", "missing" or "cannot import"
+    results: list[PropertyResult] = field(default_factory=list)
+    problem: str = ""  # why it could not be graded
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "passed"
+
+    def summary(self) -> str:
+        """One line: the state, with the count of passing properties when it failed."""
+        if self.state == "failed":
+            good = sum(r.passed for r in self.results)
+            return f"failed ({good} of {len(self.results)} properties pass)"
+        return self.state
+
+    def text(self) -> str:
+        """The learner's report: per property pass/FAIL, the failing example, the hint."""
+        ex = self.exercise
+        lines = [f"{ex.id} {ex.title} (lesson {ex.lesson}): {self.path}"]
+        if self.problem:
+            lines.append(f"  {self.problem}")
+        for r in self.results:
+            mark = "skip" if r.skipped else "pass" if r.passed else "FAIL"
+            lines.append(f"  {mark}  {r.name}" + (f" ({r.skipped})" if r.skipped else ""))
+            if r.mismatch is not None:
+                m = r.mismatch
+                lines.append(f"        {m.what}")
+                if m.example:
+                    lines.append(f"        smallest failing example: {m.example}")
+                lines.extend(f"        {d}" for d in m.details)
+                lines.append(f"        hint: {r.hint}")
+        lines.append(f"  result: {self.summary()}")
+        return "\n".join(lines)
+
+
+# ---- calling the learner's code -----------------------------------------------------------
+
+
+_LIBRARY_DIRS = tuple(
+    str(Path(p).resolve()) for p in {Path(__file__).parents[1], sys.prefix, sys.base_prefix, sys.exec_prefix}
+)
+
+
+def _learner_line(exc: BaseException) -> str:
+    """' (line N of FILE: code)' for the deepest frame outside tinyres and Python's own files."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not str(Path(frame.filename).resolve()).startswith(_LIBRARY_DIRS):
+            return f" (line {frame.lineno} of {Path(frame.filename).name}: {frame.line})"
+    return ""
+
+
+def call(fn: Callable[..., Any], *args: Any, example: str = "", **kwargs: Any) -> Any:
+    """Run the learner's ``fn``; NotImplementedError means not started, other errors a MismatchError."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError as exc:
+        raise NotStartedError(str(exc)) from None
+    except RecursionError:
+        raise MismatchError(
+            "your code hit Python's recursion limit", example,
+            ("a deep graph needs an explicit stack, not a recursive function",),
+        ) from None
+    except (MismatchError, NotStartedError):
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        what = f"your code raised {type(exc).__name__}: {message}{_learner_line(exc)}"
+        raise MismatchError(what, example) from None
+
+
+# ---- comparing arrays -------------------------------------------------------------------------
+
+
+def compare(
+    name: str, expected: Any, got: Any, example: str = "", rtol: float = 1e-6, atol: float = 1e-9
+) -> None:
+    """Raise MismatchError unless ``got`` has ``expected``'s shape and values (to rtol, atol)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise MismatchError(f"{name}: expected an array, got {type(got).__name__} ({exc})", example) from None
+    if got.shape != expected.shape:
+        raise MismatchError(f"{name} has shape {got.shape}, expected {expected.shape}", example)
+    if not np.all(np.isfinite(got)):
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
+        where = f"at index {index}: expected {expected[index]:.6g}, got {got[index]}"
+        raise MismatchError(f"{name} is not finite", example, (where,))
+    excess = np.abs(got - expected) - (atol + rtol * np.abs(expected))
+    if got.size and excess.max() > 0:
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), got.shape))
+        raise MismatchError(
+            f"{name}: wrong values",
+            example,
+            (f"worst index {index}: expected {expected[index]:.6g}, got {got[index]:.6g}",),
+        )
+
+
+def describe(**items: Any) -> str:
+    """'x (2, 3) strided, stride 2' from keyword items; arrays show their shape and layout."""
+    parts = []
+    for key, value in items.items():
+        if isinstance(value, np.ndarray):
+            layout = "C order" if value.flags.c_contiguous else "non-contiguous"
+            parts.append(f"{key} {value.shape} {layout}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+def for_examples(
+    strategy: Any,
+    body: Callable[[Any], None],
+    explicit: tuple[Any, ...] = (),
+    max_examples: int = MAX_EXAMPLES,
+) -> None:
+    """Run ``body(case)`` on the ``explicit`` cases, then on ``max_examples`` cases drawn from
+    ``strategy`` (the grader's fixed budget; fewer for whole networks).
+
+    Hypothesis shrinks a failing case before re-raising its MismatchError, so the report
+    shows the smallest one.
+    """
+    test = given(strategy)(body)
+    for case in explicit:
+        test = hypothesis.example(case)(test)
+    settings(GRADER_SETTINGS, max_examples=max_examples)(test)()
+
+
+# ---- loading and grading ----------------------------------------------------------------------
+
+
+def load(path: Path) -> ModuleType:
+    """Import the learner's file as a fresh module (a new name each time, so edits count)."""
+    load.count = getattr(load, "count", 0) + 1
+    name = f"tinyres_exercise_{path.stem.replace('.', '_')}_{load.count}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so classes defined in it know their module (and file)
+    spec.loader.exec_module(module)
+    return module
+
+
+def grade(exercise: Exercise, path: Path) -> Report:
+    """Grade the learner's file ``path`` against every property of ``exercise``."""
+    path = Path(path)
+    if not path.is_file():
+        return Report(exercise, path, "missing", problem=f"no file {path}")
+    try:
+        module = load(path)
+    except Exception as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else _learner_line(exc)
+        return Report(
+            exercise, path, "cannot import", problem=f"importing it raised {type(exc).__name__}: {exc}{where}"
+        )
+    results = []
+    for prop in exercise.properties:
+        try:
+            prop.check(module)
+        except NotStartedError:
+            return Report(exercise, path, "not started",
+                          problem="it still raises NotImplementedError: open the file and fill it in")
+        except MismatchError as m:
+            results.append(PropertyResult(prop.name, False, m, prop.hint))
+        except UnavailableError as why:
+            results.append(PropertyResult(prop.name, True, skipped=str(why)))
+        else:
+            results.append(PropertyResult(prop.name, True))
+    state = "passed" if all(r.passed for r in results) else "failed"
+    return Report(exercise, path, state, results)
