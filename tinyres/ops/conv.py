@@ -48,13 +48,13 @@ class Convolution(Function):
         dilation: Pair,
     ) -> np.ndarray:
         self.kernels, self.has_bias = kernels.select("conv2d"), b is not None
-        y, self.saved = self.kernels.forward(x, w, b, stride, padding, dilation)
+        y, self.for_backward = self.kernels.forward(x, w, b, stride, padding, dilation)
         return y
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x_input = self.inputs[0]
         input_grad = isinstance(x_input, Tensor) and x_input.requires_grad
-        return self.kernels.backward(grad, self.saved, input_grad, bias_grad=self.has_bias)
+        return self.kernels.backward(grad, self.for_backward, input_grad, bias_grad=self.has_bias)
 
 
 def _as_tensor(name: str, value: Tensor | np.ndarray) -> Tensor:

@@ -149,11 +149,11 @@ class Relu(Function):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.kernels = kernels.select("relu")
-        z, self.saved = self.kernels.forward(x)
+        z, self.for_backward = self.kernels.forward(x)
         return z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        return (self.kernels.backward(grad, self.saved),)
+        return (self.kernels.backward(grad, self.for_backward),)
 
 
 class LeakyRelu(Function):
