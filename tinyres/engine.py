@@ -647,7 +647,8 @@ class Tensor:
         return ops.permute(self, *dims)
 
     def contiguous(self) -> Tensor:
-        return self
+        """Self if its array is C-ordered, else a C-ordered copy in the graph (as PyTorch)."""
+        return self if self._data.flags.c_contiguous else ops.clone(self)
 
     def clone(self) -> Tensor:
         return ops.clone(self)
@@ -895,7 +896,7 @@ class Tensor:
                              hi=None if max is None else float(max))
 
     def relu_(self) -> Tensor:
-        return self._inplace(ops.elementwise.ReLU)
+        return self._inplace(ops.elementwise.Relu)
 
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)
