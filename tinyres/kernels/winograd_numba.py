@@ -177,6 +177,11 @@ def _workers() -> tuple[ThreadpoolController, concurrent.futures.ThreadPoolExecu
     return ThreadpoolController(), concurrent.futures.ThreadPoolExecutor(threads), threads
 
 
+# A forked child inherits the pool but not its threads: work submitted there would wait
+# forever (tests/test_faults.py). The child makes its own pool on first use instead.
+os.register_at_fork(after_in_child=_workers.cache_clear)
+
+
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[k] = a[k] @ b[k] for every k, each product on one BLAS thread, the k split between threads.
 
