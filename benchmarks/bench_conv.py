@@ -26,11 +26,16 @@ from pathlib import Path
 # Run from a checkout without installing: the repository root holds the package.
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-# tinyres before NumPy, so its thread settings reach OpenBLAS (tinyres/threads.py);
-# --numpy-first shows what a user gets who imports NumPy first. The PyTorch process
+# tinyres's speed settings (tinyres/tuning.py): OpenBLAS's thread timeout must be in the
+# environment before NumPy loads, as a user sets it in the shell; tinyres.tune() does the
+# rest. --numpy-first shows a user without the OpenBLAS setting. The PyTorch process
 # gets neither: it runs with PyTorch's own defaults.
 if not {"--numpy-first", "--torch-only", "--torch-accuracy"} & set(sys.argv):
-    import tinyres  # noqa: F401
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+if not {"--torch-only", "--torch-accuracy"} & set(sys.argv):
+    import tinyres
+
+    tinyres.tune()
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402
@@ -197,7 +202,7 @@ def run_algorithms(repeats: int, rounds: int) -> None:
     print()
     print(table(header, rows))
     print(f"\nmedian of {rounds} alternating rounds, each the median of {repeats} calls; forward+backward, "
-          "float32; auto = the default choice (tinyres.ops.conv.auto_tile)")
+          "float32; auto = the default choice (tinyres.kernels.conv_algorithm)")
     print(f"after: {load_note()}")
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
 import statistics
@@ -33,12 +34,12 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-# tinyres before NumPy in the processes that time it, so its thread settings reach
-# OpenBLAS (tinyres/threads.py), as in bench_conv.py; --numpy-first shows what a user
-# gets who imports NumPy first. The parent and the PyTorch processes never import it
-# (its environment settings would be inherited by, and slow down, PyTorch's OpenMP).
-if {"tinyres", "--profile", "--breakdown"} & set(sys.argv) and "--numpy-first" not in sys.argv:
-    import tinyres  # noqa: F401
+if {"tinyres", "--profile", "--breakdown"} & set(sys.argv):
+    if "--numpy-first" not in sys.argv:
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    import tinyres
+
+    tinyres.tune()
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402
@@ -144,8 +145,8 @@ def breakdown(repeats: int, algorithm: str) -> dict[str, float]:
                 spent[name] += time.perf_counter() - start
         return wrapper
 
-    conv.Conv2d.forward = timed(conv.Conv2d.forward, "conv forward")
-    conv.Conv2d.backward = timed(conv.Conv2d.backward, "conv backward")
+    conv.Convolution.forward = timed(conv.Convolution.forward, "conv forward")
+    conv.Convolution.backward = timed(conv.Convolution.backward, "conv backward")
     with tinyres.kernels.use_algorithm(algorithm):
         step = train_step_fn("tinyres")
         seconds = median_seconds(step, repeats=repeats, warmup=2)

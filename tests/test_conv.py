@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import kernels
-from tinyres.kernels import conv_reference, im2col_numba
+from tinyres.kernels import columns_numba, conv_reference, im2col_numba
 from tinyres.nn import functional as F
-from tinyres.ops.conv import TIER_KERNELS
 
 FAST_TIERS = ["numpy", "numba"]
 
@@ -115,7 +114,7 @@ def test_numba_tier_in_blocks_of_samples_agrees_with_the_reference(case, dtype, 
         np.testing.assert_allclose(g, e, **tolerance, err_msg=name)
 
 
-@given(case=conv_cases(max_channels=2 * im2col_numba.FEW_CHANNELS), dtype=float_dtypes, data=st.data())
+@given(case=conv_cases(max_channels=2 * columns_numba.FEW_CHANNELS), dtype=float_dtypes, data=st.data())
 def test_both_numba_im2col_kernels_build_the_same_columns(case, dtype, data):
     """The whole-row kernel for few channels and the general one write every entry alike.
 
@@ -128,8 +127,8 @@ def test_both_numba_im2col_kernels_build_the_same_columns(case, dtype, data):
     N, H, W, C = x.shape
     Ho, Wo = conv_reference.output_size(H, kH, sH, pH, 1), conv_reference.output_size(W, kW, sW, pW, 1)
     general, rows = (np.full((N * Ho * Wo, kH * kW * C), np.nan, dtype=dtype) for _ in range(2))
-    im2col_numba.im2col_nhwc(x, kH, kW, sH, sW, pH, pW, 1, 1, Ho, Wo, general)
-    im2col_numba.im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, rows)
+    columns_numba.im2col_nhwc(x, kH, kW, sH, sW, pH, pW, 1, 1, Ho, Wo, general)
+    columns_numba.im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, rows)
     assert not np.isnan(general).any() and not np.isnan(rows).any(), "an entry was never written"
     np.testing.assert_array_equal(rows, general)
 
@@ -398,7 +397,7 @@ def test_bias_gradient_is_skipped_when_there_is_no_bias(tier):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2))
     options = ((1, 1), (1, 0), (1, 1))
-    module = TIER_KERNELS[tier]
+    module = kernels.KERNELS["conv2d/im2col"][tier]
     g = rng.standard_normal(module.conv2d_forward(x, w, None, *options).shape)
     with_db = module.conv2d_backward(g, x, w, *options)
     without = module.conv2d_backward(g, x, w, *options, bias_grad=False)

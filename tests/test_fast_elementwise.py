@@ -28,11 +28,11 @@ original = relu_numba.relu_backward
 @contextlib.contextmanager
 def always_fast():
     """Send every array, however small, down the Numba path (within one example)."""
-    saved, elementwise.FAST_SIZE = elementwise.FAST_SIZE, 1
+    saved, relu_numba.FAST_SIZE = relu_numba.FAST_SIZE, 1
     try:
         yield
     finally:
-        elementwise.FAST_SIZE = saved
+        relu_numba.FAST_SIZE = saved
 
 
 def relu_step(tier, x, upstream):
@@ -78,10 +78,10 @@ def test_fast_relu_backward_keeps_a_channels_last_layout(data, dtype):
 
 
 def test_large_arrays_take_the_kernel_and_agree(monkeypatch):
-    x = np.random.default_rng(0).standard_normal(elementwise.FAST_SIZE).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(relu_numba.FAST_SIZE).astype(np.float32)
     x[:3] = [np.nan, -0.0, 0.0]
     grad = np.cos(np.arange(x.size, dtype=np.float32))
-    fn = elementwise.ReLU()
+    fn = elementwise.Relu()
     z = fn.forward(x)
     np.testing.assert_array_equal(z, np.maximum(x, np.float32(0)))  # NaN propagates, as in PyTorch
     calls = []
@@ -99,9 +99,9 @@ NO_JIT_SCRIPT = textwrap.dedent(
     import tinyres as tr
     import tinyres.nn.functional as F
     from tinyres import kernels
-    from tinyres.ops import elementwise
+    from tinyres.kernels import relu_numba
 
-    elementwise.FAST_SIZE = 1
+    relu_numba.FAST_SIZE = 1
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal((2, 3, 5, 4))
     stats = rng.standard_normal(3), rng.uniform(0.5, 2, 3)

@@ -166,7 +166,7 @@ def test_pytorch_refuses_the_same_leaf_changes(case):
 def test_error_names_the_op_that_made_the_modified_tensor_and_both_versions():
     with pytest.raises(RuntimeError) as info:
         relu_inplace_then_add_inplace(tr)
-    assert "which is output 0 of ReLUBackward, is at version 2; expected version 1 instead" in str(info.value)
+    assert "which is output 0 of ReluBackward, is at version 2; expected version 1 instead" in str(info.value)
 
 
 def test_weight_not_read_by_backward_may_change_in_both():

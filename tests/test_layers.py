@@ -252,6 +252,7 @@ def test_seed_idioms():
         (lambda: nn.Conv2d(3, 4, (3, 3, 3)), ValueError, "kernel_size"),
         (lambda: nn.Conv2d(3, 4, 3, stride=0), ValueError, "stride"),
         (lambda: nn.Conv2d(3, 4, 3, padding=-1), ValueError, "padding"),
+        (lambda: nn.Conv2d(3, 4, 3, stride=1.5), TypeError, "stride must be an int or a pair of ints"),
         (lambda: nn.Linear(3, 0), ValueError, "out_features must be a positive int"),
         (lambda: nn.BatchNorm2d(0), ValueError, "num_features"),
         (lambda: nn.MaxPool2d(2, ceil_mode=True), ValueError, "ceil_mode"),

@@ -124,7 +124,7 @@ def test_mlp_graph_names_parameters_and_shapes():
     fig = draw_graph(loss, params={"W1": W1, "b1": b1, "W2": W2, "x": x})
     found = texts(fig)
     for label in ["W1\n3×4", "b1\n4", "W2\n4×2", "x\n5×3", "MatMul\n5×4", "Add\n5×4",
-                  "ReLU\n5×4", "MatMul\n5×2", "Mean\nscalar"]:
+                  "Relu\n5×4", "MatMul\n5×2", "Mean\nscalar"]:
         assert label in found
     assert len(boxes(fig)) == 9
     assert len(arrows(fig)) == 8
@@ -195,7 +195,7 @@ def test_graph_of_a_basic_block_names_parameters_and_keeps_arrows_clear():
     out.backward()
     fig = draw_graph(graph, show_grad_norms=True)
     titles = [t.split("\n")[0] for t in texts(fig)]
-    assert titles.count("Conv2d") == 3 and titles.count("BatchNorm") == 3 and titles.count("Add") == 1
+    assert titles.count("Convolution") == 3 and titles.count("BatchNorm") == 3 and titles.count("Add") == 1
     assert {n for n, _ in block.named_parameters()} <= set(titles)
     assert len(arrows(fig)) == len(graph.edges) == 3 * 2 + 3 * 3 + 2 + 2 + 1
     assert_arrows_clear_of_boxes(fig)

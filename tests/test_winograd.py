@@ -21,7 +21,6 @@ import tinyres as tr
 from tinyres import kernels
 from tinyres.kernels import conv_reference, im2col_numba, winograd_numba, winograd_reference
 from tinyres.nn import functional as F
-from tinyres.ops.conv import choose_kernels
 
 ONE = (1, 1)
 
@@ -122,20 +121,29 @@ def test_a_winograd_layer_keeps_the_input_gradient_optional():
     np.testing.assert_allclose(w.grad.numpy(), want[1], rtol=1e-10, atol=1e-10)
 
 
+def _chosen(x_shape, w_shape, stride, dilation):
+    """(module name, tile) that ``kernels.select`` gives this convolution."""
+    chosen = kernels.select("conv2d", x_shape=x_shape, w_shape=w_shape, stride=stride, dilation=dilation)
+    tile = chosen.forward.keywords["m"] if hasattr(chosen.forward, "keywords") else None
+    return chosen.__name__.rsplit(".", 1)[1], tile
+
+
 def test_auto_picks_winograd_for_wide_3x3_layers_only():
     wide, narrow = (8, 16, 32, 32), (8, 3, 32, 32)
-    assert choose_kernels(wide, (16, 16, 3, 3), ONE, ONE) == (winograd_numba, {"m": 4})
-    assert choose_kernels(narrow, (16, 3, 3, 3), ONE, ONE)[0] is im2col_numba
-    assert choose_kernels(wide, (16, 16, 3, 3), (2, 2), ONE)[0] is im2col_numba  # strided
-    assert choose_kernels(wide, (16, 16, 3, 3), ONE, (2, 2))[0] is im2col_numba  # dilated
-    assert choose_kernels(wide, (16, 16, 1, 1), ONE, ONE)[0] is im2col_numba
+    assert _chosen(wide, (16, 16, 3, 3), ONE, ONE) == ("winograd_numba", 4)
+    assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE)[0] == "im2col_numba"
+    assert _chosen(wide, (16, 16, 3, 3), (2, 2), ONE)[0] == "im2col_numba"  # strided
+    assert _chosen(wide, (16, 16, 3, 3), ONE, (2, 2))[0] == "im2col_numba"  # dilated
+    assert _chosen(wide, (16, 16, 1, 1), ONE, ONE)[0] == "im2col_numba"
     with kernels.use_algorithm("im2col"):
-        assert choose_kernels(wide, (16, 16, 3, 3), ONE, ONE)[0] is im2col_numba
+        assert _chosen(wide, (16, 16, 3, 3), ONE, ONE)[0] == "im2col_numba"
     with kernels.use_algorithm("winograd", tile=2):
-        assert choose_kernels(narrow, (16, 3, 3, 3), ONE, ONE) == (winograd_numba, {"m": 2})
-        assert choose_kernels(wide, (16, 16, 3, 3), (2, 2), ONE)[0] is im2col_numba  # does not fit
+        assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE) == ("winograd_numba", 2)
+        assert _chosen(wide, (16, 16, 3, 3), (2, 2), ONE)[0] == "im2col_numba"  # does not fit
+    with kernels.use_algorithm("winograd"), kernels.use_tier("numpy"):  # no NumPy tier: the reference
+        assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE) == ("winograd_reference", None)
     with kernels.use_tier("numpy"):  # auto keeps the NumPy tier on im2col
-        assert choose_kernels(wide, (16, 16, 3, 3), ONE, ONE)[1] == {}
+        assert _chosen(wide, (16, 16, 3, 3), ONE, ONE) == ("im2col", None)
 
 
 def test_forcing_winograd_on_a_shape_it_does_not_fit_runs_im2col():

@@ -8,10 +8,6 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-# First, before anything imports NumPy: calms the thread pools (see tinyres/threads.py)
-# and keeps freed memory for reuse (see tinyres/memory.py). Imported for their effects.
-import tinyres.memory
-import tinyres.threads  # noqa: F401
 from tinyres import autograd, backends, cuda, kernels, models, nn, optim, utils
 from tinyres.creation import (
     arange,
@@ -87,6 +83,7 @@ from tinyres.ops import (
 )
 from tinyres.plumbing import Generator, Size, device
 from tinyres.serialization import load, save
+from tinyres.tuning import tune
 
 float = float32
 double = float64
@@ -174,6 +171,7 @@ __all__ = [
     "tensor",
     "topk",
     "transpose",
+    "tune",
     "unsqueeze",
     "utils",
     "var",

@@ -1,8 +1,16 @@
-"""The registry of gradient checks: one small, kink-free case per differentiable op.
+"""The op table: one small, kink-free case per differentiable op, written once for every check.
 
-``tinyres gradcheck`` runs them all and prints a table; the test suite runs them too.
-Each case builds float64 inputs from a seeded generator, so a failure reproduces.
-Every differentiable op of the library has a case here, grouped by family.
+Each case is ``fn(lib, *inputs)`` with ``lib`` the library (``tinyres``, or ``torch``
+for the comparison) and inputs from ``make_inputs(rng)``: float64 arrays become leaves
+that require grad, integer arrays (class labels) plain tensors. The table drives
+
+- ``tinyres gradcheck`` and the test suite's finite-difference check (``run_case``);
+- the property tests, which draw the seed and the memory layout of the inputs;
+- tier agreement: each case under every kernel tier against the ``reference`` tier;
+- the PyTorch comparison, for the cases whose ``fn`` runs unchanged on PyTorch.
+
+Every ``Function`` subclass in tinyres appears in some case's graph: a test fails
+otherwise (``tests/test_op_table.py``). Cases are seeded, so a failure reproduces.
 
 >>> case = CASES["mul"]
 >>> [round(c.relative_error, 6) for c in run_case(case)]
@@ -13,41 +21,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+import tinyres
 from tinyres.engine import Tensor
 from tinyres.gradcheck import InputCheck, check_gradients
 from tinyres.models.blocks import SubsamplePad
-from tinyres.nn import functional as F
-from tinyres.ops import cat, clamp, masked_fill, maximum, minimum, stack, where
+from tinyres.ops.elementwise import Cast
 
 
 @dataclass(frozen=True)
 class OpCase:
-    """An op to check: ``fn(*inputs)`` with inputs made by ``make_inputs(rng)``."""
+    """An op to check: ``fn(lib, *inputs)`` with inputs built from ``make_inputs(rng)``."""
 
     name: str
-    fn: Callable[..., Tensor]
-    make_inputs: Callable[[np.random.Generator], tuple[Tensor, ...]]
+    fn: Callable[..., Any]
+    make_inputs: Callable[[np.random.Generator], tuple[np.ndarray, ...]]
+    torch: bool = True  # fn runs unchanged with lib=torch
 
 
 CASES: dict[str, OpCase] = {}
 
 
-def register(name: str, fn: Callable[..., Tensor], make_inputs: Callable) -> None:
+def register(name: str, fn: Callable[..., Any], make_inputs: Callable, torch: bool = True) -> None:
     if name in CASES:
         raise ValueError(f"a gradient check named {name!r} is registered already")
-    CASES[name] = OpCase(name, fn, make_inputs)
+    CASES[name] = OpCase(name, fn, make_inputs, torch)
 
 
-def run_case(case: OpCase, seed: int = 0) -> list[InputCheck]:
-    return check_gradients(case.fn, case.make_inputs(np.random.default_rng(seed)), seed=seed)
+def case_inputs(case: OpCase, seed: int = 0, layout: str = "C") -> tuple[Tensor, ...]:
+    """The case's inputs as tinyres tensors; ``layout="F"`` stores the arrays column-major."""
+    arrays = case.make_inputs(np.random.default_rng(seed))
+    order = np.asfortranarray if layout == "F" else np.ascontiguousarray
+    return tuple(Tensor(order(a), requires_grad=a.dtype.kind == "f") for a in arrays)
 
 
-def leaf(array: np.ndarray) -> Tensor:
-    """A float64 leaf that requires grad."""
-    return Tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
+def run_case(case: OpCase, seed: int = 0, layout: str = "C") -> list[InputCheck]:
+    """Central differences against ``backward`` for every float input of the case."""
+    return check_gradients(lambda *xs: case.fn(tinyres, *xs), case_inputs(case, seed, layout), seed=seed)
 
 
 def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], margin: float = 0.1):
@@ -56,74 +69,85 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], margin: flo
     return np.where(x >= 0, x + margin, x - margin)
 
 
-def _off(rng: np.random.Generator, shape: tuple[int, ...], kinks: tuple[float, ...]) -> np.ndarray:
-    """Uniform samples at least 0.1 from each of ``kinks`` (clamp's bounds, say)."""
-    x = rng.uniform(-1.5, 1.5, shape)
-    for k in kinks:
-        x = np.where(np.abs(x - k) < 0.1, k + 0.1 * np.sign(x - k + 1e-12), x)
-    return x
-
-
-def _pair(shape_x, shape_y):
-    return lambda rng: (leaf(rng.standard_normal(shape_x)), leaf(rng.standard_normal(shape_y)))
+def _normal(*shapes: tuple[int, ...]):
+    return lambda rng: tuple(rng.standard_normal(shape) for shape in shapes)
 
 
 def _one(shape, positive=False, off_kink=False):
     def make(rng):
         if positive:
-            return (leaf(rng.uniform(0.5, 2.0, shape)),)
+            return (rng.uniform(0.5, 2.0, shape),)
         if off_kink:
-            return (leaf(away_from_zero(rng, shape)),)
-        return (leaf(rng.standard_normal(shape)),)
+            return (away_from_zero(rng, shape),)
+        return (rng.standard_normal(shape),)
 
     return make
 
 
-register("add", lambda x, y: x + y, _pair((3, 4), (4,)))
-register("sub", lambda x, y: x - y, _pair((2, 1, 3), (4, 1)))
-register("mul", lambda x, y: x * y, _pair((3, 4), (3, 1)))
-register("div", lambda x, y: x / y, lambda rng: (leaf(rng.standard_normal((3, 4))),
-                                                 leaf(rng.uniform(0.5, 2.0, (4,)))))
-register("pow", lambda x, y: x**y, lambda rng: (leaf(rng.uniform(0.5, 2.0, (3, 4))),
-                                               leaf(rng.uniform(-1.5, 1.5, (3, 4)))))
-register("neg", lambda x: -x, _one((3, 4)))
-register("matmul", lambda x, y: x @ y, _pair((2, 3, 4), (4, 5)))
-register("sum", lambda x: x.sum(dim=1), _one((3, 4, 2)))
-register("mean", lambda x: x.mean(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
-register("max", lambda x: x.max(dim=1)[0], _one((3, 5)))
-register("exp", lambda x: x.exp(), _one((3, 4)))
-register("log", lambda x: x.log(), _one((3, 4), positive=True))
-register("sqrt", lambda x: x.sqrt(), _one((3, 4), positive=True))
-register("abs", lambda x: x.abs(), _one((3, 4), off_kink=True))
-register("relu", lambda x: x.relu(), _one((3, 4), off_kink=True))
-register("sigmoid", lambda x: x.sigmoid(), _one((3, 4)))
-register("tanh", lambda x: x.tanh(), _one((3, 4)))
-register("reshape", lambda x: x.view(4, 3) * 1.5, _one((3, 4)))
-register("flatten", lambda x: x.flatten(1), _one((2, 3, 4)))
-register("transpose", lambda x: x.transpose(0, 2), _one((2, 3, 4)))
-register("permute", lambda x: x.permute(2, 0, 1), _one((2, 3, 4)))
-register("index", lambda x: x[1:, ::2], _one((3, 5)))
-register("index_array", lambda x: x[np.array([0, 2, 0]), np.array([1, 1, 3])], _one((3, 5)))
+register("add", lambda lib, x, y: x + y, _normal((3, 4), (4,)))
+register("sub", lambda lib, x, y: x - y, _normal((2, 1, 3), (4, 1)))
+register("mul", lambda lib, x, y: x * y, _normal((3, 4), (3, 1)))
+register("div", lambda lib, x, y: x / y, lambda rng: ((rng.standard_normal((3, 4))),
+                                                 (rng.uniform(0.5, 2.0, (4,)))))
+register("pow", lambda lib, x, y: x**y, lambda rng: ((rng.uniform(0.5, 2.0, (3, 4))),
+                                               (rng.uniform(-1.5, 1.5, (3, 4)))))
+register("neg", lambda lib, x: -x, _one((3, 4)))
+register("matmul", lambda lib, x, y: x @ y, _normal((2, 3, 4), (4, 5)))
+register("sum", lambda lib, x: x.sum(dim=1), _one((3, 4, 2)))
+register("mean", lambda lib, x: x.mean(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
+register("max", lambda lib, x: x.max(dim=1)[0], _one((3, 5)))
+register("min", lambda lib, x: x.min(dim=1)[0], _one((3, 5)))
+register("exp", lambda lib, x: x.exp(), _one((3, 4)))
+register("log", lambda lib, x: x.log(), _one((3, 4), positive=True))
+register("sqrt", lambda lib, x: x.sqrt(), _one((3, 4), positive=True))
+register("abs", lambda lib, x: x.abs(), _one((3, 4), off_kink=True))
+register("relu", lambda lib, x: x.relu(), _one((3, 4), off_kink=True))
+register("sigmoid", lambda lib, x: x.sigmoid(), _one((3, 4)))
+register("tanh", lambda lib, x: x.tanh(), _one((3, 4)))
+register("reshape", lambda lib, x: x.view(4, 3) * 1.5, _one((3, 4)))
+register("flatten", lambda lib, x: x.flatten(1), _one((2, 3, 4)))
+register("transpose", lambda lib, x: x.transpose(0, 2), _one((2, 3, 4)))
+register("permute", lambda lib, x: x.permute(2, 0, 1), _one((2, 3, 4)))
+register("index", lambda lib, x: x[1:, ::2], _one((3, 5)))
+register("index_array", lambda lib, x: x[lib.tensor([0, 2, 0]), lib.tensor([1, 1, 3])], _one((3, 5)))
+register("cat", lambda lib, x, y: lib.cat([x, y], dim=1), _normal((2, 3), (2, 5)))
+register("stack", lambda lib, x, y: lib.stack([x, y], dim=1), _normal((2, 3), (2, 3)))
+register("clone", lambda lib, x: x.clone(), _one((3, 4)))
+# Cast between float dtypes: float64 to float64 through the op itself (``x.to`` skips
+# it for the same dtype, and float32 would spoil the finite differences).
+register("cast", lambda lib, x: Cast.apply(x, dtype=np.float64), _one((3, 4)), torch=False)
 
 
-register("min", lambda x: x.min(dim=0)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
-register("topk", lambda x: x.topk(2, dim=1)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
-register("sort", lambda x: x.sort(dim=0, descending=True)[0], lambda rng: (leaf(_distinct(rng, (3, 5))),))
-register("var", lambda x: x.var(dim=1), _one((3, 4)))
-register("std", lambda x: x.std(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
-register("clamp", lambda x: clamp(x, -0.5, 0.5), lambda rng: (leaf(_off(rng, (3, 4), (-0.5, 0.0, 0.5))),))
-register("maximum", maximum, lambda rng: (leaf(_distinct(rng, (3, 4))), leaf(_halfway(rng, (4,)))))
-register("minimum", lambda x, y: minimum(y, x), lambda rng: (leaf(_distinct(rng, (3, 1))),
-                                                             leaf(_halfway(rng, (2, 1, 4)))))
-register("where", lambda x, y: where(x > 0, x, y), lambda rng: (leaf(away_from_zero(rng, (3, 4))),
-                                                                 leaf(rng.standard_normal((4,)))))
-register("masked_fill", lambda x: masked_fill(x, x > 0, 1.5),
-         lambda rng: (leaf(away_from_zero(rng, (3, 4))),))
-register("expand", lambda x: x.expand(2, 3, 4) * 1.5, _one((3, 1)))
-register("t", lambda x: x.t(), _one((3, 4)))
-register("softmax", lambda x: F.softmax(x, dim=0), _one((3, 5)))
-register("cat", lambda x, y: cat([x, y], dim=1), _pair((2, 3), (2, 5)))
-register("stack", lambda x, y: stack([x, y], dim=1), _pair((2, 3), (2, 3)))
+
+
+def _off_kinks(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values at least 0.15 from 0 and from +-0.5, the kinks of the clamp cases below."""
+    return rng.choice([-1.3, -0.9, -0.25, 0.2, 0.3, 0.8, 1.4], shape) + rng.uniform(-0.05, 0.05, shape)
+
+
+def _index_put(lib: Any, x: Any, y: Any) -> Any:
+    z = x * 1  # a non-leaf: a leaf that requires grad cannot be written in place
+    z[1:, ::2] = y
+    return z
+
+
+register("clamp", lambda lib, x: x.clamp(-0.5, 0.5), lambda rng: (_off_kinks(rng, (3, 4)),))
+register("clamp_", lambda lib, x: (x * 1).clamp_(-0.5, 0.5), lambda rng: (_off_kinks(rng, (3, 4)),))
+# maximum/minimum of two tensors: values 0.05 apart on a grid, so they never meet at a tie (a kink).
+register("maximum", lambda lib, x, y: lib.maximum(x, y),
+         lambda rng: (_distinct(rng, (3, 4)), _distinct(rng, (4,)) + 0.05))
+register("minimum", lambda lib, x, y: lib.min(y, x),
+         lambda rng: (_distinct(rng, (3, 1)), _distinct(rng, (2, 1, 4)) + 0.05))
+register("copy_", lambda lib, x, y: (x * 1).copy_(y), _normal((3, 4), (4,)))
+register("where", lambda lib, x, y: lib.where(x > 0, x, y), lambda rng: (away_from_zero(rng, (3, 4)),
+                                                                        rng.standard_normal((3, 4))))
+register("masked_fill", lambda lib, x: x.masked_fill(x > 0, 1.5), lambda rng: (away_from_zero(rng, (3, 4)),))
+register("index_put", _index_put, _normal((3, 5), (2, 3)))
+register("expand", lambda lib, x: x.expand(2, 3, 4), _one((3, 1)))
+register("gather", lambda lib, x: x.gather(1, lib.tensor([[0, 2], [1, 1], [3, 0]])), _one((3, 4)))
+register("t", lambda lib, x: x.t(), _one((3, 4)))
+register("var", lambda lib, x: x.var(dim=1), _one((3, 4)))
+register("std", lambda lib, x: x.std(dim=(0, 2), keepdim=True), _one((3, 4, 2)))
 
 
 # ---- normalisation, pooling, linear and loss (tinyres.nn.functional) ----------------
@@ -132,74 +156,63 @@ def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
 
 
-def _halfway(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Values halfway between ``_distinct``'s grid points: 0.05 from any of them, so
-    ``maximum``/``minimum`` of the two never meet at a tie (a kink)."""
-    return _distinct(rng, shape) + 0.05
-
-
-def _bn_eval(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _bn_eval(lib: Any, x: Any, w: Any, b: Any) -> Any:
     stats = np.random.default_rng(1)
     mean, var = stats.standard_normal(3), stats.uniform(0.5, 2.0, 3)
-    return F.batch_norm(x, mean, var, w, b, training=False)
+    mean, var = lib.tensor(mean, dtype=x.dtype), lib.tensor(var, dtype=x.dtype)
+    return lib.nn.functional.batch_norm(x, mean, var, w, b, training=False)
 
 
-def _bn_inputs(rng: np.random.Generator) -> tuple[Tensor, ...]:
-    # Uniform, not standard_normal: run_case seeds the upstream gradient v with the same
-    # seed, and v equal to x makes batch norm's dx vanish (it is scale-invariant).
-    x = rng.uniform(-2, 2, (3, 3, 2, 2))
-    return leaf(x), leaf(rng.uniform(0.5, 2, 3)), leaf(rng.uniform(-1, 1, 3))
+def _bn_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    # Uniform, not standard_normal: an upstream gradient v equal to x would make batch
+    # norm's dx vanish (it is scale-invariant).
+    return rng.uniform(-2, 2, (3, 3, 2, 2)), rng.uniform(0.5, 2, 3), rng.uniform(-1, 1, 3)
 
 
-register("batch_norm_train", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), _bn_inputs)
-register("batch_norm_train_no_affine", lambda x: F.batch_norm(x, None, None, training=True),
-         lambda rng: (leaf(rng.uniform(-2, 2, (4, 2, 3))),))
+def _functional(name: str, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """``lib.nn.functional.<name>(*inputs, *args, **kwargs)``, for tinyres and PyTorch alike."""
+    return lambda lib, *inputs: getattr(lib.nn.functional, name)(*inputs, *args, **kwargs)
+
+
+register("batch_norm_train",
+         lambda lib, x, w, b: lib.nn.functional.batch_norm(x, None, None, w, b, training=True), _bn_inputs)
+register("batch_norm_train_no_affine", _functional("batch_norm", None, None, training=True),
+         lambda rng: (rng.uniform(-2, 2, (4, 2, 3)),))
 register("batch_norm_eval", _bn_eval, _bn_inputs)
-register("max_pool2d", lambda x: F.max_pool2d(x, 3, stride=2, padding=1),
-         lambda rng: (leaf(_distinct(rng, (2, 2, 5, 5))),))
-register("max_pool2d_dilated", lambda x: F.max_pool2d(x, (2, 3), stride=1, padding=(1, 1), dilation=(2, 1)),
-         lambda rng: (leaf(_distinct(rng, (1, 2, 4, 5))),))
-register("avg_pool2d", lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), _one((2, 2, 5, 5)))
-register("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (2, 3)), _one((2, 2, 5, 4)))
-register("linear", F.linear, lambda rng: (leaf(rng.standard_normal((3, 4))),
-                                          leaf(rng.standard_normal((5, 4))),
-                                          leaf(rng.standard_normal(5))))
-register("log_softmax", lambda x: F.log_softmax(x, dim=1), _one((3, 5)))
-register("group_norm", lambda x, w, b: F.group_norm(x, 3, w, b), _bn_inputs)
-register("layer_norm", lambda x: F.layer_norm(x, (2, 2)),
-         lambda rng: (leaf(rng.uniform(-2, 2, (3, 3, 2, 2))),))
-register("pad_constant", lambda x: F.pad(x, (1, 2, -1, 1), value=0.5), _one((2, 3, 4)))
-register("pad_reflect", lambda x: F.pad(x, (2, 1, 1, 2), mode="reflect"), _one((2, 3, 4)))
-register("pad_replicate", lambda x: F.pad(x, (2, -1, 3, 0), mode="replicate"), _one((2, 3, 4)))
-register("pad_circular", lambda x: F.pad(x, (1, 2), mode="circular"), _one((2, 3, 4)))
-register("nll_loss", lambda x: F.nll_loss(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
-register("mse_loss", F.mse_loss, _pair((3, 4), (3, 4)))
-register("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.array([0, 4, 2]))), _one((3, 5)))
+register("max_pool2d", _functional("max_pool2d", 3, stride=2, padding=1),
+         lambda rng: (_distinct(rng, (2, 2, 5, 5)),))
+register("max_pool2d_dilated", _functional("max_pool2d", (2, 3), stride=1, padding=(1, 1), dilation=(2, 1)),
+         lambda rng: (_distinct(rng, (1, 2, 4, 5)),))
+register("avg_pool2d", _functional("avg_pool2d", 3, stride=2, padding=1), _one((2, 2, 5, 5)))
+register("adaptive_avg_pool2d", _functional("adaptive_avg_pool2d", (2, 3)), _one((2, 2, 5, 4)))
+register("linear", _functional("linear"), _normal((3, 4), (5, 4), (5,)))
+register("leaky_relu", _functional("leaky_relu", 0.2), _one((3, 4), off_kink=True))
+register("log_softmax", _functional("log_softmax", dim=1), _one((3, 5)))
+register("softmax", _functional("softmax", dim=0), _one((3, 5)))
+register("topk", lambda lib, x: x.topk(2, dim=1)[0], lambda rng: (_distinct(rng, (3, 5)),))
+register("sort", lambda lib, x: x.sort(dim=0, descending=True)[0], lambda rng: (_distinct(rng, (3, 5)),))
+register("group_norm", lambda lib, x, w, b: lib.nn.functional.group_norm(x, 3, w, b), _bn_inputs)
+register("layer_norm", _functional("layer_norm", (2, 2)), lambda rng: (rng.uniform(-2, 2, (3, 3, 2, 2)),))
+register("pad_constant", _functional("pad", (1, 2, -1, 1), value=0.5), _one((2, 3, 4)))
+register("pad_reflect", _functional("pad", (2, 1, 1, 2), mode="reflect"), _one((2, 3, 4)))
+register("pad_replicate", _functional("pad", (2, -1, 3, 0), mode="replicate"), _one((2, 3, 4)))
+register("pad_circular", _functional("pad", (1, 2), mode="circular"), _one((2, 3, 4)))
+register("nll_loss", _functional("nll_loss"), lambda rng: (rng.standard_normal((3, 5)), np.array([0, 4, 2])))
+register("mse_loss", _functional("mse_loss"), _normal((3, 4), (3, 4)))
+register("cross_entropy", _functional("cross_entropy"), lambda rng: (rng.standard_normal((3, 5)),
+                                                                     np.array([0, 4, 2])))
 
-
-# ---- convolution (tinyres.nn.functional.conv2d, default kernel tier) -----------------
-
-
-def _conv_inputs(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: bool = True):
-    def make(rng):
-        x, w = leaf(rng.standard_normal(x_shape)), leaf(rng.standard_normal(w_shape))
-        return (x, w, leaf(rng.standard_normal(w_shape[0]))) if bias else (x, w)
-
-    return make
-
-
-register("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
-         _conv_inputs((2, 3, 5, 4), (2, 3, 3, 2)))
-register("conv2d_1x1_strided", lambda x, w: F.conv2d(x, w, stride=2),
-         _conv_inputs((2, 3, 5, 5), (4, 3, 1, 1), bias=False))
-register("conv2d_grouped", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, groups=2),
-         _conv_inputs((2, 4, 5, 5), (6, 2, 3, 3)))
-register("conv2d_depthwise", lambda x, w: F.conv2d(x, w, padding=1, groups=3),
-         _conv_inputs((2, 3, 4, 4), (3, 1, 3, 3), bias=False))
-register("conv2d_unbatched", lambda x, w, b: F.conv2d(x, w, b, padding=1),
-         _conv_inputs((2, 4, 3), (3, 2, 3, 3)))
-
+# ---- convolution (tinyres.nn.functional.conv2d) ---------------------------------------
+register("conv2d", _functional("conv2d", stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
+         _normal((2, 3, 5, 4), (2, 3, 3, 2), (2,)))
+register("conv2d_1x1_strided", _functional("conv2d", stride=2), _normal((2, 3, 5, 5), (4, 3, 1, 1)))
+register("unfold", _functional("unfold", (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+         _one((2, 2, 4, 5)))
+register("conv2d_unbatched", _functional("conv2d", padding=1), _normal((2, 4, 3), (3, 2, 3, 3), (3,)))
+register("conv2d_grouped", _functional("conv2d", stride=2, padding=1, groups=2),
+         _normal((2, 4, 5, 5), (6, 2, 3, 3), (6,)))
+register("conv2d_depthwise", _functional("conv2d", padding=1, groups=3), _normal((2, 3, 4, 4), (3, 1, 3, 3)))
 
 # ---- models: option A's shortcut (tinyres.models.blocks) ------------------------------
-
-register("subsample_pad", lambda x: SubsamplePad.apply(x, stride=2, out_channels=5), _one((2, 3, 5, 4)))
+register("subsample_pad", lambda lib, x: SubsamplePad.apply(x, stride=2, out_channels=5), _one((2, 3, 5, 4)),
+         torch=False)

@@ -629,7 +629,8 @@ class Tensor:
         return ops.permute(self, *dims)
 
     def contiguous(self) -> Tensor:
-        return self
+        """Self if its array is C-ordered, else a C-ordered copy in the graph (as PyTorch)."""
+        return self if self._data.flags.c_contiguous else ops.clone(self)
 
     def clone(self) -> Tensor:
         return ops.clone(self)
@@ -875,7 +876,7 @@ class Tensor:
         return self._inplace(ops.compare.Clamp, lo=lo, hi=hi)
 
     def relu_(self) -> Tensor:
-        return self._inplace(ops.elementwise.ReLU)
+        return self._inplace(ops.elementwise.Relu)
 
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)

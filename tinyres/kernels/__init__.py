@@ -1,28 +1,37 @@
-"""Array kernels behind the neural-network ops, in up to three tiers.
+"""Array kernels behind the neural-network ops, in up to three tiers, and the one way to pick them.
 
 - ``"reference"``: plain loops or direct NumPy, written to be read, used as the oracle;
 - ``"numpy"``: vectorised NumPy (e.g. im2col + one matrix product);
 - ``"numba"``: compiled Numba kernels, the default and the fastest.
 
-An op without a distinct tier falls back to the next simpler one. Choose the tier
-for a block of code with ``use_tier`` (tests and lessons compare them this way):
+Every op family has a table ``tier -> module`` in ``KERNELS`` below; an op asks
+``select(family)`` once, in its ``forward``, keeps the module it got, and calls the
+same module in ``backward``. A tier an op family lacks falls back to the next simpler
+one (``numba -> numpy -> reference``). The convolution has a second, orthogonal choice:
+the *algorithm* (``"im2col"`` or ``"winograd"``), picked in ``select`` from the layer's shapes.
+
+Both choices are context variables, so a ``with use_tier(...)`` block in one thread
+(or asyncio task) never changes the tier another thread sees:
 
 >>> from tinyres import kernels
 >>> with kernels.use_tier("reference"):
-...     kernels.get_tier()
-'reference'
->>> kernels.get_tier()
-'numba'
+...     kernels.get_tier(), kernels.select("conv2d").__name__
+('reference', 'tinyres.kernels.conv_reference')
+>>> kernels.get_tier(), kernels.select("avg_pool2d").__name__   # no faster avg-pool kernel
+('numba', 'tinyres.kernels.pool_reference')
 
-The convolution *algorithm* is a second choice, orthogonal to the tier: ``"im2col"``
-(the tier's general kernels), ``"winograd"`` (Winograd F(m x m, 3 x 3) for every 3x3,
-stride-1, undilated convolution; other convolutions still run im2col) or ``"auto"``,
-the default: Winograd on the shapes where it measured faster (``tinyres.ops.conv``).
-Unlike the tier it is a context variable, so a thread's choice stays in that thread:
+The convolution's algorithm is chosen per layer, from its shapes, in ``conv_algorithm``:
+``"auto"`` (the default) runs Winograd F(4x4, 3x3) where it measured faster, im2col
+elsewhere; ``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
 
 >>> with kernels.use_algorithm("winograd", tile=2):
-...     kernels.get_algorithm()
-('winograd', 2)
+...     kernels.get_algorithm(), kernels.select("conv2d", w_shape=(8, 8, 3, 3)).__name__
+(('winograd', 2), 'tinyres.kernels.winograd_numba')
+
+The kernel modules of one family follow one protocol, written in
+``docs/architecture.md`` (for example a convolution module has
+``forward(x, w, b, stride, padding, dilation) -> (y, saved)`` and
+``backward(grad, saved, input_grad, bias_grad) -> (dx, dw, db)``).
 """
 
 from __future__ import annotations
@@ -30,59 +39,147 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from types import ModuleType
+
+from tinyres.kernels import (
+    batchnorm_numba,
+    batchnorm_reference,
+    conv_reference,
+    im2col,
+    im2col_numba,
+    pool_numba,
+    pool_reference,
+    relu_numba,
+    relu_reference,
+    winograd_numba,
+    winograd_reference,
+)
+from tinyres.kernels.sizes import Pair
 
 TIERS = ("reference", "numpy", "numba")
-_tier = "numba"
 
+# family -> tier -> module. The convolution's families are named "conv2d/<algorithm>".
+KERNELS: dict[str, dict[str, ModuleType]] = {}
 
-def get_tier() -> str:
-    """The tier ops use right now."""
-    return _tier
-
-
-def set_tier(name: str) -> None:
-    """Make ``name`` the tier for every op from now on."""
-    global _tier
-    if name not in TIERS:
-        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
-    _tier = name
-
-
-@contextlib.contextmanager
-def use_tier(name: str) -> Iterator[None]:
-    """Use tier ``name`` inside a ``with`` block, then restore the previous one."""
-    previous = _tier
-    set_tier(name)
-    try:
-        yield
-    finally:
-        set_tier(previous)
-
-
-ALGORITHMS = ("auto", "im2col", "winograd")
+_tier: contextvars.ContextVar[str] = contextvars.ContextVar("tinyres_kernel_tier", default="numba")
 # (name, tile): tile is Winograd's output tile size m (2 or 4), or None to choose by shape.
 _algorithm: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
     "tinyres_conv_algorithm", default=("auto", None)
 )
 
 
-def get_algorithm() -> tuple[str, int | None]:
-    """The convolution algorithm and Winograd tile size in force, e.g. ``("auto", None)``."""
-    return _algorithm.get()
+def register(family: str, tier: str, module: ModuleType) -> None:
+    """Make ``module`` the ``tier`` kernels of ``family`` (e.g. ``"conv2d/winograd"``)."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown kernel tier {tier!r}; expected one of {TIERS}")
+    KERNELS.setdefault(family, {})[tier] = module
+
+
+def get_tier() -> str:
+    """The tier ops use right now (in this thread / task)."""
+    return _tier.get()
+
+
+def set_tier(name: str) -> None:
+    """Make ``name`` the tier for every op from now on, in this thread / task."""
+    if name not in TIERS:
+        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
+    _tier.set(name)
 
 
 @contextlib.contextmanager
-def use_algorithm(name: str, tile: int | None = None) -> Iterator[None]:
-    """Convolve with algorithm ``name`` inside a ``with`` block (tests, lessons, benchmarks).
-
-    ``tile`` fixes Winograd's output tile (2 for F(2x2, 3x3), 4 for F(4x4, 3x3)).
-    """
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown convolution algorithm {name!r}; expected one of {ALGORITHMS}")
-    if tile is not None and (name != "winograd" or tile not in (2, 4)):
-        raise ValueError(f"tile must be None, or 2 or 4 with 'winograd'; got tile={tile!r} for {name!r}")
-    token = _algorithm.set((name, tile))
+def _within(variable: contextvars.ContextVar, value: object) -> Iterator[None]:
+    """Set ``variable`` to ``value`` inside a ``with`` block, then restore it."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _algorithm.reset(token)
+        variable.reset(token)
+
+
+def use_tier(name: str) -> contextlib.AbstractContextManager[None]:
+    """Use tier ``name`` inside a ``with`` block, then restore the previous one."""
+    if name not in TIERS:
+        raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
+    return _within(_tier, name)
+
+
+def algorithms() -> tuple[str, ...]:
+    """The convolution algorithms one can ask for: ``"auto"`` and the registered ``"conv2d/<name>"``."""
+    return ("auto", *sorted(f.split("/", 1)[1] for f in KERNELS if f.startswith("conv2d/")))
+
+
+def get_algorithm() -> tuple[str, int | None]:
+    """The convolution algorithm and Winograd tile in force (this thread / task), e.g. ``("auto", None)``."""
+    return _algorithm.get()
+
+
+def use_algorithm(name: str, tile: int | None = None) -> contextlib.AbstractContextManager[None]:
+    """Run convolutions with algorithm ``name`` inside a ``with`` block (tests, lessons, benchmarks).
+
+    ``tile`` fixes Winograd's output tile (2 for F(2x2, 3x3), 4 for F(4x4, 3x3)).
+    """
+    if name not in algorithms():
+        raise ValueError(f"unknown convolution algorithm {name!r}; expected one of {algorithms()}")
+    if tile is not None and (name != "winograd" or tile not in winograd_reference.MATRICES):
+        raise ValueError(f"tile must be None, or 2 or 4 with 'winograd'; got tile={tile!r} for {name!r}")
+    return _within(_algorithm, (name, tile))
+
+
+def conv_algorithm(
+    x_shape: tuple[int, ...] | None, w_shape: tuple[int, ...] | None, stride: Pair, dilation: Pair
+) -> tuple[str, int | None]:
+    """The algorithm, and Winograd's tile, for one convolution: the only place that decides.
+
+    Winograd fits 3x3 kernels with stride 1 and no dilation; anything else runs im2col.
+    ``"auto"`` picks F(4x4) in the Numba tier where both channel counts are 16 or more,
+    where it measured faster than im2col (benchmarks/README.md, "Winograd").
+    """
+    name, tile = _algorithm.get()
+    fits = w_shape is not None and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+    if name == "winograd" and fits:
+        return name, tile
+    wide = x_shape is not None and w_shape is not None and min(x_shape[1], w_shape[0]) >= 16
+    if name == "auto" and fits and wide and _tier.get() == "numba":
+        return "winograd", 4
+    return "im2col", None
+
+
+def select(
+    family: str,
+    *,
+    x_shape: tuple[int, ...] | None = None,
+    w_shape: tuple[int, ...] | None = None,
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+) -> ModuleType:
+    """The kernel module of ``family`` for the current tier (and, for ``"conv2d"``, algorithm).
+
+    Called once in an op's forward; the op keeps the module for its backward, so a
+    backward run outside the ``use_tier`` block of its forward uses the same kernels.
+    A convolution passes its shapes, which ``conv_algorithm`` turns into an algorithm.
+    """
+    tile = None
+    if family == "conv2d":
+        algorithm, tile = conv_algorithm(x_shape, w_shape, stride, dilation)
+        family = f"conv2d/{algorithm}"
+    tiers = KERNELS[family]
+    for tier in TIERS[TIERS.index(_tier.get()) :: -1]:  # the tier asked for, then simpler ones
+        if tier in tiers:
+            return tiers[tier] if tile is None else tiers[tier].with_tile(tile)
+    raise LookupError(f"{family} has no kernels at tier {_tier.get()!r} or below; it has {sorted(tiers)}")
+
+
+# One line per (family, tier): a new tier or convolution algorithm is one more line.
+register("conv2d/im2col", "reference", conv_reference)
+register("conv2d/im2col", "numpy", im2col)
+register("conv2d/im2col", "numba", im2col_numba)
+register("conv2d/winograd", "reference", winograd_reference)  # also the numpy tier's: the readable one
+register("conv2d/winograd", "numba", winograd_numba)
+register("batch_norm", "reference", batchnorm_reference)
+register("batch_norm", "numba", batchnorm_numba)
+register("max_pool2d", "reference", pool_reference)
+register("max_pool2d", "numba", pool_numba)
+register("avg_pool2d", "reference", pool_reference)  # a Numba kernel measured no faster
+register("relu", "reference", relu_reference)
+register("relu", "numba", relu_numba)

@@ -38,6 +38,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tinyres.kernels.layout import is_channels_last
+from tinyres.kernels.sizes import expect
+
 # Let LLVM reorder the additions of a running sum, so it can keep several partial
 # sums in SIMD lanes: the reductions run ~10x faster. Only the order of rounding
 # changes (the sums are float64 either way); NaN and inf keep their meaning, which
@@ -191,9 +194,11 @@ def _rows_input_grad(dy, x, a, b, c0, dx):  # pragma: no cover - compiled
             dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch]
 
 
-def _channels_last(x: np.ndarray) -> bool:
-    """Whether (N, C, S) ``x`` is a view of C-ordered (N, S, C) memory (and not also NCS)."""
-    return not x.flags.c_contiguous and x.transpose(0, 2, 1).flags.c_contiguous
+def _check(x: np.ndarray, **per_channel: np.ndarray) -> None:
+    """Cheap checks before any kernel: x is (N, C, S) floats, the others (C,) arrays."""
+    expect("x", x, ndim=3, floating=True)
+    for name, a in per_channel.items():
+        expect(name, a, shape=(x.shape[1],))
 
 
 def _rows(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -248,7 +253,8 @@ def train_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y, mean, biased var, inv_std of an (N, C, S) batch (see the reference)."""
-    if _channels_last(x):
+    _check(x, gamma=gamma, beta=beta)
+    if is_channels_last(x):
         return _rows_train_forward(x, gamma, beta, eps)
     x = np.ascontiguousarray(x)
     c = x.shape[1]
@@ -262,9 +268,10 @@ def eval_forward(
     x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
     """y = gamma * (x - mean) * inv_std + beta, as one multiply-add per element."""
+    _check(x, mean=mean, inv_std=inv_std, gamma=gamma, beta=beta)
     scale = gamma.astype(np.float64) * inv_std
     shift = beta - mean * scale
-    if _channels_last(x):
+    if is_channels_last(x):
         out = np.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
         _rows_affine(_rows(x, x.dtype), scale.astype(x.dtype), shift.astype(x.dtype), out)
         return _unrows(out, x.shape)
@@ -283,7 +290,9 @@ def backward(
     training: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dx, dgamma, dbeta by the compact closed form (see the reference)."""
-    if _channels_last(x):
+    _check(x, mean=mean, inv_std=inv_std, gamma=gamma)
+    expect("dy", dy, shape=x.shape)
+    if is_channels_last(x):
         return _rows_backward(dy, x, mean, inv_std, gamma, training)
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)

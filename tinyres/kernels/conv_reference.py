@@ -29,18 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Pair = tuple[int, int]
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length along one axis: how many kernel placements fit in the padded input.
-
-    The dilated kernel spans ``dilation * (kernel - 1) + 1`` pixels.
-
-    >>> output_size(32, 3, 1, 1, 1), output_size(224, 7, 2, 3, 1), output_size(5, 3, 1, 0, 2)
-    (32, 112, 1)
-    """
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+from tinyres.kernels.sizes import Pair, output_size
 
 
 def _positions(x_shape, w_shape, stride: Pair, padding: Pair, dilation: Pair):
@@ -99,3 +88,23 @@ def conv2d_backward(
         dw[:, :, i, j] += g.T @ x[:, :, h, v]  # (C_out, N) @ (N, C_in)
     db = grad.sum(axis=(0, 2, 3)) if bias_grad else None
     return (dx if input_grad else None), dw, db
+
+
+
+def protocol(array_forward, array_backward):
+    """The tier protocol's ``forward`` and ``backward`` (``docs/architecture.md``) around a
+    module's ``conv2d_forward``/``conv2d_backward``, saving x and w as they come."""
+
+    def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair,
+                dilation: Pair) -> tuple[np.ndarray, tuple]:
+        """(y, saved), saved being what ``backward`` needs."""
+        return array_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+
+    def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool) -> tuple:
+        """(dx or None, dw, db or None) from ``forward``'s saved object."""
+        return array_backward(grad, *saved, input_grad, bias_grad)
+
+    return forward, backward
+
+
+forward, backward = protocol(conv2d_forward, conv2d_backward)

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyres.kernels.conv_reference import Pair
+from tinyres.kernels import conv_reference
+from tinyres.kernels.sizes import Pair
 
 
 def im2col(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
@@ -94,3 +95,7 @@ def conv2d_backward(
     dcols = np.tensordot(w, grad, axes=([0], [1]))  # (C, kH, kW, N, Ho, Wo)
     dx = col2im(dcols.transpose(3, 0, 1, 2, 4, 5), x.shape, stride, padding, dilation)
     return dx, dw, db
+
+
+
+forward, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)

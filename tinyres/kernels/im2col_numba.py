@@ -2,11 +2,11 @@ r"""2-d convolution with Numba im2col/col2im kernels and BLAS matrix products.
 
 The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for speed:
 
-- **Channels last inside.** The input is viewed as NHWC, so one receptive field is
-  kH*kW runs of C contiguous numbers, and the columns matrix is (N*Ho*Wo, kH*kW*C)
-  with rows written front to back. The GEMM result (N*Ho*Wo, C_out) *is* the output
-  in NHWC; it is handed back as an NCHW view (no copy), and the next convolution's
-  ``transpose(0, 2, 3, 1)`` of it is free again.
+- **Channels last inside** (``tinyres.kernels.layout``). The input is viewed as NHWC,
+  so one receptive field is kH*kW runs of C contiguous numbers, and the columns
+  matrix is (N*Ho*Wo, kH*kW*C) with rows written front to back. The GEMM result
+  (N*Ho*Wo, C_out) *is* the output in NHWC; it is handed back as an NCHW view (no
+  copy), and the next convolution's ``transpose(0, 2, 3, 1)`` of it is free again.
 - **Three BLAS products**: Y = cols @ W^T, dW^T = cols^T @ dY, dcols = dY @ W.
 - **col2im split by sample**: overlapping fields add onto the same pixels, so each
   thread owns whole samples and no two threads write to one pixel (no atomics).
@@ -22,9 +22,11 @@ The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for
   (C, H*W) matrix read transposed by BLAS, and the output is channels last like every
   other convolution's (see ``kernel_layout``).
 
-Indices are checked in Python (``tinyres.nn.functional.conv2d``) before a kernel
-runs, and every read below is guarded by bounds tests, so no shape can make a kernel
-touch memory outside its arrays.
+The compiled im2col/col2im loops and their reused memory are in
+``tinyres.kernels.columns_numba``. Users' arguments are checked with clear messages by
+``tinyres.nn.functional.conv2d``; the public functions here check their arrays again
+(``tinyres.kernels.sizes``, a few comparisons), so no call can make a kernel touch
+memory outside its arrays.
 
 >>> rng = np.random.default_rng(0)
 >>> x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
@@ -36,105 +38,12 @@ True
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
-from numba import njit, prange
 
-from tinyres.kernels.conv_reference import Pair, output_size
-
-
-@njit(parallel=True, cache=True)
-def im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no cover - compiled
-    """cols[(n, oh, ow), (i, j, c)] = x[n, oh*sH - pH + i*dH, ow*sW - pW + j*dW, c], or 0 outside."""
-    N, H, W, C = x.shape
-    for row in prange(N * Ho):
-        n = row // Ho
-        oh = row - n * Ho
-        for ow in range(Wo):
-            r = row * Wo + ow
-            for i in range(kH):
-                h = oh * sH - pH + i * dH
-                for j in range(kW):
-                    v = ow * sW - pW + j * dW
-                    start = (i * kW + j) * C
-                    if 0 <= h < H and 0 <= v < W:
-                        for c in range(C):
-                            cols[r, start + c] = x[n, h, v, c]
-                    else:
-                        for c in range(C):
-                            cols[r, start + c] = 0.0
-
-
-@njit(cache=True)
-def im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols):  # pragma: no cover - compiled
-    """``im2col_nhwc`` without dilation, for inputs with few channels (an RGB stem).
-
-    With C = 3 the runs of C numbers above are too short to copy fast. Without
-    dilation, a field row that lies wholly inside the image is kW*C numbers in a row
-    of x, copied as one run; only fields that overlap the border go pixel by pixel.
-    x must be C-contiguous (``_nhwc`` makes it so), to be viewed as rows of W*C numbers.
-    One thread: compiled parallel it took 1.3 s longer to compile per dtype, to save
-    0.7 ms per 224x224 image pair (and it was slower on CIFAR's 32x32 stem).
-    """
-    N, H, W, C = x.shape
-    image_rows = x.reshape((N, H, W * C))
-    run = kW * C
-    for row in range(N * Ho):
-        n = row // Ho
-        oh = row - n * Ho
-        for ow in range(Wo):
-            r = row * Wo + ow
-            v0 = ow * sW - pW
-            whole = v0 >= 0 and v0 + kW <= W
-            for i in range(kH):
-                h = oh * sH - pH + i
-                start = i * run
-                if h < 0 or h >= H:
-                    for t in range(run):
-                        cols[r, start + t] = 0.0
-                elif whole:
-                    first = v0 * C
-                    for t in range(run):
-                        cols[r, start + t] = image_rows[n, h, first + t]
-                else:
-                    for j in range(kW):
-                        v = v0 + j
-                        at = start + j * C
-                        if 0 <= v < W:
-                            for c in range(C):
-                                cols[r, at + c] = x[n, h, v, c]
-                        else:
-                            for c in range(C):
-                                cols[r, at + c] = 0.0
-
-
-@njit(parallel=True, cache=True)
-def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: no cover - compiled
-    """dx[n, h, v, c] = sum of dcols[(n, oh, ow), (i, j, c)] over the fields that read (h, v).
-
-    The mirror image of ``im2col_nhwc``: walk the rows of dcols and add each run of C
-    numbers onto the pixel it was copied from. Overlapping fields add onto the same
-    pixel, so threads split the batch: one sample's pixels belong to one thread.
-    """
-    N, H, W, C = dx.shape
-    for n in prange(N):
-        dx[n] = 0.0
-        for oh in range(Ho):
-            for ow in range(Wo):
-                r = (n * Ho + oh) * Wo + ow
-                for i in range(kH):
-                    h = oh * sH - pH + i * dH
-                    if h < 0 or h >= H:
-                        continue  # this offset read a padding zero: nothing to give back
-                    for j in range(kW):
-                        v = ow * sW - pW + j * dW
-                        if v < 0 or v >= W:
-                            continue
-                        start = (i * kW + j) * C
-                        for c in range(C):
-                            dx[n, h, v, c] += dcols[r, start + c]
-
+from tinyres.kernels import conv_reference
+from tinyres.kernels.columns_numba import col2im_nhwc, columns, columns_buffer
+from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
+from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
 
 # Column rows per block: the columns of a 16-channel 3x3 layer at batch 64 are 38 MB,
 # far beyond the caches; a block of whole samples of about this many rows (4.7 MB
@@ -142,55 +51,8 @@ def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: n
 # Measured with benchmarks/bench_conv.py: about 30% off that layer's forward.
 BLOCK_ROWS = 8192
 
-# Below this many channels im2col copies whole field rows (``im2col_nhwc_rows``): the
-# 7x7 RGB stem's columns build 3.1 ms -> 1.7 ms for two 224x224 images; from 16
-# channels the plain kernel is as fast or faster (benchmarks/README.md).
-FEW_CHANNELS = 16
-
-# One work block per Python thread: NumPy releases the GIL inside a matrix product,
-# so a block shared between threads could be overwritten by one thread's im2col
-# while another thread's product still reads it.
-class _Scratch(threading.local):
-    def __init__(self) -> None:
-        self.blocks: dict[np.dtype, np.ndarray] = {}
-
-
-_scratch = _Scratch()
-
-
-def _columns_buffer(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
-    """A (rows, width) work matrix, carved from one reused block per dtype and thread.
-
-    The columns matrix is large (kH*kW times the input) and lives only during one
-    forward or backward call; reusing its memory avoids a fresh allocation and page
-    faults each call. A block grows to the largest block of columns seen so far
-    (``BLOCK_ROWS`` bounds it for most layers) and is freed with its thread.
-    """
-    blocks = _scratch.blocks
-    size = rows * width
-    block = blocks.get(dtype)
-    if block is None or block.size < size:
-        block = blocks[dtype] = np.empty(size, dtype=dtype)
-    return block[:size].reshape(rows, width)
-
-
-def _columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, Ho: int, Wo: int):
-    N, _, _, C = x_nhwc.shape
-    (kH, kW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
-    cols = _columns_buffer(N * Ho * Wo, kH * kW * C, x_nhwc.dtype)
-    if C < FEW_CHANNELS and (dH, dW) == (1, 1):
-        im2col_nhwc_rows(x_nhwc, kH, kW, sH, sW, pH, pW, Ho, Wo, cols)
-    else:
-        im2col_nhwc(x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
-    return cols
-
-
 def _pointwise(kernel: Pair, stride: Pair, padding: Pair) -> bool:
     return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
-
-
-def _channels_last(a: np.ndarray) -> bool:
-    return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def kernel_layout(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
@@ -210,12 +72,7 @@ def kernel_layout(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> n
     """
     if _pointwise(kernel, stride, padding) and x.flags.c_contiguous:
         return x
-    return _nhwc(x).transpose(0, 3, 1, 2)
-
-
-def _nhwc(a: np.ndarray) -> np.ndarray:
-    """``a`` (N, C, H, W) as a C-ordered NHWC array; no copy if it already is one."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    return from_channels_last(to_channels_last(x))
 
 
 def _weight_matrix(w: np.ndarray) -> np.ndarray:
@@ -243,24 +100,40 @@ def _sample_blocks(N: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
     return [(n, min(N, n + per)) for n in range(0, N, per)]
 
 
+def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> None:
+    """Cheap checks before any kernel: the shapes agree and the output is not empty."""
+    expect("x", x, ndim=4, floating=True)
+    expect("w", w, ndim=4, dtype=x.dtype)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"kernel argument w: expected {x.shape[1]} input channels, got shape {w.shape}")
+    expect_positive("stride, dilation", (*stride, *dilation))
+    expect_positive("padding", padding, minimum=0)
+    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
+        if output_size(size, k, s, p, d) < 1:
+            raise ValueError(f"kernel argument w: kernel {tuple(w.shape[2:])} does not fit input {x.shape}")
+
+
 def conv2d_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
 ) -> np.ndarray:
     """y = conv2d(x, w) + b: Numba im2col, then Y = cols @ W^T with BLAS, block by block."""
+    _check(x, w, stride, padding, dilation)
+    if b is not None:
+        expect("b", b, shape=(w.shape[0],), dtype=x.dtype)
     N, _, H, W = x.shape
     C_out, _, kH, kW = w.shape
     if _pointwise((kH, kW), stride, padding):
         return _pointwise_forward(x, w, b)
     Ho = output_size(H, kH, stride[0], padding[0], dilation[0])
     Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
-    x_nhwc, w_t = _nhwc(x), _weight_matrix(w).T
+    x_nhwc, w_t = to_channels_last(x), _weight_matrix(w).T
     y = np.empty((N * Ho * Wo, C_out), dtype=x.dtype)
     for n0, n1 in _sample_blocks(N, Ho, Wo):
-        cols = _columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
+        cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
         np.matmul(cols, w_t, out=y[n0 * Ho * Wo : n1 * Ho * Wo])
     if b is not None:
         y += b
-    return y.reshape(N, Ho, Wo, C_out).transpose(0, 3, 1, 2)
+    return from_channels_last(y.reshape(N, Ho, Wo, C_out))
 
 
 def conv2d_backward(
@@ -278,25 +151,28 @@ def conv2d_backward(
     Block by block, as the forward: dW^T adds up the blocks' cols^T @ dY (in a fixed
     order, so the result does not change from run to run).
     """
+    _check(x, w, stride, padding, dilation)
+    sizes = [output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+    expect("grad", grad, shape=(x.shape[0], w.shape[0], *sizes))
     N, C, H, W = x.shape
     C_out, _, kH, kW = w.shape
     if _pointwise((kH, kW), stride, padding):
         return _pointwise_backward(grad, x, w, input_grad, bias_grad)
     Ho, Wo = grad.shape[2:]
-    g = _nhwc(grad).reshape(N * Ho * Wo, C_out)
-    x_nhwc, w_matrix = _nhwc(x), _weight_matrix(w)
+    g = to_channels_last(grad).reshape(N * Ho * Wo, C_out)
+    x_nhwc, w_matrix = to_channels_last(x), _weight_matrix(w)
     dx = np.empty((N, H, W, C), dtype=x.dtype) if input_grad else None
     dw_t = np.zeros((kH * kW * C, C_out), dtype=x.dtype)
     for n0, n1 in _sample_blocks(N, Ho, Wo):
         g_block = g[n0 * Ho * Wo : n1 * Ho * Wo]
-        cols = _columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
+        cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
         # cols^T @ dY, not the equal (dY^T @ cols)^T: OpenBLAS splits the work over the rows
         # of the result, and a (C_out, M) @ (M, K) product with tiny C_out and huge M left its
         # threads fighting over a few rows (seconds, not milliseconds, on a busy machine).
         dw_t += cols.T @ g_block
         if dx is not None:
             # The columns are used up, so dY @ W may overwrite their memory (the same buffer).
-            dcols = _columns_buffer(cols.shape[0], cols.shape[1], x.dtype)
+            dcols = columns_buffer(cols.shape[0], cols.shape[1], x.dtype)
             np.matmul(g_block, w_matrix, out=dcols)
             (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
             col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
@@ -306,7 +182,7 @@ def conv2d_backward(
     db = g.sum(axis=0) if bias_grad else None
     if not input_grad:
         return None, dw, db
-    return dx.transpose(0, 3, 1, 2), dw, db
+    return from_channels_last(dx), dw, db
 
 
 def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -321,14 +197,14 @@ def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np
     C_out = w.shape[0]
     w_t = w.reshape(C_out, C).T
     y = np.empty((N * H * W, C_out), dtype=x.dtype)
-    if _channels_last(x):
-        np.matmul(_nhwc(x).reshape(N * H * W, C), w_t, out=y)
+    if is_channels_last(x):
+        np.matmul(to_channels_last(x).reshape(N * H * W, C), w_t, out=y)
     else:
         x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
         np.matmul(x3.transpose(0, 2, 1), w_t, out=y.reshape(N, H * W, C_out))
     if b is not None:
         y += b
-    return y.reshape(N, H, W, C_out).transpose(0, 3, 1, 2)
+    return from_channels_last(y.reshape(N, H, W, C_out))
 
 
 def _pointwise_backward(
@@ -342,14 +218,14 @@ def _pointwise_backward(
     N, C, H, W = x.shape
     C_out = w.shape[0]
     w_matrix = w.reshape(C_out, C)
-    g = _nhwc(grad).reshape(N * H * W, C_out)
+    g = to_channels_last(grad).reshape(N * H * W, C_out)
     db = g.sum(axis=0) if bias_grad else None
-    if _channels_last(x):
-        x_rows = _nhwc(x).reshape(N * H * W, C)
+    if is_channels_last(x):
+        x_rows = to_channels_last(x).reshape(N * H * W, C)
         # X^T @ dY, then transposed: as in conv2d_backward, BLAS should not split a product
         # with C_out rows and a huge inner dimension over its few rows.
         dw = np.ascontiguousarray((x_rows.T @ g).T)
-        dx = np.matmul(g, w_matrix).reshape(N, H, W, C).transpose(0, 3, 1, 2) if input_grad else None
+        dx = from_channels_last(np.matmul(g, w_matrix).reshape(N, H, W, C)) if input_grad else None
         return dx, dw.reshape(w.shape), db
     x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
     g3 = g.reshape(N, H * W, C_out)
@@ -358,3 +234,20 @@ def _pointwise_backward(
         dw += np.matmul(g3[n].T, x3[n].T, out=term)
     dx = np.matmul(w_matrix.T, g3.transpose(0, 2, 1)).reshape(N, C, H, W) if input_grad else None
     return dx, dw.reshape(w.shape), db
+
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, tuple]:
+    """The tier protocol's forward: (y, saved), saved being what ``backward`` needs.
+
+    One copy of x in the layout these kernels read (usually channels last; none at
+    all if x already is, as a previous convolution's output is) serves forward and
+    backward.
+    """
+    x = kernel_layout(x, w.shape[2:], stride, padding)
+    return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+
+
+_, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)

@@ -6,8 +6,8 @@ padding a copy of the input, each tap checks whether it falls inside the image
 into one plane never race with another thread. Average pooling has no kernel here:
 one measured no faster than the reference's k*k vectorised slice sums
 (benchmarks/README.md), so every tier uses the reference for it.
-``tinyres.ops.pool`` validates every size before these run, so all indices are in
-bounds.
+``tinyres.ops.pool`` validates every size before these run, and the public functions
+check their arrays again (``tinyres.kernels.sizes``), so all indices are in bounds.
 
 >>> import numpy as np
 >>> from tinyres.kernels import pool_reference
@@ -23,9 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tinyres.kernels.pool_reference import output_size
-
-Pair = tuple[int, int]
+from tinyres.kernels.sizes import Pair, expect, expect_indices, expect_positive, output_size
 
 
 @njit(parallel=True, cache=True)
@@ -72,6 +70,9 @@ def max_pool2d_forward(
     x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window maxima and the flat index (into H*W) of each winner."""
+    expect("x", x, ndim=4, floating=True)
+    expect_positive("kernel, stride, dilation", (*kernel, *stride, *dilation))
+    expect_positive("padding", padding, minimum=0)
     sizes = (output_size(*a) for a in zip(x.shape[2:], kernel, stride, padding, dilation))
     shape = (*x.shape[:2], *sizes)
     out = np.empty(shape, dtype=x.dtype)
@@ -82,6 +83,12 @@ def max_pool2d_forward(
 
 def max_pool2d_backward(grad: np.ndarray, index: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
     """Add each output's gradient to the input element that won its window."""
+    expect("grad", grad, ndim=4, floating=True)
+    expect("index", index, shape=grad.shape, dtype=np.int64)
+    if len(x_shape) != 4 or tuple(x_shape[:2]) != grad.shape[:2]:
+        raise ValueError(f"kernel argument x_shape: expected (N, C, H, W) with N, C = {grad.shape[:2]}, "
+                         f"got {tuple(x_shape)}")
+    expect_indices("index", index, -1, x_shape[2] * x_shape[3])  # -1: a window of padding only
     dx = np.zeros(x_shape, dtype=grad.dtype)
     _max_backward(np.ascontiguousarray(grad), index, dx)
     return dx

@@ -34,12 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Pair = tuple[int, int]
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Number of window positions along one axis (the formula above)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+from tinyres.kernels.sizes import Pair, output_size
 
 
 def _tap(xp: np.ndarray, i: int, j: int, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:

@@ -5,8 +5,9 @@ them and a NumPy ufunc is already close to it: ``benchmarks/bench_batchnorm.py
 --sizes`` found Numba kernels for ``max(x, 0)`` and ``x + y`` no faster than NumPy on
 this 2-core machine, so those stay NumPy. The backward is different: NumPy needs
 two passes (``z > 0`` makes a mask, then ``grad * mask``), the kernel one, and that
-measured faster for arrays from about 2^18 elements (``FAST_SIZE`` in
-``tinyres.ops.elementwise``). The result equals NumPy's exactly.
+measured faster for arrays from about 2^18 elements (``FAST_SIZE``); smaller ones,
+and integer or mixed-dtype gradients, take ``relu_reference``. The result equals
+NumPy's exactly.
 
 >>> import numpy as np
 >>> z = np.array([0.0, 0.5, 2.0], dtype=np.float32)   # a ReLU output
@@ -19,11 +20,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tinyres.kernels import relu_reference
+from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
+from tinyres.kernels.sizes import expect
+
+# From this many elements on, ReLU's backward runs as one compiled pass; below it
+# NumPy's two passes are quicker than a parallel launch. Measured with
+# benchmarks/bench_batchnorm.py --sizes (see benchmarks/README.md).
+FAST_SIZE = 1 << 18
+
+forward = relu_reference.forward  # max(x, 0) is one ufunc pass already
+
 
 @njit(parallel=True, cache=True)
 def _relu_backward(grad, z, out):  # pragma: no cover - compiled
     for i in prange(grad.size):
         out[i] = grad[i] if z[i] > 0 else 0
+
+
+def backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The tier's backward: the compiled pass for large float arrays, else the reference."""
+    if grad.size >= FAST_SIZE and grad.dtype == z.dtype and grad.dtype.kind == "f":
+        return relu_backward(grad, z)
+    return relu_reference.backward(grad, z)
 
 
 def relu_backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -33,10 +52,15 @@ def relu_backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
     return it) is walked in its own memory order and the result keeps that layout,
     so the convolution that receives it needs no copy.
     """
-    last = z.ndim == 4 and not z.flags.c_contiguous and z.transpose(0, 2, 3, 1).flags.c_contiguous
-    if last:
-        grad, z = grad.transpose(0, 2, 3, 1), z.transpose(0, 2, 3, 1)
-    grad, z = np.ascontiguousarray(grad), np.ascontiguousarray(z)
+    expect("z", z, floating=True)
+    expect("grad", grad, shape=z.shape, dtype=z.dtype)
+    if is_channels_last(z):
+        grad, z = to_channels_last(grad), to_channels_last(z)
+        return from_channels_last(_relu_backward_flat(grad, z))
+    return _relu_backward_flat(np.ascontiguousarray(grad), np.ascontiguousarray(z))
+
+
+def _relu_backward_flat(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
     out = np.empty_like(grad)
     _relu_backward(grad.reshape(-1), z.reshape(-1), out.reshape(-1))
-    return out.transpose(0, 3, 1, 2) if last else out
+    return out

@@ -46,9 +46,10 @@ import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-from tinyres.kernels.conv_reference import Pair
-from tinyres.kernels.im2col_numba import _nhwc
-from tinyres.kernels.winograd_reference import MATRICES, check_applies, filter_transform, tile_grid
+from tinyres.kernels.im2col_numba import kernel_layout
+from tinyres.kernels.layout import to_channels_last
+from tinyres.kernels.sizes import Pair
+from tinyres.kernels.winograd_reference import MATRICES, check_applies, filter_transform, protocol, tile_grid
 
 
 @njit(parallel=True, cache=True)
@@ -176,6 +177,11 @@ def _workers() -> tuple[ThreadpoolController, concurrent.futures.ThreadPoolExecu
     return ThreadpoolController(), concurrent.futures.ThreadPoolExecutor(threads), threads
 
 
+# A forked child inherits the pool but not its threads: work submitted there would wait
+# forever (tests/test_faults.py). The child makes its own pool on first use instead.
+os.register_at_fork(after_in_child=_workers.cache_clear)
+
+
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[k] = a[k] @ b[k] for every k, each product on one BLAS thread, the k split between threads.
 
@@ -244,7 +250,7 @@ def conv2d_forward(
 ) -> np.ndarray:
     """y = conv2d(x, w) + b by Winograd F(m x m, 3 x 3); channels-last output, as im2col_numba's."""
     _check(x, w, stride, dilation, m)
-    y = _correlate(_nhwc(x), w, tuple(padding), m)
+    y = _correlate(to_channels_last(x), w, tuple(padding), m)
     if b is not None:
         y += b
     return y.transpose(0, 3, 1, 2)
@@ -270,7 +276,7 @@ def conv2d_backward(
         raise ValueError(f"winograd: gradient shape {grad.shape}, expected {(N, C_out, Ho, Wo)}")
     a = m + 2
     _, G, AT = (t.astype(x.dtype) for t in MATRICES[m])
-    g, x_nhwc = _nhwc(grad), _nhwc(x)
+    g, x_nhwc = to_channels_last(grad), to_channels_last(x)
     dU, term = (np.zeros((a * a, C, C_out), dtype=x.dtype) for _ in range(2))
     for n0, n1 in _sample_blocks(N, tiles_h * tiles_w, a, max(C, C_out)):
         V = _transformed_input(x_nhwc[n0:n1], tuple(padding), m)
@@ -286,3 +292,8 @@ def conv2d_backward(
     turned = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, C_out, 3, 3)
     dx = _correlate(g, turned, (2 - padding[0], 2 - padding[1]), m)
     return dx.transpose(0, 3, 1, 2), dw, db
+
+
+# One copy of x in the layout these kernels read (none if x already is channels last, as
+# a previous convolution's output is) serves forward and backward, as in im2col_numba.
+forward, backward, with_tile = protocol(__name__, conv2d_forward, conv2d_backward, layout=kernel_layout)

@@ -1,4 +1,4 @@
-"""Element-wise activation layers: ``ReLU``, ``Tanh``, ``Sigmoid``.
+"""Element-wise activation layers: ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``.
 
 Each wraps the differentiable op of the same name. ``ReLU(inplace=True)`` writes into
 its input's memory, as in PyTorch (see ``tinyres.nn.functional.relu``).
@@ -9,6 +9,8 @@ its input's memory, as in PyTorch (see ``tinyres.nn.functional.relu``).
 ReLU(inplace=True)
 >>> nn.ReLU()(tr.tensor([-1.0, 2.0])).tolist()
 [0.0, 2.0]
+>>> nn.LeakyReLU(0.5)(tr.tensor([-1.0, 2.0])).tolist()
+[-0.5, 2.0]
 >>> nn.Tanh()(tr.tensor([0.0])).tolist()
 [0.0]
 >>> nn.Sigmoid()(tr.tensor([0.0])).tolist()
@@ -34,6 +36,20 @@ class ReLU(Module):
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
+
+
+class LeakyReLU(Module):
+    """y = x where x > 0, else negative_slope * x."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Tanh(Module):

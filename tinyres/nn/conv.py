@@ -24,14 +24,7 @@ from tinyres.nn import functional as F
 from tinyres.nn import init
 from tinyres.nn.module import Module
 from tinyres.nn.parameter import Parameter
-
-
-def _pair(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
-    """An int or (height, width) pair of ints, each at least ``minimum``."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= minimum for v in pair):
-        raise ValueError(f"Conv2d: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+from tinyres.ops.validate import as_pair
 
 
 def _positive(value: int, name: str) -> int:
@@ -58,10 +51,10 @@ class Conv2d(Module):
         super().__init__()
         self.in_channels = _positive(in_channels, "in_channels")
         self.out_channels = _positive(out_channels, "out_channels")
-        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
-        self.stride = _pair(stride, "stride", 1)
-        self.padding = _pair(padding, "padding", 0)
-        self.dilation = _pair(dilation, "dilation", 1)
+        self.kernel_size = as_pair(kernel_size, "kernel_size", "Conv2d", minimum=1)
+        self.stride = as_pair(stride, "stride", "Conv2d", minimum=1)
+        self.padding = as_pair(padding, "padding", "Conv2d", minimum=0)
+        self.dilation = as_pair(dilation, "dilation", "Conv2d", minimum=1)
         self.groups = _positive(groups, "groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"Conv2d: in_channels {in_channels} and out_channels {out_channels} "

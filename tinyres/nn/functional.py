@@ -9,12 +9,14 @@ from tinyres import ops
 from tinyres.engine import Tensor
 from tinyres.ops.conv import conv2d
 from tinyres.ops.dropout import dropout
+from tinyres.ops.elementwise import leaky_relu
 from tinyres.ops.linear import linear
 from tinyres.ops.loss import cross_entropy, log_softmax, mse_loss, nll_loss, softmax
 from tinyres.ops.norm import batch_norm
 from tinyres.ops.normalize import group_norm, layer_norm
 from tinyres.ops.pad import pad
 from tinyres.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from tinyres.ops.unfold import unfold
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -48,6 +50,7 @@ __all__ = [
     "dropout",
     "group_norm",
     "layer_norm",
+    "leaky_relu",
     "linear",
     "log_softmax",
     "max_pool2d",
@@ -57,4 +60,5 @@ __all__ = [
     "relu",
     "relu_",
     "softmax",
+    "unfold",
 ]

@@ -1,8 +1,9 @@
 """The differentiable operations behind ``Tensor``'s methods and operators.
 
 One file per family; each ``Function`` keeps its backward next to its forward.
-The convolution, normalisation, pooling and loss ops that a ResNet needs live in
-``tinyres.nn.functional`` and their kernels in ``tinyres.kernels``.
+The layer ops (``conv.py``, ``norm.py``, ``pool.py``, ``linear.py``, ``loss.py``,
+``unfold.py``) are what ``tinyres.nn.functional`` exports; the kernels they pick
+are in ``tinyres.kernels``. How the pieces fit: ``docs/architecture.md``.
 """
 
 from tinyres.ops.compare import clamp, eq, ge, gt, le, lt, masked_fill, maximum, minimum, ne, where

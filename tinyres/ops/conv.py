@@ -1,14 +1,13 @@
 """The 2-d convolution ``Function``; its kernels (three tiers) live in ``tinyres.kernels``.
 
-``tinyres.nn.functional.conv2d`` validates the arguments and calls ``Conv2d.apply``;
-this op only picks the kernels of the current tier (``tinyres.kernels.get_tier()``)
-and algorithm (``tinyres.kernels.get_algorithm()``, see ``choose_kernels``) and keeps
-backward next to forward.
+``tinyres.nn.functional.conv2d`` validates the arguments and calls ``Convolution.apply``;
+this op only picks the kernels of the current tier and algorithm
+(``tinyres.kernels.select``) and keeps backward next to forward.
 
 >>> import tinyres as tr
 >>> x = tr.ones(1, 1, 3, 3, requires_grad=True)
 >>> w = tr.ones(1, 1, 2, 2, requires_grad=True)
->>> y = Conv2d.apply(x, w, None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+>>> y = Convolution.apply(x, w, None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
 >>> y.sum().backward()
 >>> x.grad.numpy()[0, 0]
 array([[1., 2., 1.],
@@ -18,63 +17,19 @@ array([[1., 2., 1.],
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import conv_reference, im2col, im2col_numba, winograd_numba, winograd_reference
+from tinyres.kernels.sizes import Pair
 from tinyres.ops.shape import cat
-from tinyres.ops.validate import as_pair
-
-Pair = tuple[int, int]
-
-TIER_KERNELS: dict[str, ModuleType] = {
-    "reference": conv_reference,
-    "numpy": im2col,
-    "numba": im2col_numba,
-}
-# Winograd F(m x m, 3 x 3) per tier: the NumPy version is the readable one, and serves both
-# slower tiers when Winograd is asked for (the loop reference stays the oracle by default).
-WINOGRAD_KERNELS: dict[str, ModuleType] = {
-    "reference": winograd_reference,
-    "numpy": winograd_reference,
-    "numba": winograd_numba,
-}
+from tinyres.ops.validate import as_pair, check_window_fits
 
 
-def auto_tile(x_shape: tuple[int, ...], C_out: int) -> int | None:
-    """Winograd's tile size where it measured faster than im2col (Numba tier), else None.
-
-    The measurements are in benchmarks/README.md ("Winograd").
-    """
-    _, C, _, _ = x_shape
-    return 4 if min(C, C_out) >= 16 else None
-
-
-def choose_kernels(
-    x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair, dilation: Pair
-) -> tuple[ModuleType, dict[str, int]]:
-    """The kernel module for this convolution, and the keyword options it needs (Winograd's tile).
-
-    Winograd only fits 3x3 kernels with stride 1 and no dilation; everything else is im2col.
-    """
-    tier = kernels.get_tier()
-    name, tile = kernels.get_algorithm()
-    fits = tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-    if fits and name == "winograd":
-        return WINOGRAD_KERNELS[tier], {"m": tile or auto_tile(x_shape, w_shape[0]) or 4}
-    if fits and name == "auto" and tier == "numba":
-        tile = auto_tile(x_shape, w_shape[0])
-        if tile:
-            return winograd_numba, {"m": tile}
-    return TIER_KERNELS[tier], {}
-
-
-class Conv2d(Function):
+class Convolution(Function):
     r"""y = conv2d(x, w) + b (NCHW); the math is in ``tinyres.kernels.conv_reference``.
 
+    The kernels (tier and algorithm) are chosen once, at forward, and kept for backward.
     Backward returns (dx, dw, db); dx is skipped when the input needs no gradient
     (an image batch), which saves one matrix product and a col2im, and db when
     there is no bias.
@@ -92,24 +47,17 @@ class Conv2d(Function):
         padding: Pair,
         dilation: Pair,
     ) -> np.ndarray:
-        # The tier and algorithm are fixed at forward time, so backward uses the same kernels.
-        self.kernels, self.algorithm_options = choose_kernels(x.shape, w.shape, stride, dilation)
-        if self.kernels in (im2col_numba, winograd_numba):
-            # One copy in the layout the Numba kernels read (usually channels last; none
-            # at all if x already is, as a previous convolution's output is) serves
-            # forward and backward. The other tiers take any layout.
-            x = im2col_numba.kernel_layout(x, w.shape[2:], stride, padding)
-        self.x, self.w, self.has_bias = x, w, b is not None
-        self.options = (stride, padding, dilation)
-        return self.kernels.conv2d_forward(x, w, b, stride, padding, dilation, **self.algorithm_options)
+        # The algorithm (im2col or Winograd) is chosen from the shapes, inside select.
+        self.kernels = kernels.select("conv2d", x_shape=x.shape, w_shape=w.shape, stride=stride,
+                                      dilation=dilation)
+        self.has_bias = b is not None
+        y, self.for_backward = self.kernels.forward(x, w, b, stride, padding, dilation)
+        return y
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x_input = self.inputs[0]
         input_grad = isinstance(x_input, Tensor) and x_input.requires_grad
-        return self.kernels.conv2d_backward(
-            grad, self.x, self.w, *self.options, input_grad, bias_grad=self.has_bias,
-            **self.algorithm_options,
-        )
+        return self.kernels.backward(grad, self.for_backward, input_grad, bias_grad=self.has_bias)
 
 
 def _as_tensor(name: str, value: Tensor | np.ndarray) -> Tensor:
@@ -179,14 +127,7 @@ def conv2d(
     stride = as_pair(stride, "stride", "conv2d", minimum=1)
     padding = as_pair(padding, "padding", "conv2d", minimum=0)
     dilation = as_pair(dilation, "dilation", "conv2d", minimum=1)
-    for axis, size, k, p, d in (("height", input.shape[-2], kH, padding[0], dilation[0]),
-                                ("width", input.shape[-1], kW, padding[1], dilation[1])):
-        span = d * (k - 1) + 1
-        if span > size + 2 * p:
-            raise ValueError(
-                f"conv2d: kernel {axis} {span} (size {k}, dilation {d}) is larger than the "
-                f"padded input {axis} {size + 2 * p} (size {size}, padding {p})"
-            )
+    check_window_fits("conv2d", input.shape[-2:], (kH, kW), padding, dilation)
     options = dict(stride=stride, padding=padding, dilation=dilation)
     if input.ndim == 3:  # one image: add the batch axis and remove it again, as PyTorch does
         return grouped_conv2d(input.unsqueeze(0), weight, bias, groups, **options).squeeze(0)
@@ -199,12 +140,12 @@ def grouped_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None, groups: i
     concatenated. Depthwise convolution is groups = C_in. Autograd goes through the
     slices and ``cat``, so no new backward is needed (and every kernel tier works)."""
     if groups == 1:
-        return Conv2d.apply(input, weight, bias, **options)
+        return Convolution.apply(input, weight, bias, **options)
     c_in, c_out = weight.shape[1], weight.shape[0] // groups
     outputs = []
     for g in range(groups):
         x_g = input[:, g * c_in : (g + 1) * c_in]
         w_g = weight[g * c_out : (g + 1) * c_out]
         b_g = None if bias is None else bias[g * c_out : (g + 1) * c_out]
-        outputs.append(Conv2d.apply(x_g, w_g, b_g, **options))
+        outputs.append(Convolution.apply(x_g, w_g, b_g, **options))
     return cat(outputs, dim=1)

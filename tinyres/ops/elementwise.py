@@ -12,7 +12,6 @@ import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import relu_numba
 
 
 class Add(Function):
@@ -140,31 +139,32 @@ class Abs(Function):
         return (grad * np.sign(self.x),)
 
 
-# From this many elements on, the "numba" tier runs ReLU's backward as one compiled
-# pass; below it NumPy's two passes are quicker than a parallel launch. Measured with
-# benchmarks/bench_batchnorm.py --sizes (see benchmarks/README.md).
-FAST_SIZE = 1 << 18
+class Relu(Function):
+    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (``tinyres.kernels.relu_reference``).
 
-
-class ReLU(Function):
-    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (PyTorch's choice at 0).
-
-    The output z is kept for backward: z > 0 exactly where x > 0, and z is alive
-    anyway as the next layer's input, so no mask array is stored. NaN propagates,
-    as in ``torch.relu``.
+    The kernels are chosen at forward (``kernels.select``) and reused by backward.
     """
 
     saves_output = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.z = np.maximum(x, x.dtype.type(0))
-        return self.z
+        self.kernels = kernels.select("relu")
+        z, self.for_backward = self.kernels.forward(x)
+        return z
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        fast = kernels.get_tier() == "numba" and grad.size >= FAST_SIZE and grad.dtype == self.z.dtype
-        if fast and grad.dtype.kind == "f":
-            return (relu_numba.relu_backward(grad, self.z),)
-        return (grad * (self.z > 0),)
+        return (self.kernels.backward(grad, self.for_backward),)
+
+
+class LeakyRelu(Function):
+    """z = x where x > 0, else slope * x;  dz/dx = 1 where x > 0, else slope (PyTorch's choice at 0)."""
+
+    def forward(self, x: np.ndarray, *, slope: float) -> np.ndarray:
+        self.positive, self.slope = x > 0, x.dtype.type(slope)
+        return np.where(self.positive, x, x * self.slope)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        return (np.where(self.positive, grad, grad * self.slope),)
 
 
 class Sigmoid(Function):
@@ -291,7 +291,14 @@ def abs(x: Tensor) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    return ReLU.apply(x)
+    return Relu.apply(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else ``negative_slope`` * x, as ``torch.nn.functional.leaky_relu``."""
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
+    return LeakyRelu.apply(x, slope=float(negative_slope))
 
 
 def sigmoid(x: Tensor) -> Tensor:

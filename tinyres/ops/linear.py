@@ -15,7 +15,7 @@ from tinyres.engine import Function, Tensor
 from tinyres.ops.validate import check_float
 
 
-class Linear(Function):
+class Addmm(Function):
     r"""y = x W^T + b for x of shape (..., in), W (out, in), b (out,).
 
     With the leading axes of x flattened into rows X (M, in) and dY (M, out):
@@ -49,4 +49,4 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         )
     if bias is not None and bias.shape != (w.shape[0],):
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({w.shape[0]},)")
-    return Linear.apply(input, weight, bias)
+    return Addmm.apply(input, weight, bias)

@@ -2,8 +2,8 @@
 
 The math and the compact backward are in ``tinyres.kernels.batchnorm_reference``; the
 ``"numba"`` tier runs the same formulas as compiled loops
-(``tinyres.kernels.batchnorm_numba``). This file validates, picks the tier, and keeps
-the running statistics.
+(``tinyres.kernels.batchnorm_numba``). This file validates, picks the kernels
+(``tinyres.kernels.select``), and keeps the running statistics.
 
 >>> import numpy as np
 >>> import tinyres as tr
@@ -16,20 +16,13 @@ the running statistics.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import batchnorm_numba, batchnorm_reference
 from tinyres.ops.validate import check_float, check_ndim
-
-
-def _kernels() -> ModuleType:
-    # Batch norm has no separate vectorised tier: the reference is already NumPy.
-    return batchnorm_numba if kernels.get_tier() == "numba" else batchnorm_reference
 
 
 class BatchNorm(Function):
@@ -60,7 +53,7 @@ class BatchNorm(Function):
         self.has_gamma, self.has_beta = gamma is not None, beta is not None
         gamma = np.ones(c, x.dtype) if gamma is None else gamma
         beta = np.zeros(c, x.dtype) if beta is None else beta
-        k = _kernels()
+        k = kernels.select("batch_norm")  # fixed here, reused by backward
         if training:
             y, mean, var, inv_std = k.train_forward(x3, gamma, beta, eps)
             if running_mean is not None:

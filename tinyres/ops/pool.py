@@ -16,25 +16,17 @@ tensor([7.5], shape=(1,), dtype=float32)
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
-from tinyres.kernels import pool_numba, pool_reference
+from tinyres.kernels.sizes import Pair
 from tinyres.ops.validate import as_pair, check_float, check_ndim
 
-Pair = tuple[int, int]
 
-
-def _max_pool_kernels() -> ModuleType:
-    # The reference is already vectorised NumPy, so the "numpy" tier uses it too.
-    return pool_numba if kernels.get_tier() == "numba" else pool_reference
-
-
-class MaxPool2d(Function):
+class MaxPool2DWithIndices(Function):
     """z = the maximum of each window;  the gradient goes to the (first) maximum.
 
     Backward reads only the saved indices; x is declared saved anyway because PyTorch
@@ -46,7 +38,7 @@ class MaxPool2d(Function):
     def forward(
         self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
     ) -> np.ndarray:
-        self.kernels, self.x_shape = _max_pool_kernels(), x.shape
+        self.kernels, self.x_shape = kernels.select("max_pool2d"), x.shape
         out, self.index = self.kernels.max_pool2d_forward(x, kernel, stride, padding, dilation)
         return out
 
@@ -54,29 +46,30 @@ class MaxPool2d(Function):
         return (self.kernels.max_pool2d_backward(grad, self.index, self.x_shape),)
 
 
-class AvgPool2d(Function):
+class AvgPool2D(Function):
     """z = the mean of each window (padding counts as zeros);  dz/dx = 1/(kh*kw) per window.
 
     Every tier runs the NumPy reference: a Numba kernel measured no faster.
     """
 
     def forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
+        self.kernels = kernels.select("avg_pool2d")
         self.x_shape, self.options = x.shape, (kernel, stride, padding)
-        return pool_reference.avg_pool2d_forward(x, kernel, stride, padding)
+        return self.kernels.avg_pool2d_forward(x, kernel, stride, padding)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        return (pool_reference.avg_pool2d_backward(grad, self.x_shape, *self.options),)
+        return (self.kernels.avg_pool2d_backward(grad, self.x_shape, *self.options),)
 
 
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2D(Function):
     """z = the mean of each of out_h x out_w windows that tile the input (they may overlap)."""
 
     def forward(self, x: np.ndarray, *, out_hw: Pair) -> np.ndarray:
-        self.x_shape = x.shape
-        return pool_reference.adaptive_avg_pool2d_forward(x, out_hw)
+        self.kernels, self.x_shape = kernels.select("avg_pool2d"), x.shape
+        return self.kernels.adaptive_avg_pool2d_forward(x, out_hw)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        return (pool_reference.adaptive_avg_pool2d_backward(grad, self.x_shape),)
+        return (self.kernels.adaptive_avg_pool2d_backward(grad, self.x_shape),)
 
 
 def _batched(op: str, input: Tensor) -> tuple[Tensor, bool]:
@@ -121,7 +114,7 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     kernel, stride, padding, dilation = _window_options(
         "max_pool2d", x, kernel_size, stride, padding, dilation
     )
-    out = MaxPool2d.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+    out = MaxPool2DWithIndices.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     return out.squeeze(0) if unbatched else out
 
 
@@ -129,7 +122,7 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     """Mean over k x k windows, dividing by k*k even where the window covers padding."""
     x, unbatched = _batched("avg_pool2d", input)
     kernel, stride, padding, _ = _window_options("avg_pool2d", x, kernel_size, stride, padding)
-    out = AvgPool2d.apply(x, kernel=kernel, stride=stride, padding=padding)
+    out = AvgPool2D.apply(x, kernel=kernel, stride=stride, padding=padding)
     return out.squeeze(0) if unbatched else out
 
 
@@ -144,5 +137,5 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
     out_hw = as_pair(sizes, "output_size", "adaptive_avg_pool2d")
     if min(out_hw) < 1:
         raise ValueError(f"adaptive_avg_pool2d: output_size must be at least 1, got {out_hw}")
-    out = AdaptiveAvgPool2d.apply(x, out_hw=out_hw)
+    out = AdaptiveAvgPool2D.apply(x, out_hw=out_hw)
     return out.squeeze(0) if unbatched else out

@@ -10,7 +10,9 @@ expected and what came.
 >>> as_pair(1.5, "stride", "max_pool2d")
 Traceback (most recent call last):
     ...
-TypeError: max_pool2d: stride must be an int or a pair of ints, got 1.5
+tinyres.ops.validate.PairError: max_pool2d: stride must be an int or a pair of ints, got 1.5
+>>> issubclass(PairError, TypeError) and issubclass(PairError, ValueError)
+True
 >>> check_float("relu", np.zeros(2, dtype=np.int64))
 Traceback (most recent call last):
     ...
@@ -24,10 +26,16 @@ from typing import Any
 import numpy as np
 
 
+class PairError(TypeError, ValueError):
+    """Not an int or a pair of ints: a TypeError for a float, a ValueError for three numbers;
+    callers may catch either."""
+
+
 def as_pair(value: Any, name: str, op: str, minimum: int | None = None) -> tuple[int, int]:
     """An int or a pair of ints, as PyTorch accepts for kernel size, stride, ...
 
     With ``minimum``, each of the two must be at least that (stride >= 1, padding >= 0).
+    The one parser for every layer and function (``nn.Conv2d``, ``F.conv2d``, pooling).
     """
     pair = (value, value) if isinstance(value, (int, np.integer)) else value
     if not (
@@ -35,7 +43,7 @@ def as_pair(value: Any, name: str, op: str, minimum: int | None = None) -> tuple
         and len(pair) == 2
         and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)
     ):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise PairError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if minimum is not None and min(pair) < minimum:
         raise ValueError(f"{op}: {name} must be at least {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
@@ -60,3 +68,15 @@ def check_ndim(op: str, x: np.ndarray, allowed: tuple[int, ...], layout: str) ->
     if x.ndim not in allowed:
         wanted = " or ".join(f"{n}-D" for n in allowed)
         raise ValueError(f"{op}: expected a {wanted} input {layout}, got shape {tuple(x.shape)}")
+
+
+def check_window_fits(op: str, hw: tuple[int, int], kernel: tuple[int, int], padding: tuple[int, int],
+                      dilation: tuple[int, int]) -> None:
+    """The (dilated) kernel fits in the padded input along height and width."""
+    for axis, size, k, p, d in zip(("height", "width"), hw, kernel, padding, dilation):
+        span = d * (k - 1) + 1
+        if span > size + 2 * p:
+            raise ValueError(
+                f"{op}: kernel {axis} {span} (size {k}, dilation {d}) is larger than the "
+                f"padded input {axis} {size + 2 * p} (size {size}, padding {p})"
+            )
