@@ -247,3 +247,20 @@ def test_damaged_manifest(tmp_path, manifest, match):
     np.savez(path, **{serialization.MANIFEST: np.array(manifest)})
     with pytest.raises(ValueError, match=match):
         tr.load(path)
+
+
+def test_load_takes_torch_loads_keywords_and_refuses_another_device(tmp_path):
+    # The CIFAR-10 tutorial writes torch.load(PATH, weights_only=True); checkpoints are
+    # often loaded with map_location="cpu" or a (storage, location) function.
+    path = tmp_path / "ckpt.pth"
+    tr.save({"net": {"w": tr.ones(2)}, "acc": 93.1, "epoch": 12}, path)
+    for keywords in [{"map_location": "cpu"}, {"map_location": tr.device("cpu")},
+                     {"map_location": lambda storage, location: storage},
+                     {"map_location": {"cuda:0": "cpu"}}, {"weights_only": True}]:
+        checkpoint = tr.load(path, **keywords)
+        assert checkpoint["epoch"] == 12 and checkpoint["net"]["w"].tolist() == [1.0, 1.0]
+    for where in ["cuda", "cuda:1", {"cpu": "cuda"}]:
+        with pytest.raises(RuntimeError, match="CPU only"):
+            tr.load(path, map_location=where)
+    with pytest.raises(TypeError, match="weights_only must be True, False or None"):
+        tr.load(path, weights_only="yes")

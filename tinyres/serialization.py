@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tinyres.engine import Tensor
+from tinyres.plumbing import check_device
 
 MANIFEST = "__tinyres__"
 EXPECTED = "expected an .npz archive written by tinyres.save or np.savez"
@@ -271,13 +272,21 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         ) from None
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> Any:
     """Read what ``save`` wrote (arrays come back as they went in: tensors as
     ``Tensor``, NumPy arrays as arrays). Never unpickles.
+
+    ``map_location`` and ``weights_only`` are accepted as ``torch.load`` takes them, so
+    programs that pass them run: everything loads onto the CPU (a device name, a
+    ``device``, a ``{from: to}`` dict or a function are accepted when they name the CPU),
+    and nothing is ever unpickled, so ``weights_only`` has nothing left to restrict.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
     path for anything that is not a readable ``.npz`` (truncated, foreign, damaged).
     """
+    _check_map_location(map_location)
+    if weights_only not in (None, True, False):
+        raise TypeError(f"load: weights_only must be True, False or None, got {weights_only!r}")
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"load: {path} is a directory; expected a file written by tinyres.save")
@@ -300,3 +309,12 @@ def load(path: str | os.PathLike) -> Any:
         raise ValueError(f"load: {path} has tinyres format version {version}, "
                          f"this tinyres reads version {FORMAT_VERSION}")
     return _Decoder(arrays, path).decode(tree)
+
+
+def _check_map_location(map_location: Any) -> None:
+    """Accept what ``torch.load`` accepts when it means the CPU; refuse another device clearly."""
+    if map_location is None or callable(map_location):
+        return  # a function of (storage, location): on a CPU-only library the storage stays put
+    targets = map_location.values() if isinstance(map_location, dict) else [map_location]
+    for target in targets:
+        check_device(target)
