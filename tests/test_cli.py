@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,13 @@ def test_bench_runs_a_benchmark_script_with_its_arguments():
 def test_bench_explains_a_missing_checkout(tmp_path):
     with pytest.raises(SystemExit, match="pip install -e"):
         script_path("conv", tmp_path)
+
+
+def test_a_reader_that_stops_early_gets_no_error_message():
+    # `tinyres check | head -1`: the pipe closes while tinyres still writes.
+    process = subprocess.Popen([sys.executable, "-m", "tinyres", "check"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    process.stdout.readline()
+    process.stdout.close()
+    stderr = process.communicate(timeout=120)[1].decode()
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr

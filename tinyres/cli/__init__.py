@@ -16,6 +16,7 @@ Errors, for every command alike (``main`` handles them, so a command only raises
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tinyres.arguments import Parser, UsageError, add_debug_option
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tinyres check | head`): stop quietly, as Unix tools do, and
+        # point stdout at /dev/null so Python's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as err:  # every failure of a command: one line, unless --debug
         if args.debug:
             raise
