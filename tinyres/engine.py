@@ -318,6 +318,9 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     """Turn ``data`` into an array; Python floats become float32 as in PyTorch."""
     if isinstance(data, Tensor):
@@ -348,6 +351,13 @@ class Tensor:
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
         self._data: np.ndarray = _as_array(data, dtype)
+        if self._data.dtype.kind in "cfV" and self._data.dtype not in _FLOATS:
+            # Refused at the door, not deep inside a kernel: float16 and complex would
+            # otherwise fail later or (relu on complex) give a meaningless result.
+            if self._data.dtype == np.float16:
+                refuse_half("tensor")
+            raise TypeError(f"tensor: dtype {self._data.dtype} is not supported by tinyres; "
+                            "use float32, float64, an integer or bool dtype")
         self.grad: Tensor | None = None
         self.grad_fn: Function | None = None
         self._hooks: list[Callable[[Tensor], Tensor | None]] = []  # a leaf's; see register_hook
