@@ -567,3 +567,13 @@ def test_train_download_of_a_broken_archive_is_one_line(tmp_path, server):
                      f"{base}/cifar-10-python.tar.gz", "--epochs", "1", cwd=tmp_path)
     assert_one_line_error(result, 1, "is broken")
 
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.complex64, np.complex128])
+def test_unsupported_dtypes_are_refused_when_the_tensor_is_made(dtype):
+    # Before: float16 reached a kernel and failed there; relu on complex gave a result.
+    array = np.ones((1, 1, 3, 3), dtype=dtype)
+    match = "float16 \\(half\\) is not supported" if dtype == np.float16 else "is not supported by tinyres"
+    for make in (tr.tensor, tr.from_numpy, lambda a: tr.Tensor(a)):
+        with pytest.raises(TypeError, match=match):
+            make(array)
