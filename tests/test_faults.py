@@ -9,6 +9,7 @@ signal. Command-line errors are one line on stderr: exit code 2 for a bad argume
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -577,3 +578,14 @@ def test_unsupported_dtypes_are_refused_when_the_tensor_is_made(dtype):
     for make in (tr.tensor, tr.from_numpy, lambda a: tr.Tensor(a)):
         with pytest.raises(TypeError, match=match):
             make(array)
+
+
+def test_ops_that_take_tensors_refuse_numpy_arrays_clearly():
+    # Before: AttributeError: 'numpy.ndarray' object has no attribute '_data'.
+    x, w = np.ones((2, 3), np.float32), tr.ones(4, 3)
+    for call, name in [(lambda: tr.nn.functional.linear(x, w), "linear(): argument 'input'"),
+                       (lambda: tr.nn.functional.linear(tr.tensor(x), w, np.ones(4)), "argument 'bias'"),
+                       (lambda: tr.nn.functional.cross_entropy(x, tr.tensor([0, 1])), "cross_entropy()"),
+                       (lambda: tr.nn.functional.mse_loss(x, tr.tensor(x)), "mse_loss()")]:
+        with pytest.raises(TypeError, match=re.escape(name) + ".*must be a Tensor, not ndarray"):
+            call()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyres.engine import Function, Tensor
-from tinyres.ops.validate import check_float
+from tinyres.ops.validate import check_float, check_tensor
 
 
 class Addmm(Function):
@@ -38,6 +38,7 @@ class Addmm(Function):
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Apply y = x W^T + b; x is (..., in_features), W is (out_features, in_features)."""
+    check_tensor("linear", input=input, weight=weight, bias=bias)
     x, w = input._data, weight._data
     check_float("linear", x, w, None if bias is None else bias._data)
     if w.ndim != 2:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyres.engine import Function, Tensor
-from tinyres.ops.validate import check_float
+from tinyres.ops.validate import check_float, check_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -76,6 +76,7 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Cross-entropy of logits (N, C) (or (C,) for one sample) against class indices."""
+    check_tensor("cross_entropy", input=input)
     x = input._data
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
     check_float("cross_entropy", x)
@@ -115,6 +116,7 @@ def _reduce(losses: Tensor, reduction: str, op: str) -> Tensor:
 def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """loss_n = -input[n, target_n]: the negative log-likelihood of log-probabilities (N, C),
     as after ``log_softmax`` (PyTorch's MNIST example). Composed from indexing and a mean."""
+    check_tensor("nll_loss", input=input)
     check_float("nll_loss", input._data)
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
     if input.ndim != 2 or t.shape != (input.shape[0],) or t.dtype.kind not in "iu":
@@ -128,6 +130,7 @@ def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """loss = (input - target)^2, averaged (or summed, or kept) over all elements."""
+    check_tensor("mse_loss", input=input)
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the same shape")

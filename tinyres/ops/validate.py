@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyres.engine import Tensor
+
 
 class PairError(TypeError, ValueError):
     """Not an int or a pair of ints: a TypeError for a float, a ValueError for three numbers;
@@ -80,3 +82,14 @@ def check_window_fits(op: str, hw: tuple[int, int], kernel: tuple[int, int], pad
                 f"{op}: kernel {axis} {span} (size {k}, dilation {d}) is larger than the "
                 f"padded input {axis} {size + 2 * p} (size {size}, padding {p})"
             )
+
+
+def check_tensor(op: str, **arguments: Any) -> None:
+    """Refuse a non-Tensor (a NumPy array, a list) where the op takes a Tensor, as PyTorch does.
+
+    Without this the op would fail later with an AttributeError about ``_data``.
+    """
+    for name, value in arguments.items():
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{op}(): argument '{name}' must be a Tensor, not {type(value).__name__}; "
+                            "wrap it with tinyres.tensor(...)")
