@@ -589,3 +589,15 @@ def test_ops_that_take_tensors_refuse_numpy_arrays_clearly():
                        (lambda: tr.nn.functional.mse_loss(x, tr.tensor(x)), "mse_loss()")]:
         with pytest.raises(TypeError, match=re.escape(name) + ".*must be a Tensor, not ndarray"):
             call()
+
+
+def test_empty_and_absurd_shapes_get_pytorchs_answer_or_a_clear_error():
+    F = tr.nn.functional
+    # No channels: batch norm has nothing to normalise (PyTorch returns the empty tensor).
+    assert F.batch_norm(tr.ones(2, 0, 3, 3), None, None, training=True).shape == (2, 0, 3, 3)
+    # An empty height or width is refused even when padding would make room (as PyTorch does).
+    with pytest.raises(ValueError, match="non-empty height and width, got \\(0, 0\\)"):
+        F.conv2d(tr.ones(1, 1, 0, 0), tr.ones(1, 1, 1, 1), padding=1)
+    # Padding no image needs is refused before anything is allocated.
+    with pytest.raises(ValueError, match=r"padded plane .* expected at most"):
+        F.conv2d(tr.ones(1, 1, 3, 3), tr.ones(1, 1, 3, 3), padding=10**9)

@@ -111,6 +111,8 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm: {name} has shape {a.shape}, expected ({c},) (one value per channel)"
             )
+    if c == 0:  # no channels, nothing to normalise: the empty result, as PyTorch gives
+        return input * 1
     if training and x.size // c <= 1:
         raise ValueError(
             f"batch_norm: Expected more than 1 value per channel when training, "

@@ -72,9 +72,21 @@ def check_ndim(op: str, x: np.ndarray, allowed: tuple[int, ...], layout: str) ->
         raise ValueError(f"{op}: expected a {wanted} input {layout}, got shape {tuple(x.shape)}")
 
 
+# A bound checked before anything is allocated: more than this per plane is a typo in the
+# padding, not an image (NumPy would fail with "array is too big", or allocate for minutes).
+MAX_PADDED_PLANE = 2**31
+
+
 def check_window_fits(op: str, hw: tuple[int, int], kernel: tuple[int, int], padding: tuple[int, int],
                       dilation: tuple[int, int]) -> None:
-    """The (dilated) kernel fits in the padded input along height and width."""
+    """The input is not empty, the padding is not absurd, and the (dilated) kernel fits in the
+    padded input along height and width (PyTorch refuses an empty height or width too)."""
+    if 0 in tuple(hw):
+        raise ValueError(f"{op}: expected an input with a non-empty height and width, got {tuple(hw)}")
+    padded = (hw[0] + 2 * padding[0]) * (hw[1] + 2 * padding[1])
+    if padded > MAX_PADDED_PLANE:
+        raise ValueError(f"{op}: padding {tuple(padding)} makes each padded plane {padded:,} elements; "
+                         f"expected at most {MAX_PADDED_PLANE:,} (2**31)")
     for axis, size, k, p, d in zip(("height", "width"), hw, kernel, padding, dilation):
         span = d * (k - 1) + 1
         if span > size + 2 * p:
