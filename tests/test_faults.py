@@ -601,3 +601,18 @@ def test_empty_and_absurd_shapes_get_pytorchs_answer_or_a_clear_error():
     # Padding no image needs is refused before anything is allocated.
     with pytest.raises(ValueError, match=r"padded plane .* expected at most"):
         F.conv2d(tr.ones(1, 1, 3, 3), tr.ones(1, 1, 3, 3), padding=10**9)
+
+
+def test_an_optimizer_state_that_does_not_fit_leaves_the_optimizer_as_it_was():
+    w = tr.nn.Parameter(tr.ones(3))
+    opt = tr.optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = tr.ones(3)
+    opt.step()
+    before = (opt.param_groups[0]["lr"], opt.state[w]["momentum_buffer"].copy())
+    bad = opt.state_dict()
+    bad["param_groups"][0]["lr"] = 5.0
+    bad["state"][0]["momentum_buffer"] = np.ones(4)  # the wrong shape, found after the groups
+    with pytest.raises(ValueError, match="has shape"):
+        opt.load_state_dict(bad)
+    assert opt.param_groups[0]["lr"] == before[0]
+    np.testing.assert_array_equal(opt.state[w]["momentum_buffer"], before[1])

@@ -126,7 +126,14 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore settings and buffers saved by ``state_dict``."""
+        """Restore settings and buffers saved by ``state_dict``.
+
+        Everything is checked and built first and assigned last, so a state dict that
+        does not fit leaves the optimizer as it was.
+        """
+        if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= state_dict.keys():
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"optimizer state dict must be a dict with 'param_groups' and 'state', got {got}")
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
@@ -141,16 +148,19 @@ class Optimizer:
                     f"group has {len(saved['params'])}"
                 )
             params.update(zip((int(i) for i in saved["params"]), group["params"]))
-        for group, saved in zip(self.param_groups, saved_groups):
-            group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
-        self.state = {}
+        state: dict[Tensor, dict[str, Any]] = {}
         for i, s in state_dict["state"].items():
+            if int(i) not in params:
+                raise ValueError(f"state dict has state for parameter {i}, which no parameter group lists")
             p = params[int(i)]
-            self.state[p] = {}
+            state[p] = {}
             for k, v in s.items():
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
                     raise ValueError(f"state {k!r} has shape {v.shape}, its parameter has {p.shape}")
-                self.state[p][k] = v.astype(p.dtype) if isinstance(v, np.ndarray) else v
+                state[p][k] = v.astype(p.dtype) if isinstance(v, np.ndarray) else v
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
+        self.state = state
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
