@@ -133,7 +133,7 @@ class Optimizer:
         """
         if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= state_dict.keys():
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(f"optimizer state dict must be a dict with 'param_groups' and 'state', got {got}")
+            raise ValueError(f"optimizer state dict: expected 'param_groups' and 'state', got {got}")
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
