@@ -5,8 +5,9 @@ and prints its report (each property passed or failed, the smallest failing exam
 the worst index with the expected and the computed value, and a hint). ``--from DIR``
 grades the files in another folder: a file counts for an exercise when its name starts
 with the exercise's id (``ex05_*.py``), so a folder may hold several attempts at one.
-``--solutions`` grades the reference solutions. The exit status is 0 only when
-everything graded passes.
+``--solutions`` grades the reference solutions. Each exercise gets ``--time-limit``
+seconds (an infinite loop is reported as timed out, and the others are still graded).
+The exit status is 0 only when everything graded passes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from tinyres.arguments import positive_float
 
 NAME = "check"
 HELP = "grade the lessons' exercises (tinyres check ex05; --from DIR; --solutions)"
@@ -26,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--from", dest="folder", type=Path, metavar="DIR",
                        help="grade the exercise files in DIR instead of lessons/exercises/")
     where.add_argument("--solutions", action="store_true", help="grade the reference solutions")
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                        help="stop grading an exercise after this long (default: 120)")
 
 
 def lessons_folder() -> Path:
@@ -46,6 +51,7 @@ def _shown(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         from tinyres.grading import BY_ID, EXERCISES, grade
+        from tinyres.grading.core import TIME_LIMIT
     except ModuleNotFoundError as exc:  # hypothesis is an optional dependency
         print(f"tinyres check needs {exc.name}: pip install -e \".[lessons]\"", file=sys.stderr)
         return 2
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     for ex in chosen:
         files = sorted(folder.glob(f"{ex.id}_*.py")) or [folder / ex.filename]
         for path in files:
-            report = grade(ex, path)
+            report = grade(ex, path, args.time_limit or TIME_LIMIT)
             report.path = Path(_shown(path))
             states[report.state] = states.get(report.state, 0) + 1
             if full:
