@@ -25,9 +25,8 @@ load 6-9, so only large differences count): the first conv2d + batch_norm forwar
 backward in a fresh Numba cache took 16.3 s of process CPU with ``parallel=True`` and
 8.0 s now (both dtypes; float32 alone 9.0 -> 4.8 s). Batch norm's training forward and
 backward on a (64, 16, 32, 32) convolution output: 21 -> 7 ms; max pooling 45 -> 38 ms;
-the ReLU backward kernel 26 -> 33 ms. A ResNet-20 training step (batch 64) was slower
-in each of four alternating pairs (medians 1.9-4.7 s before, 2.5-5.2 s after, single runs
-varying 2x at that load); the cause is not found yet (see the README).
+im2col and col2im 8.0 -> 6.4 and 5.8 ms. A ResNet-20 training step (batch 64, im2col,
+load 4) was about 11% slower (2.2 s -> 2.45 s); the cause is not found yet (see the README).
 A ``parallel_for`` that uses the pool costs about 0.1 ms (12 us on one thread).
 
 **Threads.** ``get_num_threads()`` of them take part: Numba's ``NUMBA_NUM_THREADS``
