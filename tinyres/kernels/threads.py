@@ -26,7 +26,9 @@ backward in a fresh Numba cache took 16.3 s of process CPU with ``parallel=True`
 8.0 s now (both dtypes; float32 alone 9.0 -> 4.8 s). Batch norm's training forward and
 backward on a (64, 16, 32, 32) convolution output: 21 -> 7 ms; max pooling 45 -> 38 ms;
 im2col and col2im 8.0 -> 6.4 and 5.8 ms. A ResNet-20 training step (batch 64, im2col,
-load 4) was about 11% slower (2.2 s -> 2.45 s); the cause is not found yet (see the README).
+load 4) was about 11% slower (2.2 s -> 2.45 s) with two threads and as fast as before with
+one: on a machine with no idle core, the pool's hand-offs cost more than its second thread
+gains (the README has the profile; a quiet machine is still to be measured).
 A ``parallel_for`` that uses the pool costs about 0.1 ms (12 us on one thread).
 
 **Threads.** ``get_num_threads()`` of them take part: Numba's ``NUMBA_NUM_THREADS``
