@@ -46,13 +46,13 @@ def _im2col_nhwc(start, stop, x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols): 
                 h = oh * sH - pH + i * dH
                 for j in range(kW):
                     v = ow * sW - pW + j * dW
-                    start = (i * kW + j) * C
+                    at = (i * kW + j) * C
                     if 0 <= h < H and 0 <= v < W:
                         for c in range(C):
-                            cols[r, start + c] = x[n, h, v, c]
+                            cols[r, at + c] = x[n, h, v, c]
                     else:
                         for c in range(C):
-                            cols[r, start + c] = 0.0
+                            cols[r, at + c] = 0.0
 
 
 @njit(cache=True)
@@ -120,9 +120,9 @@ def _col2im_nhwc(start, stop, dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx)
                         v = ow * sW - pW + j * dW
                         if v < 0 or v >= W:
                             continue
-                        start = (i * kW + j) * C
+                        at = (i * kW + j) * C
                         for c in range(C):
-                            dx[n, h, v, c] += dcols[r, start + c]
+                            dx[n, h, v, c] += dcols[r, at + c]
 
 
 def _check(x: np.ndarray, kH: int, kW: int, sH: int, sW: int, pH: int, pW: int, dH: int, dW: int,

