@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tinyres.grading import BY_ID, EXERCISES, grade
-from tinyres.grading.mistakes import Mistake, PatchError, caught, grade_mistake, patch, read
+from tinyres.grading.mistakes import Mistake, PatchError, caught_by, grade_mistake, patch, read
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 MISTAKES = read(LESSONS / "solutions" / "mistakes.py")
@@ -67,7 +67,7 @@ def test_planted_mistake_fails_on_the_property_it_names(mistake):
     exercise = BY_ID[mistake.exercise]
     report = grade_mistake(exercise, mistake, LESSONS / "solutions" / exercise.filename)
     failed = [r.name for r in report.results if not r.passed]
-    assert caught(report, mistake), (
+    assert caught_by(report, mistake), (
         f"expected a failure of the property mentioning {mistake.fails!r}; failed: {failed}\n{report.text()}"
     )
     text = report.text()
@@ -107,7 +107,7 @@ def test_a_mistake_that_no_longer_differs_from_its_solution_is_caught():
     # A patch that changes the text but not the behaviour: the grade shows it is not caught.
     harmless = Mistake("ex03", "harmless", "", "sum of the gradient", (("extra = ", "extra = 0 + "),))
     report = grade_mistake(BY_ID["ex03"], harmless, SOLUTION_03)
-    assert report.passed and not caught(report, harmless)
+    assert report.passed and caught_by(report, harmless) is None
 
 
 def test_a_crash_in_the_learner_code_is_one_line_naming_their_line(tmp_path):
@@ -139,7 +139,7 @@ def test_check_solutions_passes_the_solution_and_shows_each_planted_mistake_fail
     assert out.count("result: failed") == 2  # both ex03 mistakes are graded, each with its report
     assert "ex03_unbroadcast.py with the planted mistake mean" in out
     assert 'planted mistake mean (Averages over the copies' in out
-    assert 'caught: fails "sum of the gradient over its broadcast copies"' in out
+    assert "caught: FAIL each element is the sum of the gradient over its broadcast copies" in out
     assert "smallest failing example: grad" in out and "hint:" in out and "Traceback" not in out
     assert out.splitlines()[-1] == "passed: 1; mistakes caught: 2"
 

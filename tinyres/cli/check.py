@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_mistake(ex: Exercise, mistake: Mistake, solution: Path, full: bool) -> str:
     """Grade one planted mistake; print its report (``full``) or its row; return its state."""
-    from tinyres.grading.mistakes import PatchError, caught, grade_mistake
+    from tinyres.grading.mistakes import PatchError, caught_by, grade_mistake
 
     try:
         report = grade_mistake(ex, mistake, solution)
@@ -111,8 +111,9 @@ def _check_mistake(ex: Exercise, mistake: Mistake, solution: Path, full: bool) -
         verdict, why = "mistakes not built", f"cannot build it: {exc}"
     else:
         report.path = Path(f"{_shown(solution)} with the planted mistake {mistake.name}")
-        if caught(report, mistake):
-            verdict, why = "mistakes caught", f'caught: fails "{mistake.fails}"'
+        failed = caught_by(report, mistake)
+        if failed:
+            verdict, why = "mistakes caught", f"caught: FAIL {failed}"
         else:
             verdict, why = "mistakes not caught", f'NOT caught: it should fail "{mistake.fails}", ' + (
                 "it passes every check" if report.passed else f"it is {report.summary()}")

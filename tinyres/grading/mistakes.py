@@ -106,8 +106,7 @@ def grade_mistake(exercise: Exercise, mistake: Mistake, solution: Path) -> Repor
     return report
 
 
-def caught(report: Report, mistake: Mistake) -> bool:
-    """True when the grade failed a property whose name holds ``mistake.fails``."""
-    return report.state == "failed" and any(
-        mistake.fails in r.name for r in report.results if not r.passed
-    )
+def caught_by(report: Report, mistake: Mistake) -> str | None:
+    """The name of the failed property that holds ``mistake.fails``; None if none failed."""
+    failed = [r.name for r in report.results if not r.passed and mistake.fails in r.name]
+    return failed[0] if report.state == "failed" and failed else None
