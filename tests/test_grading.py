@@ -77,6 +77,7 @@ def test_planted_mistake_fails_on_the_property_it_names(mistake):
 def test_each_planted_mistake_is_a_marked_patch_of_a_known_exercise():
     assert len({m.filename for m in MISTAKES}) == len(MISTAKES)
     for m in MISTAKES:
+        assert m.exercise in BY_ID, f"{m.filename}: no exercise {m.exercise}"
         solution = (LESSONS / "solutions" / BY_ID[m.exercise].filename).read_text()
         assert "# MISTAKE" in patch(m, solution), f"{m.filename}: mark the wrong line with # MISTAKE"
 
