@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from timing import load_note, median_seconds, table
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -128,30 +128,32 @@ def run_table(repeats: int, only: str) -> None:
     print(f"after: {load_note()}")
 
 
-@njit(parallel=True)
-def relu_candidate(x, out):
+@njit(nogil=True)
+def relu_candidate(start, stop, x, out):
     """A Numba ReLU forward, measured against np.maximum and not adopted (see README)."""
-    for i in prange(x.size):
+    for i in range(start, stop):
         v = x[i]
         out[i] = 0 if v <= 0 else v
 
 
-@njit(parallel=True)
-def add_candidate(a, b, out):
+@njit(nogil=True)
+def add_candidate(start, stop, a, b, out):
     """A Numba same-shape add, measured against NumPy's + and not adopted (see README)."""
-    for i in prange(a.size):
+    for i in range(start, stop):
         out[i] = a[i] + b[i]
 
 
 def size_pairs(x: np.ndarray, g: np.ndarray) -> dict[str, tuple[Callable, Callable]]:
     """op -> (NumPy version, Numba kernel); only the ReLU backward kernel is in tinyres."""
     from tinyres.kernels import relu_numba
+    from tinyres.kernels.threads import parallel_for
 
     z = np.maximum(x, np.float32(0))
     return {
-        "relu fwd": (lambda: np.maximum(x, np.float32(0)), lambda: relu_candidate(x, np.empty_like(x))),
+        "relu fwd": (lambda: np.maximum(x, np.float32(0)),
+                     lambda: parallel_for(relu_candidate, x.size, x, np.empty_like(x))),
         "relu bwd": (lambda: g * (z > 0), lambda: relu_numba.relu_backward(g, z)),
-        "add": (lambda: x + g, lambda: add_candidate(x, g, np.empty_like(x))),
+        "add": (lambda: x + g, lambda: parallel_for(add_candidate, x.size, x, g, np.empty_like(x))),
     }
 
 

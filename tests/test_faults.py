@@ -339,54 +339,7 @@ def test_max_pool_with_nan_matches_pytorch():
         np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
 
 
-# ---- fork after a parallel kernel ---------------------------------------------------------
-
-FORK_AFTER_KERNEL = """
-import os, tinyres as tr, tinyres.nn.functional as F
-from tinyres.forksafe import use_fork_safe_threads
-assert use_fork_safe_threads()
-F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))  # starts the kernel threads
-pid = os.fork()
-if pid == 0:
-    F.conv2d(tr.randn(8, 16, 16, 16), tr.randn(16, 16, 3, 3))
-    os._exit(0)
-print(os.waitpid(pid, 0)[1])
-"""
-
-POOL_AFTER_KERNEL = """
-import multiprocessing, tinyres as tr, tinyres.nn.functional as F
-from tinyres.forksafe import use_fork_safe_threads
-use_fork_safe_threads()
-def work(i):
-    return float(F.conv2d(tr.randn(2, 4, 8, 8), tr.randn(4, 4, 3, 3)).sum().item())
-if __name__ == "__main__":
-    work(0)
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        print(len(pool.map(work, range(4))))
-"""
-
-
-def test_a_child_forked_after_a_parallel_kernel_can_run_kernels():
-    result = run_python(FORK_AFTER_KERNEL, timeout=120, env={k: v for k, v in os.environ.items()
-                                                            if k != "NUMBA_THREADING_LAYER"})
-    assert result.stdout.strip() == "0", result.stderr  # the child's exit status: 0, not signal 15
-
-
-def test_a_fork_pool_after_a_parallel_kernel_finishes(tmp_path):
-    script = tmp_path / "pool.py"
-    script.write_text(POOL_AFTER_KERNEL)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr
-
-
-def test_import_leaves_the_layer_alone_and_the_users_choice_is_kept():
-    code = ("import numba, tinyres; from tinyres.forksafe import use_fork_safe_threads; "
-            "print(numba.config.THREADING_LAYER, {})")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    assert run_python(code.format("use_fork_safe_threads()"), env=env).stdout.split() == ["default", "True"]
-    result = run_python(code.format("use_fork_safe_threads()"), env={**env, "NUMBA_THREADING_LAYER": "omp"})
-    assert result.stdout.split() == ["omp", "False"]
+# (fork after a kernel, and Python threads: tests/test_fork.py)
 
 
 # ---- command line failures, in subprocesses: exit 1, one line ------------------------------

@@ -128,6 +128,38 @@ def test_a_file_that_does_not_import_is_reported(tmp_path):
     assert report.state == "cannot import" and "SyntaxError" in report.problem and "line 1" in report.problem
 
 
+LOOPING = {  # ex01 with an infinite loop at import, ex02 with one in its backward
+    "ex01_backward.py": "while True:\n    pass\n",
+    "ex02_tanh.py": (LESSONS / "solutions" / "ex02_tanh.py").read_text().replace(
+        "        return (grad * (1 - self.z * self.z),)", "        while True:\n            pass"),
+}
+
+
+def test_an_infinite_loop_times_out_in_one_line_and_the_others_are_still_graded(tmp_path, capsys):
+    from tinyres.cli import main
+
+    assert "while True" in LOOPING["ex02_tanh.py"]
+    for name, text in LOOPING.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "ex03_unbroadcast.py").write_text((LESSONS / "solutions" / "ex03_unbroadcast.py").read_text())
+    assert main(["check", "--from", str(tmp_path), "--time-limit", "8"]) == 1  # ex03 takes ~1 s
+    lines = capsys.readouterr().out.splitlines()
+    states = {line.split()[0]: line for line in lines if line[:2] == "ex" and line[2:4].isdigit()}
+    assert states["ex03"].endswith("passed") and states["ex04"].endswith("missing")
+    for ex in ("ex01", "ex02"):
+        assert states[ex].endswith("timed out after 8 s — an infinite loop?"), states[ex]
+
+
+def test_the_time_limit_is_left_as_it_was_after_grading(tmp_path):
+    import signal
+
+    path = tmp_path / "ex01_backward.py"
+    path.write_text(LOOPING["ex01_backward.py"])
+    before = signal.getsignal(signal.SIGALRM)
+    assert grade(BY_ID["ex01"], path, 0.5).problem == "timed out after 0.5 s — an infinite loop?"
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 # ---- the command line ---------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from tinyres.engine import (
     set_grad_enabled,
 )
 from tinyres.gradcheck import GradcheckError, gradcheck
+from tinyres.kernels.threads import get_num_threads, set_num_threads
 from tinyres.model_summary import summary
 from tinyres.ops import (
     abs,
@@ -122,6 +123,7 @@ __all__ = [
     "full",
     "gather",
     "ge",
+    "get_num_threads",
     "gradcheck",
     "gt",
     "inference_mode",
@@ -157,6 +159,7 @@ __all__ = [
     "reshape",
     "save",
     "set_grad_enabled",
+    "set_num_threads",
     "sigmoid",
     "softmax",
     "sort",

@@ -11,21 +11,19 @@ at the top of a script. What each setting buys (2 cores, ``benchmarks/README.md`
   32 MiB (glibc's own adaptive ceiling on 64-bit) and ``M_TRIM_THRESHOLD`` at 1 GiB keep
   the pages mapped for reuse (PyTorch's caching allocator does the same job). The
   process keeps its high-water mark; the peak is unchanged. No-op without glibc.
-- **Idle OpenMP threads sleep** (``OMP_WAIT_POLICY=PASSIVE``): Numba's OpenMP threads
-  and OpenBLAS's threads take turns in every convolution, and threads left spinning
-  by one pool hold the cores the other needs. Read when Numba starts its OpenMP pool
-  (its first parallel kernel), so ``tune()`` sets it only if no parallel kernel ran yet.
 - **Idle OpenBLAS threads sleep** (``OPENBLAS_THREAD_TIMEOUT=4``, up to 2.8x on a
   CIFAR layer): OpenBLAS reads it once, when NumPy loads, before any library code can
   run; no call can set it afterwards (threadpoolctl sets thread counts, not this), so
   it belongs in the shell: ``OPENBLAS_THREAD_TIMEOUT=4 python train.py``.
   ``tune()`` reports whether it is in effect.
 
-A value the user set in the environment always wins.
+A value the user set in the environment always wins. The kernels' own threads need no
+setting: they are tinyres's pool (``tinyres.kernels.threads``), whose idle threads wait
+on a queue without spinning, and tinyres starts no OpenMP threads.
 
 >>> import tinyres
 >>> sorted(tinyres.tune())
-['malloc', 'omp_wait_policy', 'openblas_thread_timeout']
+['malloc', 'openblas_thread_timeout']
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ MALLOC_SETTINGS = {
     M_MMAP_THRESHOLD: ("MALLOC_MMAP_THRESHOLD_", 32 * 1024 * 1024),
     M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", 1024 * 1024 * 1024),
 }
-THREAD_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -61,26 +58,12 @@ def keep_freed_memory() -> bool:
     return applied
 
 
-def passive_openmp() -> bool:
-    """Let Numba's OpenMP threads sleep when idle, if its pool has not started; True if in effect."""
-    if "OMP_WAIT_POLICY" in os.environ:
-        return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
-    import numba.np.ufunc.parallel as numba_parallel
-
-    if numba_parallel._is_initialized:  # the pool read its settings already
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
-
-
 def tune() -> dict[str, bool]:
     """Apply the settings above for this process; say which are in effect.
 
-    Call it once, early (before the first training step). The OpenMP setting is an
-    environment variable, so processes started afterwards inherit it.
+    Call it once, early (before the first training step).
     """
     return {
         "malloc": keep_freed_memory(),
-        "omp_wait_policy": passive_openmp(),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT") is not None,
     }

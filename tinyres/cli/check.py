@@ -7,8 +7,10 @@ grades the files in another folder: a file counts for an exercise when its name 
 with the exercise's id (``ex05_*.py``), so a folder may hold several attempts at one.
 ``--solutions`` grades the reference solutions and, after each, the mistakes planted in
 it (``lessons/solutions/mistakes.py``), each of which must fail the property it names:
-that is how CI proves the grader can fail. The exit status is 0 only when everything
-graded passes (and, with ``--solutions``, every planted mistake is caught).
+that is how CI proves the grader can fail. Each exercise (and each mistake) gets
+``--time-limit`` seconds (an infinite loop is reported as timed out, and the others are
+still graded). The exit status is 0 only when everything graded passes (and, with
+``--solutions``, every planted mistake is caught).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ if TYPE_CHECKING:  # the grader needs hypothesis, an optional dependency: import
     from tinyres.grading import Exercise
     from tinyres.grading.mistakes import Mistake
 
+from tinyres.arguments import positive_float
+
 NAME = "check"
 HELP = "grade the lessons' exercises (tinyres check ex05; --from DIR; --solutions)"
 
@@ -34,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="grade the exercise files in DIR instead of lessons/exercises/")
     where.add_argument("--solutions", action="store_true",
                        help="grade the reference solutions, and check that each planted mistake fails")
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                        help="stop grading an exercise after this long (default: 120)")
 
 
 def lessons_folder() -> Path:
@@ -54,6 +60,7 @@ def _shown(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         from tinyres.grading import BY_ID, EXERCISES, grade
+        from tinyres.grading.core import TIME_LIMIT
         from tinyres.grading.mistakes import PatchError, read
     except ModuleNotFoundError as exc:  # hypothesis is an optional dependency
         print(f"tinyres check needs {exc.name}: pip install -e \".[lessons]\"", file=sys.stderr)
@@ -82,10 +89,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"grading {_shown(folder)}/{planted} (tinyres check EXERCISE shows one exercise's full report)")
         print(f"{'exercise':<10}{'lesson':<8}{'what you build':<48}state")
     states: dict[str, int] = {}
+    limit = args.time_limit or TIME_LIMIT
     for ex in chosen:
         files = sorted(folder.glob(f"{ex.id}_*.py")) or [folder / ex.filename]
         for path in files:
-            report = grade(ex, path)
+            report = grade(ex, path, limit)
             report.path = Path(_shown(path))
             states[report.state] = states.get(report.state, 0) + 1
             if full:
@@ -94,19 +102,19 @@ def run(args: argparse.Namespace) -> int:
                 title = ex.title if len(files) == 1 else f"{ex.title} [{path.stem}]"
                 print(f"{ex.id:<10}{ex.lesson:<8}{title:<48}{report.summary()}", flush=True)
         for mistake in (m for m in mistakes if m.exercise == ex.id):
-            verdict = _check_mistake(ex, mistake, folder / ex.filename, full)
+            verdict = _check_mistake(ex, mistake, folder / ex.filename, full, limit)
             states[verdict] = states.get(verdict, 0) + 1
     print("; ".join(f"{state}: {n}" for state, n in states.items()))
     graded = sum(n for state, n in states.items() if state not in ("missing", "mistakes caught"))
     return 0 if graded and states.get("passed", 0) == graded else 1
 
 
-def _check_mistake(ex: Exercise, mistake: Mistake, solution: Path, full: bool) -> str:
+def _check_mistake(ex: Exercise, mistake: Mistake, solution: Path, full: bool, limit: float) -> str:
     """Grade one planted mistake; print its report (``full``) or its row; return its state."""
     from tinyres.grading.mistakes import PatchError, caught_by, grade_mistake
 
     try:
-        report = grade_mistake(ex, mistake, solution)
+        report = grade_mistake(ex, mistake, solution, limit)
     except PatchError as exc:
         verdict, why = "mistakes not built", f"cannot build it: {exc}"
     else:

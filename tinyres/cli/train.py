@@ -28,6 +28,7 @@ from tinyres import creation
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
+from tinyres.kernels.threads import set_num_threads
 from tinyres.models import MODELS
 from tinyres.training import TrainConfig, train
 
@@ -81,13 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     parser.add_argument("--threads", type=int_in(1, numba.config.NUMBA_NUM_THREADS), default=None,
-                        help="threads for the Numba kernels (default: Numba's, one per core)")
+                        help="threads for the kernels (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, one line per epoch")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
-        numba.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     started = time.perf_counter()
     out = Path(args.out or f"runs/{args.model}-{args.data}")
     if args.resume and not (out / "checkpoint.npz").is_file():

@@ -13,10 +13,13 @@ A learner's exception never reaches them as a traceback: ``call`` turns
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +50,10 @@ class NotStartedError(BaseException):
     A BaseException, like KeyboardInterrupt, so that hypothesis stops at once instead of
     shrinking an example that every input fails in the same way.
     """
+
+
+class TimeLimitError(BaseException):
+    """The learner's code ran past the time limit (a BaseException: hypothesis lets it through)."""
 
 
 class MismatchError(Exception):
@@ -101,7 +108,7 @@ class PropertyResult:
 class Report:
     exercise: Exercise
     path: Path
-    state: str  # "passed", "failed", "not started", "missing" or "cannot import"
+    state: str  # "passed", "failed", "not started", "missing", "cannot import" or "timed out"
     results: list[PropertyResult] = field(default_factory=list)
     problem: str = ""  # why it could not be graded
 
@@ -114,6 +121,8 @@ class Report:
         if self.state == "failed":
             good = sum(r.passed for r in self.results)
             return f"failed ({good} of {len(self.results)} properties pass)"
+        if self.state == "timed out":
+            return self.problem
         return self.state
 
     def text(self) -> str:
@@ -245,11 +254,49 @@ def load(path: Path) -> ModuleType:
     return module
 
 
-def grade(exercise: Exercise, path: Path) -> Report:
-    """Grade the learner's file ``path`` against every property of ``exercise``."""
+# Wall time for importing and checking one exercise: a learner's infinite loop must not
+# hang ``tinyres check``. The slowest reference solution (ex07) took 21 s on 2 cores at load
+# 7 (the others 1-6 s): the limit leaves it six times that.
+TIME_LIMIT = 120.0
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeLimitError in the block after ``seconds`` of wall time (SIGALRM).
+
+    Python runs a signal handler between two bytecodes, so a loop written in Python is
+    stopped wherever it is; one long call into compiled code ends first. Signals reach
+    only the main thread, so elsewhere (or without SIGALRM, on Windows) there is no limit.
+    """
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeLimitError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def grade(exercise: Exercise, path: Path, limit: float = TIME_LIMIT) -> Report:
+    """Grade the learner's file ``path`` against every property of ``exercise``, in ``limit`` s at most."""
     path = Path(path)
     if not path.is_file():
         return Report(exercise, path, "missing", problem=f"no file {path}")
+    try:
+        with time_limit(limit):
+            return _grade(exercise, path)
+    except TimeLimitError:
+        return Report(exercise, path, "timed out", problem=f"timed out after {limit:g} s — an infinite loop?")
+
+
+def _grade(exercise: Exercise, path: Path) -> Report:
     try:
         module = load(path)
     except Exception as exc:

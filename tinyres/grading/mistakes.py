@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyres.grading.core import Exercise, Report, grade, load
+from tinyres.grading.core import TIME_LIMIT, Exercise, Report, grade, load
 
 
 class PatchError(ValueError):
@@ -98,12 +98,10 @@ def read(path: Path) -> tuple[Mistake, ...]:
     return mistakes
 
 
-def grade_mistake(exercise: Exercise, mistake: Mistake, solution: Path) -> Report:
-    """Grade the mistake built from ``solution``; the report's path is the patched solution's."""
+def grade_mistake(exercise: Exercise, mistake: Mistake, solution: Path, limit: float = TIME_LIMIT) -> Report:
+    """Grade the mistake built from ``solution``, in ``limit`` seconds at most."""
     with planted(mistake, solution) as path:
-        report = grade(exercise, path)
-    report.path = Path(f"{solution} with the mistake {mistake.name}")
-    return report
+        return grade(exercise, path, limit)
 
 
 def caught_by(report: Report, mistake: Mistake) -> str | None:

@@ -11,7 +11,8 @@ per byte:
 - backward: one pass gathers sum(dy) and sum(dy*xhat), recomputing xhat from x
   instead of storing it, one pass writes dx.
 
-Channels are independent, so ``prange`` over channels needs no synchronisation.
+Channels are independent, so the threads split the channels between them
+(``tinyres.kernels.threads.parallel_for``) with no synchronisation.
 A channel's data (N*S values, 256 KiB for (64, 64, 32, 32) float32) stays in the
 core's cache between the two passes, so the second pass costs little.
 
@@ -36,10 +37,11 @@ True
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tinyres.kernels.layout import is_channels_last
 from tinyres.kernels.sizes import expect
+from tinyres.kernels.threads import parallel_for
 
 # Let LLVM reorder the additions of a running sum, so it can keep several partial
 # sums in SIMD lanes: the reductions run ~10x faster. Only the order of rounding
@@ -75,13 +77,10 @@ def _channel_affine(x, ch, scale, shift, out):  # pragma: no cover - compiled
             out[i, ch, j] = a * x[i, ch, j] + b
 
 
-@njit(parallel=True, cache=True)
-def _train_forward(x, gamma, beta, eps, out, mean, var):  # pragma: no cover - compiled
-    c = x.shape[1]
-    # Arrays of x's dtype, so the affine pass multiplies in float32 for float32 data.
-    scale = np.empty(c, x.dtype)
-    shift = np.empty(c, x.dtype)
-    for ch in prange(c):
+@njit(nogil=True, cache=True)
+def _train_forward(start, stop, x, gamma, beta, eps, out, mean, var, scale, shift):  # pragma: no cover
+    """Channels [start, stop): statistics into mean, var; y into out (scale, shift: work arrays)."""
+    for ch in range(start, stop):
         mu, v = _channel_statistics(x, ch)
         mean[ch] = mu
         var[ch] = v
@@ -92,17 +91,17 @@ def _train_forward(x, gamma, beta, eps, out, mean, var):  # pragma: no cover - c
         _channel_affine(x, ch, scale, shift, out)
 
 
-@njit(parallel=True, cache=True)
-def _affine(x, scale, shift, out):  # pragma: no cover - compiled
-    for ch in prange(x.shape[1]):
+@njit(nogil=True, cache=True)
+def _affine(start, stop, x, scale, shift, out):  # pragma: no cover - compiled
+    for ch in range(start, stop):
         _channel_affine(x, ch, scale, shift, out)
 
 
-@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def _backward(dy, x, mean, inv_std, gamma, training, dx, dgamma, dbeta):  # pragma: no cover
-    n, c, s = x.shape
+@njit(nogil=True, cache=True, fastmath=REASSOCIATE)
+def _backward(start, stop, dy, x, mean, inv_std, gamma, training, dx, dgamma, dbeta):  # pragma: no cover
+    n, _, s = x.shape
     m = n * s
-    for ch in prange(c):
+    for ch in range(start, stop):
         mu = mean[ch]
         k = inv_std[ch]
         sum_dy = 0.0
@@ -140,15 +139,13 @@ def _chunk(k, chunks, m):  # pragma: no cover - compiled
     return k * m // chunks, (k + 1) * m // chunks
 
 
-@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def _rows_statistics(x, shift, totals, squares):  # pragma: no cover - compiled
-    """Per chunk k of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
+@njit(nogil=True, cache=True, fastmath=REASSOCIATE)
+def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cover - compiled
+    """Per chunk k in [first, last) of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
     m, c = x.shape
     chunks = totals.shape[0]
-    for k in prange(chunks):
+    for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        # Straight into row k of the outputs: work arrays made inside a prange loop
-        # tripled this kernel's compile time (4.0 s -> 0.9 s without them).
         for ch in range(c):
             totals[k, ch] = 0.0
             squares[k, ch] = 0.0
@@ -159,12 +156,12 @@ def _rows_statistics(x, shift, totals, squares):  # pragma: no cover - compiled
                 squares[k, ch] += d * d
 
 
-@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def _rows_backward_sums(dy, x, mean, sums_dy, sums_dy_xc):  # pragma: no cover - compiled
-    """Per chunk k of the rows: sums of dy and of dy * (x - mean), in float64."""
+@njit(nogil=True, cache=True, fastmath=REASSOCIATE)
+def _rows_backward_sums(first, last, dy, x, mean, sums_dy, sums_dy_xc):  # pragma: no cover - compiled
+    """Per chunk k in [first, last) of the rows: sums of dy and of dy * (x - mean), in float64."""
     m, c = x.shape
     chunks = sums_dy.shape[0]
-    for k in prange(chunks):
+    for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
         for ch in range(c):
             sums_dy[k, ch] = 0.0
@@ -176,20 +173,20 @@ def _rows_backward_sums(dy, x, mean, sums_dy, sums_dy_xc):  # pragma: no cover -
                 sums_dy_xc[k, ch] += g * (np.float64(x[r, ch]) - mean[ch])
 
 
-@njit(parallel=True, cache=True)
-def _rows_affine(x, scale, shift, out):  # pragma: no cover - compiled
-    """out[r, ch] = scale[ch] * x[r, ch] + shift[ch], parallel over rows."""
-    m, c = x.shape
-    for r in prange(m):
+@njit(nogil=True, cache=True)
+def _rows_affine(start, stop, x, scale, shift, out):  # pragma: no cover - compiled
+    """out[r, ch] = scale[ch] * x[r, ch] + shift[ch] for the rows r in [start, stop)."""
+    c = x.shape[1]
+    for r in range(start, stop):
         for ch in range(c):
             out[r, ch] = scale[ch] * x[r, ch] + shift[ch]
 
 
-@njit(parallel=True, cache=True)
-def _rows_input_grad(dy, x, a, b, c0, dx):  # pragma: no cover - compiled
-    """dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch], parallel over rows."""
-    m, c = x.shape
-    for r in prange(m):
+@njit(nogil=True, cache=True)
+def _rows_input_grad(start, stop, dy, x, a, b, c0, dx):  # pragma: no cover - compiled
+    """dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch] for the rows r in [start, stop)."""
+    c = x.shape[1]
+    for r in range(start, stop):
         for ch in range(c):
             dx[r, ch] = a[ch] * dy[r, ch] + b[ch] * x[r, ch] + c0[ch]
 
@@ -217,7 +214,7 @@ def _rows_train_forward(x, gamma, beta, eps):
     chunks = min(CHUNKS, rows.shape[0])
     totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
     shift = rows[0].astype(np.float64)
-    _rows_statistics(rows, shift, totals, squares)
+    parallel_for(_rows_statistics, chunks, rows, shift, totals, squares)
     m = rows.shape[0]
     total, square = totals.sum(axis=0), squares.sum(axis=0)
     mean = shift + total / m
@@ -225,7 +222,8 @@ def _rows_train_forward(x, gamma, beta, eps):
     inv_std = 1.0 / np.sqrt(var + eps)
     scale = gamma.astype(np.float64) * inv_std
     out = np.empty_like(rows)
-    _rows_affine(rows, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), out)
+    shift = (beta - mean * scale).astype(x.dtype)
+    parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
@@ -235,7 +233,7 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
     chunks = min(CHUNKS, m)
     sums_dy, sums_dy_xc = np.empty((chunks, c)), np.empty((chunks, c))
     mean, inv_std = mean.astype(np.float64), inv_std.astype(np.float64)
-    _rows_backward_sums(dy_rows, rows, mean, sums_dy, sums_dy_xc)
+    parallel_for(_rows_backward_sums, chunks, dy_rows, rows, mean, sums_dy, sums_dy_xc)
     dbeta = sums_dy.sum(axis=0)
     dgamma = sums_dy_xc.sum(axis=0) * inv_std
     scale = gamma.astype(np.float64) * inv_std
@@ -245,7 +243,7 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
     else:
         b, c0 = np.zeros(c), np.zeros(c)
     dx = np.empty_like(rows)
-    _rows_input_grad(dy_rows, rows, scale, b, c0, dx)
+    parallel_for(_rows_input_grad, m, dy_rows, rows, scale, b, c0, dx)
     return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 
@@ -259,7 +257,10 @@ def train_forward(
     x = np.ascontiguousarray(x)
     c = x.shape[1]
     out, mean, var = np.empty_like(x), np.empty(c), np.empty(c)
-    _train_forward(x, gamma.astype(np.float64), beta.astype(np.float64), eps, out, mean, var)
+    # scale, shift: x's dtype, so the affine pass multiplies in float32 for float32 data.
+    scale, shift = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    parallel_for(_train_forward, c, x, gamma.astype(np.float64), beta.astype(np.float64), eps, out, mean, var,
+                 scale, shift)
     inv_std = 1.0 / np.sqrt(var + eps)
     return out, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
@@ -273,11 +274,12 @@ def eval_forward(
     shift = beta - mean * scale
     if is_channels_last(x):
         out = np.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
-        _rows_affine(_rows(x, x.dtype), scale.astype(x.dtype), shift.astype(x.dtype), out)
+        rows = _rows(x, x.dtype)
+        parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift.astype(x.dtype), out)
         return _unrows(out, x.shape)
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    _affine(x, scale.astype(x.dtype), shift.astype(x.dtype), out)
+    parallel_for(_affine, x.shape[1], x, scale.astype(x.dtype), shift.astype(x.dtype), out)
     return out
 
 
@@ -300,7 +302,6 @@ def backward(
     dx = np.empty_like(x)
     dgamma, dbeta = np.empty(c), np.empty(c)
     as64 = np.float64
-    _backward(
-        dy, x, mean.astype(as64), inv_std.astype(as64), gamma.astype(as64), training, dx, dgamma, dbeta
-    )
+    parallel_for(_backward, c, dy, x, mean.astype(as64), inv_std.astype(as64), gamma.astype(as64), training,
+                 dx, dgamma, dbeta)
     return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)

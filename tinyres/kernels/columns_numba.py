@@ -24,16 +24,20 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
+from tinyres.kernels.threads import parallel_for
 
 
-@njit(parallel=True, cache=True)
-def _im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no cover - compiled
-    """cols[(n, oh, ow), (i, j, c)] = x[n, oh*sH - pH + i*dH, ow*sW - pW + j*dW, c], or 0 outside."""
-    N, H, W, C = x.shape
-    for row in prange(N * Ho):
+@njit(nogil=True, cache=True)
+def _im2col_nhwc(start, stop, x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols):  # pragma: no cover
+    """cols[(n, oh, ow), (i, j, c)] = x[n, oh*sH - pH + i*dH, ow*sW - pW + j*dW, c], or 0 outside.
+
+    For the image rows ``row = n*Ho + oh`` in [start, stop) (of N*Ho).
+    """
+    _, H, W, C = x.shape
+    for row in range(start, stop):
         n = row // Ho
         oh = row - n * Ho
         for ow in range(Wo):
@@ -94,16 +98,16 @@ def _im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols):  # pragma: no co
                                 cols[r, at + c] = 0.0
 
 
-@njit(parallel=True, cache=True)
-def _col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True)
+def _col2im_nhwc(start, stop, dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx):  # pragma: no cover
     """dx[n, h, v, c] = sum of dcols[(n, oh, ow), (i, j, c)] over the fields that read (h, v).
 
     The mirror image of ``_im2col_nhwc``: walk the rows of dcols and add each run of C
     numbers onto the pixel it was copied from. Overlapping fields add onto the same
-    pixel, so threads split the batch: one sample's pixels belong to one thread.
+    pixel, so threads split the batch: the samples n in [start, stop) belong to one thread.
     """
-    N, H, W, C = dx.shape
-    for n in prange(N):
+    _, H, W, C = dx.shape
+    for n in range(start, stop):
         dx[n] = 0.0
         for oh in range(Ho):
             for ow in range(Wo):
@@ -141,7 +145,7 @@ def _check(x: np.ndarray, kH: int, kW: int, sH: int, sW: int, pH: int, pW: int, 
 def im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols) -> None:
     """Write the columns of NHWC ``x`` into ``cols`` (N*Ho*Wo, kH*kW*C); see ``_im2col_nhwc``."""
     _check(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols, "cols")
-    _im2col_nhwc(x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
+    parallel_for(_im2col_nhwc, x.shape[0] * Ho, x, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
 
 
 def im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols) -> None:
@@ -153,7 +157,7 @@ def im2col_nhwc_rows(x, kH, kW, sH, sW, pH, pW, Ho, Wo, cols) -> None:
 def col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx) -> None:
     """Set NHWC ``dx`` to the sum of ``dcols`` over the fields that read each pixel; see ``_col2im_nhwc``."""
     _check(dx, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dcols, "dcols")
-    _col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx)
+    parallel_for(_col2im_nhwc, dx.shape[0], dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx)
 
 
 # Below this many channels im2col copies whole field rows (``im2col_nhwc_rows``): the
@@ -195,5 +199,5 @@ def columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilat
     if C < FEW_CHANNELS and (dH, dW) == (1, 1):
         _im2col_nhwc_rows(x_nhwc, kH, kW, sH, sW, pH, pW, Ho, Wo, cols)
     else:
-        _im2col_nhwc(x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
+        parallel_for(_im2col_nhwc, N * Ho, x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols)
     return cols

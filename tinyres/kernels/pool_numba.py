@@ -1,4 +1,4 @@
-"""Max pooling as compiled Numba loops, one (n, c) plane per parallel iteration.
+"""Max pooling as compiled Numba loops, the (n, c) planes split between threads.
 
 Same signatures and results as ``pool_reference`` (read that first). Instead of
 padding a copy of the input, each tap checks whether it falls inside the image
@@ -21,16 +21,18 @@ True
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tinyres.kernels.sizes import Pair, expect, expect_indices, expect_positive, output_size
+from tinyres.kernels.threads import parallel_for
 
 
-@njit(parallel=True, cache=True)
-def _max_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):  # pragma: no cover - compiled
-    n, c, h, w = x.shape
+@njit(nogil=True, cache=True)
+def _max_forward(start, stop, x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):  # pragma: no cover
+    """The planes p = b*C + ch in [start, stop)."""
+    _, c, h, w = x.shape
     ho, wo = out.shape[2], out.shape[3]
-    for p in prange(n * c):
+    for p in range(start, stop):
         b, ch = p // c, p % c
         for oh in range(ho):
             for ow in range(wo):
@@ -53,11 +55,12 @@ def _max_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):  # pragma: no c
                 index[b, ch, oh, ow] = best_at
 
 
-@njit(parallel=True, cache=True)
-def _max_backward(grad, index, dx):  # pragma: no cover - compiled
-    n, c, ho, wo = grad.shape
+@njit(nogil=True, cache=True)
+def _max_backward(start, stop, grad, index, dx):  # pragma: no cover - compiled
+    """The planes p = b*C + ch in [start, stop)."""
+    _, c, ho, wo = grad.shape
     w = dx.shape[3]
-    for p in prange(n * c):
+    for p in range(start, stop):
         b, ch = p // c, p % c
         for oh in range(ho):
             for ow in range(wo):
@@ -77,7 +80,8 @@ def max_pool2d_forward(
     shape = (*x.shape[:2], *sizes)
     out = np.empty(shape, dtype=x.dtype)
     index = np.empty(shape, dtype=np.int64)
-    _max_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, *dilation, out, index)
+    parallel_for(_max_forward, shape[0] * shape[1], np.ascontiguousarray(x), *kernel, *stride, *padding,
+                 *dilation, out, index)
     return out, index
 
 
@@ -90,5 +94,5 @@ def max_pool2d_backward(grad: np.ndarray, index: np.ndarray, x_shape: tuple[int,
                          f"got {tuple(x_shape)}")
     expect_indices("index", index, -1, x_shape[2] * x_shape[3])  # -1: a window of padding only
     dx = np.zeros(x_shape, dtype=grad.dtype)
-    _max_backward(np.ascontiguousarray(grad), index, dx)
+    parallel_for(_max_backward, grad.shape[0] * grad.shape[1], np.ascontiguousarray(grad), index, dx)
     return dx

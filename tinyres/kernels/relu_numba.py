@@ -18,11 +18,12 @@ array([0., 3., 3.], dtype=float32)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tinyres.kernels import relu_reference
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import expect
+from tinyres.kernels.threads import parallel_for
 
 # From this many elements on, ReLU's backward runs as one compiled pass; below it
 # NumPy's two passes are quicker than a parallel launch. Measured with
@@ -32,9 +33,9 @@ FAST_SIZE = 1 << 18
 forward = relu_reference.forward  # max(x, 0) is one ufunc pass already
 
 
-@njit(parallel=True, cache=True)
-def _relu_backward(grad, z, out):  # pragma: no cover - compiled
-    for i in prange(grad.size):
+@njit(nogil=True, cache=True)
+def _relu_backward(start, stop, grad, z, out):  # pragma: no cover - compiled
+    for i in range(start, stop):
         out[i] = grad[i] if z[i] > 0 else 0
 
 
@@ -62,5 +63,5 @@ def relu_backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 def _relu_backward_flat(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
     out = np.empty_like(grad)
-    _relu_backward(grad.reshape(-1), z.reshape(-1), out.reshape(-1))
+    parallel_for(_relu_backward, grad.size, grad.reshape(-1), z.reshape(-1), out.reshape(-1))
     return out

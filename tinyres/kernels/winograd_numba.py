@@ -9,12 +9,13 @@ math), arranged for speed like ``im2col_numba``:
 - **Transformed tiles as a stack of matrices**: V has shape (a*a, tiles, C), so the
   (m+2)^2 elementwise products summed over channels are one batched ``np.matmul``,
   M = V @ U with U of shape (a*a, C, C_out); backward's dU = V^T @ dM likewise.
-- **Three Numba kernels**, each a pair of small constant-matrix products per tile,
+- **Three Numba kernels** over a range of tile rows, split between the threads by
+  ``tinyres.kernels.threads.parallel_for``, each a pair of small constant-matrix products per tile,
   skipping the zeros of B^T and A^T: the input transform B^T d B, the output
   transform A^T M A, and its transpose A dY A^T for the gradient. The filter
   transforms (G g G^T, G^T dU G) touch C*C_out*9 numbers and stay NumPy.
 - **Each product on one BLAS thread, the batch split between Python threads**
-  (``batched_matmul``). OpenBLAS splits one product over the rows and columns of its
+  (``tinyres.kernels.threads.batched_matmul``). OpenBLAS splits one product over the rows and columns of its
   result; with (m+2)^2 products whose results are only C x C_out, its two threads
   synchronise far more often than they compute: V^T @ dM took 2.2-10.6 s with two
   OpenBLAS threads on the busy 2-core machine, 20-60 ms on one.
@@ -38,33 +39,30 @@ True
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import os
-
 import numpy as np
-from numba import njit, prange
-from threadpoolctl import ThreadpoolController
+from numba import njit
 
 from tinyres.kernels.im2col_numba import kernel_layout
 from tinyres.kernels.layout import to_channels_last
 from tinyres.kernels.sizes import Pair
+from tinyres.kernels.threads import batched_matmul, parallel_for
 from tinyres.kernels.winograd_reference import MATRICES, check_applies, filter_transform, protocol, tile_grid
 
 
-@njit(parallel=True, cache=True)
-def _input_transform(x, BT, m, top, left, tiles_h, tiles_w, V):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True)
+def _input_transform(start, stop, x, BT, m, top, left, tiles_h, tiles_w, V):  # pragma: no cover
     """V[xi*a + nu, tile, c] = (B^T d B)[xi, nu] for the tile d at padded (th*m, tw*m), channel c.
 
-    d[k, l] = x[n, th*m - top + k, tw*m - left + l, c], or 0 outside x.
+    d[k, l] = x[n, th*m - top + k, tw*m - left + l, c], or 0 outside x; for the tile
+    rows ``row = n*tiles_h + th`` in [start, stop).
     """
-    N, H, W, C = x.shape
+    _, H, W, C = x.shape
     a = BT.shape[0]
-    for row in prange(N * tiles_h):
+    d = np.empty((a, a, C), dtype=x.dtype)
+    half = np.empty((a, a, C), dtype=x.dtype)  # B^T d
+    for row in range(start, stop):
         n = row // tiles_h
         th = row - n * tiles_h
-        d = np.empty((a, a, C), dtype=x.dtype)
-        half = np.empty((a, a, C), dtype=x.dtype)  # B^T d
         for tw in range(tiles_w):
             for k in range(a):
                 h = th * m - top + k
@@ -96,15 +94,15 @@ def _input_transform(x, BT, m, top, left, tiles_h, tiles_w, V):  # pragma: no co
                                 out[c] += coefficient * half[xi, q, c]
 
 
-@njit(parallel=True, cache=True)
-def _output_transform(M, AT, tiles_h, tiles_w, y):  # pragma: no cover - compiled
-    """y[n, th*m + i, tw*m + j, o] = (A^T M A)[i, j] for each tile, where inside y."""
-    N, Ho, Wo, C = y.shape
+@njit(nogil=True, cache=True)
+def _output_transform(start, stop, M, AT, tiles_h, tiles_w, y):  # pragma: no cover - compiled
+    """y[n, th*m + i, tw*m + j, o] = (A^T M A)[i, j] for each tile, where inside y (rows [start, stop))."""
+    _, Ho, Wo, C = y.shape
     m, a = AT.shape
-    for row in prange(N * tiles_h):
+    half = np.empty((m, a, C), dtype=y.dtype)  # A^T M
+    for row in range(start, stop):
         n = row // tiles_h
         th = row - n * tiles_h
-        half = np.empty((m, a, C), dtype=y.dtype)  # A^T M
         for tw in range(tiles_w):
             tile = row * tiles_w + tw
             for i in range(m):
@@ -133,15 +131,18 @@ def _output_transform(M, AT, tiles_h, tiles_w, y):  # pragma: no cover - compile
                                 out[c] += coefficient * half[i, nu, c]
 
 
-@njit(parallel=True, cache=True)
-def _gradient_transform(dy, AT, tiles_h, tiles_w, dM):  # pragma: no cover - compiled
-    """dM[xi*a + nu, tile, o] = (A dY A^T)[xi, nu], dY the tile's m x m gradients (0 past the edge)."""
-    N, Ho, Wo, C = dy.shape
+@njit(nogil=True, cache=True)
+def _gradient_transform(start, stop, dy, AT, tiles_h, tiles_w, dM):  # pragma: no cover - compiled
+    """dM[xi*a + nu, tile, o] = (A dY A^T)[xi, nu], dY the tile's m x m gradients (0 past the edge).
+
+    For the tile rows ``row = n*tiles_h + th`` in [start, stop).
+    """
+    _, Ho, Wo, C = dy.shape
     m, a = AT.shape
-    for row in prange(N * tiles_h):
+    half = np.empty((a, m, C), dtype=dy.dtype)  # A dY
+    for row in range(start, stop):
         n = row // tiles_h
         th = row - n * tiles_h
-        half = np.empty((a, m, C), dtype=dy.dtype)  # A dY
         for tw in range(tiles_w):
             half[:] = 0.0
             for i in range(m):
@@ -170,40 +171,13 @@ def _gradient_transform(dy, AT, tiles_h, tiles_w, dM):  # pragma: no cover - com
                                 out[c] += coefficient * half[xi, j, c]
 
 
-@functools.cache
-def _workers() -> tuple[ThreadpoolController, concurrent.futures.ThreadPoolExecutor, int]:
-    """Made on first use, not at import: the BLAS controller and a pool of one thread per core."""
-    threads = max(1, min(4, os.cpu_count() or 1))
-    return ThreadpoolController(), concurrent.futures.ThreadPoolExecutor(threads), threads
-
-
-# A forked child inherits the pool but not its threads: work submitted there would wait
-# forever (tests/test_faults.py). The child makes its own pool on first use instead.
-os.register_at_fork(after_in_child=_workers.cache_clear)
-
-
-def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out[k] = a[k] @ b[k] for every k, each product on one BLAS thread, the k split between threads.
-
-    NumPy releases the GIL inside a product, so the threads run at once. The BLAS
-    thread limit is process-wide while it holds: a product elsewhere in the process
-    meanwhile also runs on one thread (slower, never wrong).
-    """
-    controller, pool, threads = _workers()
-    parts = [slice(k[0], k[-1] + 1) for k in np.array_split(np.arange(len(a)), threads) if len(k)]
-    with controller.limit(limits=1, user_api="blas"):
-        for done in pool.map(lambda part: np.matmul(a[part], b[part], out=out[part]), parts):
-            del done
-    return out
-
-
 def _transformed_input(x_nhwc: np.ndarray, padding: tuple[int, int], m: int) -> np.ndarray:
     """V (a*a, tiles, C) of a C-ordered NHWC image; padding may be negative (it crops)."""
     N, H, W, C = x_nhwc.shape
     _, _, tiles_h, tiles_w = tile_grid(H, W, padding, m)
     BT = MATRICES[m][0].astype(x_nhwc.dtype)
     V = np.empty(((m + 2) ** 2, N * tiles_h * tiles_w, C), dtype=x_nhwc.dtype)
-    _input_transform(x_nhwc, BT, m, padding[0], padding[1], tiles_h, tiles_w, V)
+    parallel_for(_input_transform, N * tiles_h, x_nhwc, BT, m, padding[0], padding[1], tiles_h, tiles_w, V)
     return V
 
 
@@ -232,7 +206,7 @@ def _correlate(x_nhwc: np.ndarray, w: np.ndarray, padding: tuple[int, int], m: i
     for n0, n1 in _sample_blocks(N, tiles_h * tiles_w, a, max(C, C_out)):
         V = _transformed_input(x_nhwc[n0:n1], padding, m)
         M = batched_matmul(V, U, np.empty((a * a, V.shape[1], C_out), dtype=V.dtype))
-        _output_transform(M, AT, tiles_h, tiles_w, y[n0:n1])
+        parallel_for(_output_transform, (n1 - n0) * tiles_h, M, AT, tiles_h, tiles_w, y[n0:n1])
     return y
 
 
@@ -281,7 +255,7 @@ def conv2d_backward(
     for n0, n1 in _sample_blocks(N, tiles_h * tiles_w, a, max(C, C_out)):
         V = _transformed_input(x_nhwc[n0:n1], tuple(padding), m)
         dM = np.empty((a * a, V.shape[1], C_out), dtype=x.dtype)
-        _gradient_transform(g[n0:n1], AT, tiles_h, tiles_w, dM)
+        parallel_for(_gradient_transform, (n1 - n0) * tiles_h, g[n0:n1], AT, tiles_h, tiles_w, dM)
         # V^T @ dM: (a*a, C, tiles) @ (a*a, tiles, C_out), summed block by block in a fixed order.
         dU += batched_matmul(V.transpose(0, 2, 1), dM, term)
     dU = dU.reshape(a, a, C, C_out)

@@ -1,0 +1,168 @@
+"""The kernels' threads: one pool tinyres owns, safe with Python threads and with ``fork``.
+
+The compiled kernels are plain one-thread Numba loops (``nogil=True``) over a range of
+their outer loop, ``kernel(start, stop, *args)``. ``parallel_for(kernel, n, *args)``
+splits ``range(n)`` into one run per thread, runs the last run in the calling thread
+and the others in the pool, and waits for all. Numba releases the GIL inside a
+``nogil`` kernel, so the runs execute at once on different cores. ``batched_matmul``
+(Winograd's products, NumPy releases the GIL too) uses the same pool.
+
+Why not Numba's own ``parallel=True``/``prange``: that runs on a threading layer
+chosen by Numba, and none available here is safe for both things users do.
+GNU OpenMP (the default without TBB) is not fork-safe: a child forked after a
+parallel kernel dies on its first one ("fork() called from a process already using
+GNU OpenMP"), and a fork-based ``multiprocessing.Pool`` waits forever for its dead
+workers. Numba's ``workqueue`` layer is fork-safe but aborts the process when two
+Python threads run kernels at once. TBB hung in 7 of 10 forked children. A
+``ThreadPoolExecutor`` is both: any number of Python threads may submit to it, and
+a forked child drops the parent's pool (``os.register_at_fork``; its threads do not
+exist in the child) and makes a fresh one on first use. It also works under
+``NUMBA_DISABLE_JIT=1``, and a kernel compiled without ``parallel=True`` compiles
+about twice as fast.
+
+Measured (``benchmarks/README.md``, "Kernel threads"; 2 cores shared with other jobs,
+load 6-9, so only large differences count): the first conv2d + batch_norm forward and
+backward in a fresh Numba cache took 16.3 s of process CPU with ``parallel=True`` and
+8.0 s now (both dtypes; float32 alone 9.0 -> 4.8 s). Batch norm's training forward and
+backward on a (64, 16, 32, 32) convolution output: 21 -> 7 ms; max pooling 45 -> 38 ms;
+im2col and col2im 8.0 -> 6.4 and 5.8 ms. A ResNet-20 training step (batch 64, im2col,
+load 4) was about 11% slower (2.2 s -> 2.45 s) with two threads and as fast as before with
+one: on a machine with no idle core, the pool's hand-offs cost more than its second thread
+gains (the README has the profile; a quiet machine is still to be measured).
+A ``parallel_for`` that uses the pool costs about 0.1 ms (12 us on one thread).
+
+**Threads.** ``get_num_threads()`` of them take part: Numba's ``NUMBA_NUM_THREADS``
+(one per core unless that variable says otherwise), changed by ``set_num_threads``
+(the command line's ``--threads``), as ``torch.set_num_threads``. One thread, or a
+range of one item, calls the kernel directly: no pool. A kernel called from one of
+the pool's own threads also runs directly, so nested use can never wait for itself.
+
+**Reductions** (batch norm's sums over rows) never depend on this split: the
+kernels sum fixed chunks of rows into a row of partial sums each, and the caller
+adds those in a fixed order, so the result is the same for every thread count.
+
+>>> import numpy as np
+>>> from numba import njit
+>>> @njit(nogil=True)
+... def square(start, stop, x, out):
+...     for i in range(start, stop):
+...         out[i] = x[i] * x[i]
+>>> x, out = np.arange(5.0), np.empty(5)
+>>> parallel_for(square, 5, x, out)
+>>> out.tolist()
+[0.0, 1.0, 4.0, 9.0, 16.0]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+_lock = threading.Lock()  # guards the four module values below, which every thread reads
+_threads = numba.config.NUMBA_NUM_THREADS
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_size = 0
+_blas: ThreadpoolController | None = None
+_in_pool = threading.local()  # .worker is True in the pool's own threads
+
+
+def get_num_threads() -> int:
+    """How many threads a kernel call uses (the calling thread included)."""
+    return _threads
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads per kernel call from now on (1 = the calling thread only)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {threads!r}")
+    global _threads
+    with _lock:
+        _threads = threads
+
+
+def _mark_worker() -> None:
+    _in_pool.worker = True
+
+
+def _workers(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The pool, with ``threads - 1`` workers (the caller is the last one); made on first use."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < threads - 1:
+            # The old pool's threads finish what they run and exit; calls holding it still wait on it.
+            old, _pool_size = _pool, threads - 1
+            _pool = concurrent.futures.ThreadPoolExecutor(_pool_size, "tinyres-kernel", _mark_worker)
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's pool threads do not exist here; a new pool comes on first use."""
+    global _lock, _pool, _pool_size, _blas
+    _lock = threading.Lock()  # another parent thread may have held it at the fork
+    _pool, _pool_size, _blas = None, 0, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` as ``parts`` consecutive runs ``(start, stop)`` of sizes differing by at most one."""
+    return [(k * n // parts, (k + 1) * n // parts) for k in range(parts)]
+
+
+def run_split(task: Callable[[int, int], object], n: int) -> None:
+    """Call ``task(start, stop)`` for each thread's run of ``range(n)``, at once; return when all did.
+
+    An exception in any run is raised here, after every run has finished.
+    """
+    threads = min(_threads, n)
+    if threads <= 1 or getattr(_in_pool, "worker", False):
+        if n > 0:
+            task(0, n)
+        return
+    runs = split(n, threads)
+    pool = _workers(threads)
+    futures = [pool.submit(task, start, stop) for start, stop in runs[:-1]]
+    try:
+        task(*runs[-1])
+    finally:
+        concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()
+
+
+def parallel_for(kernel: Callable[..., None], n: int, *args: object) -> None:
+    """``kernel(start, stop, *args)`` over ``range(n)``, split between the threads."""
+    run_split(lambda start, stop: kernel(start, stop, *args), n)
+
+
+def _blas_controller() -> ThreadpoolController:
+    global _blas
+    with _lock:
+        if _blas is None:  # made on first use: it inspects every loaded library
+            _blas = ThreadpoolController()
+        return _blas
+
+
+def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[k] = a[k] @ b[k] for every k, each product on one BLAS thread, the k split between threads.
+
+    OpenBLAS splits one product over its result's rows and columns; for many small
+    products (Winograd's (m+2)^2 products of C x C_out results) its threads
+    synchronise far more often than they compute (2.2-10.6 s with two OpenBLAS
+    threads against 20-60 ms on one, on the busy 2-core machine). NumPy releases the
+    GIL inside a product, so the split runs at once. The BLAS thread limit is
+    process-wide while it holds: a product elsewhere in the process meanwhile also
+    runs on one thread (slower, never wrong).
+    """
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        run_split(lambda start, stop: np.matmul(a[start:stop], b[start:stop], out=out[start:stop]), len(a))
+    return out
