@@ -253,3 +253,11 @@ def test_each_lesson_ends_with_its_exercises_and_links_to_its_neighbours():
         if k + 1 < len(lessons):
             assert "Next: [" in section and f"]({lessons[k + 1].name})" in section, path.name
     assert {ex.lesson for ex in EXERCISES} <= {p.stem[:2] for p in lessons}
+
+
+def test_a_planted_mistake_is_graded_under_the_time_limit_it_is_given():
+    endless = Mistake("ex03", "endless", "", "the input's shape",
+                      (("    extra = ", "    while True:  # MISTAKE\n        pass\n    extra = "),))
+    report = grade_mistake(BY_ID["ex03"], endless, SOLUTION_03, limit=0.5)
+    assert report.state == "timed out" and "after 0.5 s" in report.summary()
+    assert caught_by(report, endless) is None
