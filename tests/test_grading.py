@@ -1,27 +1,28 @@
 """The grader grades: every solution passes, every planted mistake fails on the property it
 names, every untouched stub is "not started", and the learner never sees a traceback.
 
-The planted mistakes (``lessons/solutions/wrong/``) are what make the grader trustworthy:
-each file declares, in ``EXPECTED_FAILURE``, words of the property it must fail.
+The planted mistakes (``lessons/solutions/mistakes.py``, each a patch of its solution) are
+what make the grader trustworthy: each names, in ``fails``, words of the property it must fail.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 from tinyres.grading import BY_ID, EXERCISES, grade
-from tinyres.grading.core import load
+from tinyres.grading.mistakes import Mistake, PatchError, caught_by, grade_mistake, patch, read
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
-WRONG = sorted((LESSONS / "solutions" / "wrong").glob("ex*.py"))
+MISTAKES = read(LESSONS / "solutions" / "mistakes.py")
 
 
 def test_at_least_fourteen_exercises_each_with_stub_solution_and_planted_mistake():
     assert len(EXERCISES) >= 14
-    planted = {p.name[:4] for p in WRONG}
+    planted = {m.exercise for m in MISTAKES}
     for ex in EXERCISES:
         assert (LESSONS / "exercises" / ex.filename).is_file(), ex.filename
         assert (LESSONS / "solutions" / ex.filename).is_file(), ex.filename
@@ -61,17 +62,53 @@ def test_stub_and_solution_have_the_same_signatures(exercise):
     assert set(stub) == set(solution)
 
 
-@pytest.mark.parametrize("path", WRONG, ids=lambda p: p.stem)
-def test_planted_mistake_fails_on_the_property_it_names(path):
-    report = grade(BY_ID[path.name[:4]], path)
-    assert report.state == "failed", report.text()
-    expected = load(path).EXPECTED_FAILURE
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: f"{m.exercise}_{m.name}")
+def test_planted_mistake_fails_on_the_property_it_names(mistake):
+    exercise = BY_ID[mistake.exercise]
+    report = grade_mistake(exercise, mistake, LESSONS / "solutions" / exercise.filename)
     failed = [r.name for r in report.results if not r.passed]
-    assert any(expected in name for name in failed), (
-        f"expected a failure of the property mentioning {expected!r}; failed: {failed}"
+    assert caught_by(report, mistake), (
+        f"expected a failure of the property mentioning {mistake.fails!r}; failed: {failed}\n{report.text()}"
     )
     text = report.text()
     assert "Traceback" not in text and "hint:" in text and "smallest failing example" in text
+
+
+def test_each_planted_mistake_is_a_marked_patch_of_a_known_exercise():
+    assert len({m.filename for m in MISTAKES}) == len(MISTAKES)
+    for m in MISTAKES:
+        assert m.exercise in BY_ID, f"{m.filename}: no exercise {m.exercise}"
+        solution = (LESSONS / "solutions" / BY_ID[m.exercise].filename).read_text()
+        assert "# MISTAKE" in patch(m, solution), f"{m.filename}: mark the wrong line with # MISTAKE"
+
+
+SOLUTION_03 = LESSONS / "solutions" / BY_ID["ex03"].filename
+
+
+def test_a_replacement_whose_old_text_is_not_found_exactly_once_is_refused():
+    source = SOLUTION_03.read_text()
+    gone = Mistake("ex03", "gone", "", "", (("grad.sum(axis=everything)", "grad"),))
+    message = "ex03_gone.py: the text to replace is not found in the solution, expected exactly once: "
+    with pytest.raises(PatchError, match=re.escape(message + "'grad.sum(axis=everything)'")):
+        patch(gone, source)
+    twice = Mistake("ex03", "twice", "", "", (("grad.sum(", "grad.mean("),))
+    with pytest.raises(PatchError, match=re.escape("ex03_twice.py: the text to replace is found 2 times")):
+        patch(twice, source)
+    # Replacements apply in order: the second sees the first's result.
+    chained = Mistake("ex03", "chained", "", "", (("return grad.sum(", "return grad.mean("),
+                                                 ("return grad.sum(", "return grad.max(")))
+    with pytest.raises(PatchError, match=re.escape("ex03_chained.py: the text to replace is not found")):
+        patch(chained, source)
+
+
+def test_a_mistake_that_no_longer_differs_from_its_solution_is_caught():
+    same = Mistake("ex03", "same", "", "", (("return grad.sum(", "return grad.sum("),))
+    with pytest.raises(PatchError, match=re.escape("ex03_same.py changes nothing in the solution")):
+        patch(same, SOLUTION_03.read_text())
+    # A patch that changes the text but not the behaviour: the grade shows it is not caught.
+    harmless = Mistake("ex03", "harmless", "", "sum of the gradient", (("extra = ", "extra = 0 + "),))
+    report = grade_mistake(BY_ID["ex03"], harmless, SOLUTION_03)
+    assert report.passed and caught_by(report, harmless) is None
 
 
 def test_a_crash_in_the_learner_code_is_one_line_naming_their_line(tmp_path):
@@ -126,21 +163,52 @@ def test_the_time_limit_is_left_as_it_was_after_grading(tmp_path):
 # ---- the command line ---------------------------------------------------------------------------
 
 
-def test_check_grades_one_solution_and_exits_0(capsys):
+def test_check_solutions_passes_the_solution_and_shows_each_planted_mistake_failing(capsys):
     from tinyres.cli import main
 
     assert main(["check", "--solutions", "ex03"]) == 0
     out = capsys.readouterr().out
     assert "pass  returns an array of the input's shape" in out and "result: passed" in out
+    assert out.count("result: failed") == 2  # both ex03 mistakes are graded, each with its report
+    assert "ex03_unbroadcast.py with the planted mistake mean" in out
+    assert 'planted mistake mean (Averages over the copies' in out
+    assert "caught: FAIL each element is the sum of the gradient over its broadcast copies" in out
+    assert "smallest failing example: grad" in out and "hint:" in out and "Traceback" not in out
+    assert out.splitlines()[-1] == "passed: 1; mistakes caught: 2"
 
 
-def test_check_fails_a_planted_mistake_with_a_report_and_exits_1(capsys):
+def test_check_solutions_fails_a_mistake_not_caught_or_not_built(tmp_path, monkeypatch, capsys):
     from tinyres.cli import main
 
-    assert main(["check", "--from", str(LESSONS / "solutions" / "wrong"), "ex03"]) == 1
+    (tmp_path / "lessons" / "exercises").mkdir(parents=True)
+    (tmp_path / "lessons" / "solutions").mkdir()
+    (tmp_path / "lessons" / "solutions" / SOLUTION_03.name).write_text(SOLUTION_03.read_text())
+    (tmp_path / "lessons" / "solutions" / "mistakes.py").write_text(
+        "from tinyres.grading.mistakes import Mistake\n"
+        "MISTAKES = (\n"
+        "    Mistake('ex03', 'harmless', 'a new name', 'the input', (('extra = ', 'extra = 0 + '),)),\n"
+        "    Mistake('ex03', 'stale', 'old', 'the input', (('return grad.total()', 'return grad'),)),\n"
+        ")\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--solutions"]) == 1
     out = capsys.readouterr().out
-    assert out.count("result: failed") == 2  # both planted ex03 files are graded
-    assert "smallest failing example: grad" in out and "hint:" in out and "Traceback" not in out
+    rows = {line.split()[4]: line for line in out.splitlines() if "planted mistake" in line}
+    assert 'NOT caught: it should fail "the input", it passes every check' in rows["harmless"]
+    assert "cannot build it: planted mistake ex03_stale.py: the text to replace is not found" in rows["stale"]
+    assert "passed: 1" in out and "mistakes not caught: 1" in out and "mistakes not built: 1" in out
+
+
+def test_check_solutions_refuses_an_unreadable_list_of_mistakes_in_one_line(tmp_path, monkeypatch, capsys):
+    from tinyres.cli import main
+
+    (tmp_path / "lessons" / "exercises").mkdir(parents=True)
+    (tmp_path / "lessons" / "solutions").mkdir()
+    (tmp_path / "lessons" / "solutions" / "mistakes.py").write_text("MISTAKES = (\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--solutions"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read the planted mistakes" in err and "SyntaxError" in err
 
 
 def test_check_lists_every_exercise_with_its_state(tmp_path, capsys):
@@ -185,3 +253,11 @@ def test_each_lesson_ends_with_its_exercises_and_links_to_its_neighbours():
         if k + 1 < len(lessons):
             assert "Next: [" in section and f"]({lessons[k + 1].name})" in section, path.name
     assert {ex.lesson for ex in EXERCISES} <= {p.stem[:2] for p in lessons}
+
+
+def test_a_planted_mistake_is_graded_under_the_time_limit_it_is_given():
+    endless = Mistake("ex03", "endless", "", "the input's shape",
+                      (("    extra = ", "    while True:  # MISTAKE\n        pass\n    extra = "),))
+    report = grade_mistake(BY_ID["ex03"], endless, SOLUTION_03, limit=0.5)
+    assert report.state == "timed out" and "after 0.5 s" in report.summary()
+    assert caught_by(report, endless) is None

@@ -1,0 +1,315 @@
+"""The planted mistakes: for every exercise, wrong solutions that the grader must fail.
+
+Each mistake is a patch of its exercise's reference solution in this folder: pairs of
+(old text, new text), applied in order when grading. Each old text must occur exactly once
+in the solution (as patched so far), or the grader refuses with the text it did not find:
+edit a solution, and the mistakes planted in it either follow or say what to update.
+``fails`` holds words of the property the mistake must fail; the patched line says
+``# MISTAKE``. ``tinyres check --solutions`` grades every solution and every mistake;
+``tests/test_grading.py`` checks that each mistake fails on the property it names.
+"""
+
+from tinyres.grading.mistakes import Mistake
+
+MISTAKES = (
+    Mistake(
+        "ex01", "preorder",
+        effect="The order is a depth-first pre-order: a tensor used twice can be reached before its "
+        "second consumer, and passes on an incomplete gradient.",
+        fails="every tensor before its inputs",
+        replace=(
+            ("stack.append((node, True))",
+             "order.append(node)  # MISTAKE: pre-order; a reused tensor may precede one of its consumers"),
+            ("return order[::-1]  # post-order puts inputs first; reversed, every node precedes its inputs",
+             "return order"),
+        ),
+    ),
+    Mistake(
+        "ex01", "recursive",
+        effect="A correct order, built by a recursive function: a deep graph exceeds Python's "
+        "recursion limit.",
+        fails="10,000 ops",
+        replace=((
+            "    stack: list[tuple[Tensor, bool]] = [(root, False)]\n"
+            "    while stack:\n"
+            "        node, inputs_done = stack.pop()\n"
+            "        if inputs_done:  # every input is already in ``order``: post-order\n"
+            "            order.append(node)\n"
+            "            continue\n"
+            "        if id(node) in seen:\n"
+            "            continue\n"
+            "        seen.add(id(node))\n"
+            "        stack.append((node, True))\n"
+            "        if node.grad_fn is not None:\n"
+            "            for inp in node.grad_fn.inputs:\n"
+            "                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:\n"
+            "                    stack.append((inp, False))\n"
+            "    return order[::-1]",
+            "\n"
+            "    def visit(node: Tensor) -> None:  # MISTAKE: recursion, one call per op in the chain\n"
+            "        if id(node) in seen:\n"
+            "            return\n"
+            "        seen.add(id(node))\n"
+            "        if node.grad_fn is not None:\n"
+            "            for inp in node.grad_fn.inputs:\n"
+            "                if isinstance(inp, Tensor) and inp.requires_grad:\n"
+            "                    visit(inp)\n"
+            "        order.append(node)\n"
+            "\n"
+            "    visit(root)\n"
+            "    return order[::-1]",
+        ),),
+    ),
+    Mistake(
+        "ex02", "input_not_output",
+        effect="The backward squares the input instead of the output: 1 - x^2.",
+        fails="central differences",
+        replace=(
+            ("self.z = np.tanh(x)", "self.x, self.z = x, np.tanh(x)"),
+            ("(1 - self.z * self.z),)", "(1 - self.x * self.x),)  # MISTAKE: x, not z = tanh(x)"),
+        ),
+    ),
+    Mistake(
+        "ex03", "leading_axes_only",
+        effect="Only the leading axes are summed; an input of shape (2, 1) gets a (2, 3) gradient.",
+        fails="the input's shape",
+        replace=((
+            "    ones = tuple(i for i, n in enumerate(shape) if n == 1)\n"
+            "    return grad.sum(axis=ones, keepdims=True)",
+            "    return grad  # MISTAKE: the axes where the input had size 1 are not summed",
+        ),),
+    ),
+    Mistake(
+        "ex03", "mean",
+        effect="Averages over the copies instead of summing: the right shape, the values too small.",
+        fails="sum of the gradient over its broadcast copies",
+        replace=(
+            ("grad = grad.sum(axis=tuple(range(extra)))",
+             "grad = grad.mean(axis=tuple(range(extra)))  # MISTAKE: mean instead of sum"),
+            ("return grad.sum(axis=ones, keepdims=True)", "return grad.mean(axis=ones, keepdims=True)"),
+        ),
+    ),
+    Mistake(
+        "ex04", "missing_transpose",
+        effect="dL/dX = G @ Y without the transpose: wrong shape unless Y is square, wrong values if it is.",
+        fails="each gradient has its input's shape",
+        replace=(("return grad @ self.y.T, self.x.T @ grad",
+                  "return grad @ self.y, self.x.T @ grad  # MISTAKE: Y, not Y.T"),),
+    ),
+    Mistake(
+        "ex05", "one_sided",
+        effect="A one-sided (forward) difference: right to about 1e-6 with eps = 1e-6, but its error "
+        "shrinks only like eps, not eps^2.",
+        fails="order eps^2",
+        replace=((
+            "        x[j] = original - eps\n"
+            "        minus = np.sum(upstream * f(x))\n"
+            "        x[j] = original\n"
+            "        grad[j] = (plus - minus) / (2 * eps)",
+            "        x[j] = original\n"
+            "        here = np.sum(upstream * f(x))\n"
+            "        grad[j] = (plus - here) / eps  # MISTAKE: one-sided, accurate only to order eps",
+        ),),
+    ),
+    Mistake(
+        "ex06", "overflow",
+        effect="Softmax without subtracting the maximum: exp(1e4) overflows to inf.",
+        fails="logits of 1e4",
+        replace=(("shifted = logits - logits.max(axis=1, keepdims=True)",
+                  "shifted = logits  # MISTAKE: no max subtracted, exp overflows for large logits"),),
+    ),
+    Mistake(
+        "ex06", "sum_gradient",
+        effect="The loss is the mean over the batch but the gradient is the sum's: N times too large.",
+        fails="the mean's, not the sum's",
+        replace=(("return float(loss), grad / n",
+                  "return float(loss), grad  # MISTAKE: the gradient of the sum, not of the mean"),),
+    ),
+    Mistake(
+        "ex07", "decay_after_momentum",
+        effect="Weight decay added after the momentum buffer instead of to the gradient before it.",
+        fails="with weight decay",
+        replace=(
+            ("    g = g + weight_decay * p\n", ""),
+            ("return p - lr * g, None", "return p - lr * (g + weight_decay * p), None"),
+            ("return p - lr * buffer, buffer",
+             "return p - lr * (buffer + weight_decay * p), buffer  # MISTAKE: decay after the momentum"),
+        ),
+    ),
+    Mistake(
+        "ex07", "lr_in_buffer",
+        effect="The learning rate scales each gradient as it enters the buffer (Sutskever et al.): the "
+        "same as PyTorch's while lr is constant, different once it changes.",
+        fails="learning rate changes",
+        replace=(
+            ("buffer = g.copy() if buffer is None else momentum * buffer + g",
+             "buffer = lr * g if buffer is None else momentum * buffer + lr * g  # MISTAKE: Sutskever's"),
+            ("return p - lr * buffer, buffer", "return p - buffer, buffer"),
+        ),
+    ),
+    Mistake(
+        "ex08", "backward_ignores_padding",
+        effect="The backward forgets the padding offset: gradients land shifted by the padding.",
+        fails="dx equals the reference",
+        # The forward has the same line: the backward's is the one followed by `g = grad`.
+        replace=((
+            "h, v = oh * stride - padding + i, ow * stride - padding + j\n"
+            "                    if 0 <= h < H and 0 <= v < W:\n"
+            "                        g = grad",
+            "h, v = oh * stride + i, ow * stride + j  # MISTAKE: the padding offset is forgotten\n"
+            "                    if 0 <= h < H and 0 <= v < W:\n"
+            "                        g = grad",
+        ),),
+    ),
+    Mistake(
+        "ex08", "flipped_kernel",
+        effect="The forward flips the kernel (a true convolution, as in signal processing); "
+        "deep-learning libraries compute the cross-correlation.",
+        fails="forward equals the loop reference",
+        replace=(("@ w[:, :, i, j].T", "@ w[:, :, k - 1 - i, k - 1 - j].T  # MISTAKE: flipped"),),
+    ),
+    Mistake(
+        "ex09", "channel_last_columns",
+        effect="im2col orders each row's columns (i, j, c) instead of (c, i, j): the matrix no longer "
+        "lines up with w.reshape(C_out, -1).",
+        fails="im2col equals the library's",
+        replace=((
+            "            cols[:, oh, ow] = xp[:, :, rows, columns]",
+            "            # MISTAKE: columns in (i, j, c) order\n"
+            "            cols[:, oh, ow] = xp[:, :, rows, columns]"
+            ".transpose(0, 2, 3, 1).reshape(N, C, kernel, kernel)",
+        ),),
+    ),
+    Mistake(
+        "ex09", "col2im_overwrites",
+        effect="col2im overwrites instead of adding: a pixel shared by overlapping windows keeps only "
+        "the last window's gradient.",
+        fails="transpose of im2col",
+        replace=(("+= fields[:, oh, ow]  # add: windows overlap when stride < kernel",
+                  "= fields[:, oh, ow]  # MISTAKE: overwrites instead of adding"),),
+    ),
+    Mistake(
+        "ex10", "all_ties",
+        effect="Every element equal to the window's maximum gets the gradient: with ties the total "
+        "gradient grows.",
+        fails="exactly one input",
+        replace=((
+            "            first = flat.argmax(axis=2)  # argmax returns the first maximum: the tie rule\n"
+            "            i, j = np.unravel_index(first, (kernel, kernel))\n"
+            "            for n in range(x.shape[0]):\n"
+            "                for c in range(x.shape[1]):\n"
+            "                    dx[n, c, oh * stride + i[n, c], ow * stride + j[n, c]]"
+            " += grad[n, c, oh, ow]",
+            "            winners = window == flat.max(axis=2)[:, :, None, None]"
+            "  # MISTAKE: every tied maximum wins\n"
+            "            g = grad[:, :, oh, ow][:, :, None, None]\n"
+            "            dx[:, :, oh * stride : oh * stride + kernel, ow * stride : ow * stride + kernel]"
+            " += winners * g",
+        ),),
+    ),
+    Mistake(
+        "ex10", "overwrites",
+        effect="An element that wins several overlapping windows keeps only the last window's gradient.",
+        fails="exactly one input",
+        replace=(("] += grad[n, c, oh, ow]", "] = grad[n, c, oh, ow]  # MISTAKE: overwrites"),),
+    ),
+    Mistake(
+        "ex11", "no_mean_term",
+        effect="The backward without the mean's term: as if the batch mean were a constant.",
+        fails="dx sums to zero over each channel",
+        replace=(("m * dy - dbeta.reshape(per_channel) - xhat * dgamma.reshape(per_channel)",
+                  "m * dy - xhat * dgamma.reshape(per_channel)  # MISTAKE: no - sum(dy), the mean's term"),),
+    ),
+    Mistake(
+        "ex11", "no_variance_term",
+        effect="The backward without the variance's term: as if the batch variance were a constant.",
+        fails="dx * xhat sums to zero",
+        replace=(("m * dy - dbeta.reshape(per_channel) - xhat * dgamma.reshape(per_channel)",
+                  "m * dy - dbeta.reshape(per_channel)  # MISTAKE: the variance's term is missing"),),
+    ),
+    Mistake(
+        "ex12", "relu_before_add",
+        effect="The ReLU comes before the addition instead of after it: the block's output can be negative.",
+        fails="output equals the library's",
+        replace=((
+            "        out = self.bn2(self.conv2(out))\n"
+            "        return self.relu(out + identity)",
+            "        out = self.relu(self.bn2(self.conv2(out)))  # MISTAKE: ReLU before the addition\n"
+            "        return out + identity",
+        ),),
+    ),
+    Mistake(
+        "ex12", "stride_on_conv2",
+        effect="The stride sits on conv2 instead of conv1: same keys, shapes and output size, other numbers.",
+        fails="output equals the library's",
+        replace=(
+            ("nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)",
+             "nn.Conv2d(inplanes, planes, kernel_size=3, stride=1, padding=1, bias=False)  # MISTAKE"),
+            ("nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)",
+             "nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)"),
+        ),
+    ),
+    Mistake(
+        "ex13", "relu_after_add",
+        effect="A ReLU after the addition, as in the original block: the identity path is no longer clean.",
+        fails="output equals the library's",
+        replace=(("return out + identity",
+                  "return self.relu(out + identity)  # MISTAKE: a ReLU after the addition"),),
+    ),
+    Mistake(
+        "ex13", "shortcut_reads_x",
+        effect="The projection shortcut reads the raw input x instead of the pre-activated relu(bn1(x)).",
+        fails="output equals the library's",
+        replace=(("else self.downsample(out)", "else self.downsample(x)  # MISTAKE: not relu(bn1(x))"),),
+    ),
+    Mistake(
+        "ex14", "conv_bias",
+        effect="conv3 keeps its bias: an extra key and parameters that the BN after it makes useless.",
+        fails="state-dict keys",
+        replace=(("nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)",
+                  "nn.Conv2d(planes, planes * self.expansion, kernel_size=1)  # MISTAKE: a bias"),),
+    ),
+    Mistake(
+        "ex14", "stride_on_first_1x1",
+        effect="The stride on the first 1x1 convolution (the paper's v1) instead of the 3x3 (torchvision's "
+        "v1.5): keys, shapes and parameter count match, the numbers do not.",
+        fails="output equals the library's",
+        replace=(
+            ("nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)",
+             "nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False)  # MISTAKE"),
+            ("kernel_size=3, stride=stride,", "kernel_size=3, stride=1,"),
+        ),
+    ),
+    Mistake(
+        "ex15", "downsample_only_for_stride",
+        effect="A projection only when the stride is not 1: a stage that changes the channel count at "
+        "stride 1 (the first stage of ResNet-50) has no valid shortcut.",
+        fails="keys",
+        replace=(("if stride != 1 or inplanes != outplanes:",
+                  "if stride != 1:  # MISTAKE: a change of channels needs a projection too"),),
+    ),
+    Mistake(
+        "ex15", "stride_on_every_block",
+        effect="Every block gets the stride and the downsample, not just the first.",
+        fails="output equals",
+        replace=(("[block(outplanes, planes) for _ in range(1, blocks)]",
+                  "[block(outplanes, planes, stride, downsample) for _ in range(1, blocks)]  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex16", "hook_order",
+        effect="The norms are listed in the order the hooks fire, which is last block first.",
+        fails="first block first",
+        replace=(("return [norms[i] for i in range(len(norms))]",
+                  "return list(norms.values())  # MISTAKE: in the order the hooks fired"),),
+    ),
+    Mistake(
+        "ex16", "hooks_on_outputs",
+        effect="Hooks on each block's output instead of its input: every norm is one block late.",
+        fails="first block first",
+        replace=(  # `h = block(h)` moves above the hook
+            ("\n        h = block(h)", ""),
+            ("        h.register_hook(",
+             "        h = block(h)  # MISTAKE: the hook is on the output\n        h.register_hook("),
+        ),
+    ),
+)
