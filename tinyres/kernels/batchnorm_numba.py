@@ -38,7 +38,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tinyres.kernels import batchnorm_reference
 from tinyres.kernels.layout import is_channels_last
 from tinyres.kernels.sizes import expect
 
@@ -282,7 +281,7 @@ def eval_forward(
     return out
 
 
-def batch_norm_backward(
+def backward(
     dy: np.ndarray,
     x: np.ndarray,
     mean: np.ndarray,
@@ -305,6 +304,3 @@ def batch_norm_backward(
         dy, x, mean.astype(as64), inv_std.astype(as64), gamma.astype(as64), training, dx, dgamma, dbeta
     )
     return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
-
-
-forward, backward = batchnorm_reference.protocol(train_forward, eval_forward, batch_norm_backward)
