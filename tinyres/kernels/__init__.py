@@ -21,8 +21,8 @@ Both choices are context variables, so a ``with use_tier(...)`` block in one thr
 ('numba', 'tinyres.kernels.pool_reference')
 
 The convolution's algorithm is chosen per layer, from its shapes, in ``conv_algorithm``:
-``"auto"`` (the default) runs Winograd F(4x4, 3x3) where it measured faster, im2col
-elsewhere; ``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
+``"auto"`` (the default) runs Winograd F(4x4, 3x3) only where it measured faster than
+im2col over a whole forward + backward (large 64+-channel planes), im2col elsewhere; ``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
 
 >>> with kernels.use_algorithm("winograd", tile=2):
 ...     kernels.get_algorithm(), kernels.select("conv2d", w_shape=(8, 8, 3, 3)).__name__
@@ -132,15 +132,21 @@ def conv_algorithm(
     """The algorithm, and Winograd's tile, for one convolution: the only place that decides.
 
     Winograd fits 3x3 kernels with stride 1 and no dilation; anything else runs im2col.
-    ``"auto"`` picks F(4x4) in the Numba tier where both channel counts are 16 or more,
-    where it measured faster than im2col (benchmarks/README.md, "Winograd").
+    ``"auto"`` picks F(4x4) in the Numba tier only for planes of at least 56x56 with 64 or
+    more input and output channels (the first stage of the ImageNet ResNets). Measured on a
+    quiet machine, forward + backward, 3 alternating rounds (benchmarks/README.md,
+    "Winograd"): F(4x4) 80 ms against im2col's 117 on (8,64,56,56)->64, but slower or no
+    faster on the CIFAR ResNets' layers (16-64 channels, 8x8-32x32 planes; a whole
+    ResNet-20 step took 681 ms with F(4x4) there against 672 with im2col) and on
+    (8,128,28,28)->128 (131 against 99).
     """
     name, tile = _algorithm.get()
     fits = w_shape is not None and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
     if name == "winograd" and fits:
         return name, tile
-    wide = x_shape is not None and w_shape is not None and min(x_shape[1], w_shape[0]) >= 16
-    if name == "auto" and fits and wide and _tier.get() == "numba":
+    large = (x_shape is not None and w_shape is not None and min(x_shape[1], w_shape[0]) >= 64
+             and min(x_shape[2:]) >= 56)
+    if name == "auto" and fits and large and _tier.get() == "numba":
         return "winograd", 4
     return "im2col", None
 
