@@ -22,7 +22,8 @@ Both choices are context variables, so a ``with use_tier(...)`` block in one thr
 
 The convolution's algorithm is chosen per layer, from its shapes, in ``conv_algorithm``:
 ``"auto"`` (the default) runs Winograd F(4x4, 3x3) only where it measured faster than
-im2col over a whole forward + backward (large 64+-channel planes), im2col elsewhere; ``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
+im2col over a whole forward + backward (large 64+-channel planes), im2col elsewhere;
+``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
 
 >>> with kernels.use_algorithm("winograd", tile=2):
 ...     kernels.get_algorithm(), kernels.select("conv2d", w_shape=(8, 8, 3, 3)).__name__
