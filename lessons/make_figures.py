@@ -195,10 +195,11 @@ def degradation_curves() -> Figure:
             "weight_norm_last": float(np.linalg.norm(weights[last].detach().numpy())),
         }
     write_numbers("11-degradation", numbers)
-    words = degradation.sentence(results, (20, 56), config.epochs)
+    data = degradation.report_data(config, (20, 56), results)
+    words = degradation.sentence(data)
     title = (f"Plain vs residual nets on the digits ({config.epochs} epochs, batch {config.batch_size}, "
              f"SGD lr {config.lr}, momentum {config.momentum}, seed {config.seed})")
-    return degradation.figure(results, words, title)
+    return degradation.figure(data, words, title)
 
 
 def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:

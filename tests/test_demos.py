@@ -202,3 +202,13 @@ def test_cli_degradation_then_lesion_quick(tmp_path):
     assert sorted(p.name for p in (tmp_path / "deg" / "runs").iterdir()) == runs
     data = _outputs(tmp_path / "les", "lesion")
     assert set(data["results"]) == {"resnet-14", "plain-14"}
+
+
+def test_jacobian_report_is_made_from_its_json_data_alone(tmp_path):
+    """Measurement apart from presentation: the table, sentence and figure made from the
+    data read back from JSON are those made from the measured data."""
+    data = jacobian.results(width=2, size=3, setting=Setting(), seed=0)
+    again = json.loads(json.dumps(data))
+    assert jacobian.table(again) == jacobian.table(data)
+    assert jacobian.sentence(again) == jacobian.sentence(data)
+    jacobian.figure(again, jacobian.sentence(again), jacobian.title(again))

@@ -321,3 +321,16 @@ def test_cli_errors_list_the_known_names(tmp_path):
         main(["draw", "resnet9", "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match=r"--out must end in .png or .svg, got '.*x.jpg'"):
         main(["draw", "basic", "--out", str(tmp_path / "x.jpg")])
+
+
+def test_trace_puts_every_input_before_all_its_consumers():
+    """A tensor that needs no gradient (data), read by ops at two depths, is drawn once and
+    above both: the engine's walk skips it, so trace places it itself."""
+    a = tr.ones(3, requires_grad=True)
+    data = tr.full((3,), 2.0)
+    out = ((a * data).exp() + data).sum()
+    graph = trace(out, params={"a": a, "data": data})
+    order = list(graph.nodes)
+    assert [graph.nodes[k].title for k in order].count("data") == 1
+    assert all(order.index(parent) < order.index(child) for parent, child in graph.edges)
+    assert len(graph.edges) == 6  # a, data -> Mul; Mul -> Exp; Exp, data -> Add; Add -> Sum

@@ -177,48 +177,77 @@ def trained_models(
     return out, test_data
 
 
-# ---- report ---------------------------------------------------------------------------------
+def report_data(config: TrainConfig, depths: tuple[int, ...], models: dict[Run, tuple]) -> dict[str, Any]:
+    """The JSON-able data of trained runs (what ``trained_models`` returns): the recipe, the
+    depths, and per run (``Run.name``) its training history and gradient norms."""
+    return {"recipe": asdict(config), "depths": list(depths),
+            "runs": {run.name: {"history": history, "grad_norms": norms}
+                     for run, (_, history, norms) in models.items()}}
 
 
-def table(results: dict[Run, tuple], epochs: int) -> str:
-    lines = [f"after {epochs} epochs (train loss and error: means over the last epoch's batches, train mode)",
+def results(
+    depths: tuple[int, ...], config: TrainConfig, quick: bool, runs_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Everything the demo reports, as JSON-able data (``report_data``), the nets trained or
+    loaded by ``trained_models``."""
+    models, _ = trained_models(depths, config, quick, runs_dir, progress)
+    return report_data(config, depths, models)
+
+
+# ---- report: made from the data of ``results`` --------------------------------------------
+
+
+def table(data: dict[str, Any]) -> str:
+    lines = [f"after {data['recipe']['epochs']} epochs (train loss and error: means over the last epoch's "
+             "batches, train mode)",
              f"{'model':<12}{'train loss':>12}{'train error':>13}{'test error':>12}{'min test error':>16}"]
-    for run, (_, history, _) in results.items():
+    for name, r in data["runs"].items():
+        history = r["history"]
         last = history[-1]
         best = min(1 - h["test_acc"] for h in history)
-        lines.append(f"{run.name:<12}{last['train_loss']:>12.4f}{1 - last['train_acc']:>13.2%}"
+        lines.append(f"{name:<12}{last['train_loss']:>12.4f}{1 - last['train_acc']:>13.2%}"
                      f"{1 - last['test_acc']:>12.2%}{best:>16.2%}")
     return "\n".join(lines)
 
 
-def _compare(deep: tuple, shallow: tuple, key: str) -> str:
-    a, b = deep[1][-1][key], shallow[1][-1][key]
+def _compare(deep: list[dict], shallow: list[dict], key: str) -> str:
+    """How the deep net's last epoch compares with the shallow one's, in ``key``."""
+    a, b = deep[-1][key], shallow[-1][key]
     if key != "train_loss":
         a, b = 1 - a, 1 - b
         return f"{'higher' if a > b else 'lower' if a < b else 'the same'} ({a:.1%} vs {b:.1%})"
     return f"{'higher' if a > b else 'lower' if a < b else 'the same'} ({a:.3g} vs {b:.3g})"
 
 
-def sentence(results: dict[Run, tuple], depths: tuple[int, ...], epochs: int) -> str:
+def sentence(data: dict[str, Any]) -> str:
     """What the run shows: deep vs shallow final training loss and test error, per family."""
-    shallow, deep = min(depths), max(depths)
+    shallow, deep = min(data["depths"]), max(data["depths"])
     parts = []
     for residual, family in ((False, "plain"), (True, "resnet")):
-        d, s = results[Run(deep, residual)], results[Run(shallow, residual)]
+        d = data["runs"][Run(deep, residual).name]["history"]
+        s = data["runs"][Run(shallow, residual).name]["history"]
         parts.append(f"{family}-{deep} ends with a {_compare(d, s, 'train_loss')} training loss "
                      f"and a {_compare(d, s, 'train_acc')} training error than {family}-{shallow}, "
                      f"and a {_compare(d, s, 'test_acc')} test error")
-    return f"After {epochs} epochs, " + "; ".join(parts) + "."
+    return f"After {data['recipe']['epochs']} epochs, " + "; ".join(parts) + "."
 
 
-def figure(results: dict[Run, tuple], words: str, title: str) -> Figure:
+def title(data: dict[str, Any]) -> str:
+    c = data["recipe"]
+    return (f"Plain vs residual CIFAR-family nets on the digits ({c['epochs']} epochs, batch "
+            f"{c['batch_size']}, SGD lr {c['lr']}, momentum {c['momentum']}, seed {c['seed']})")
+
+
+def figure(data: dict[str, Any], words: str, title: str) -> Figure:
+    runs = {run: data["runs"][run.name] for run in runs_for(tuple(data["depths"]))}
     fig = Figure(figsize=(12, 8))
-    grid = fig.add_gridspec(2, len(results))
-    half = len(results) // 2
+    grid = fig.add_gridspec(2, len(runs))
+    half = len(runs) // 2
     loss_ax = fig.add_subplot(grid[0, :half])
     err_ax = fig.add_subplot(grid[0, half:])
-    depths = sorted({run.depth for run in results})
-    for run, (_, history, _) in results.items():
+    depths = sorted({run.depth for run in runs})
+    for run, r in runs.items():
+        history = r["history"]
         epochs = [h["epoch"] for h in history]
         style = {"color": "tab:red" if run.residual else "tab:blue",
                  "lw": 1.0 + 1.2 * depths.index(run.depth), "ls": "-" if run.residual else "--",
@@ -232,9 +261,9 @@ def figure(results: dict[Run, tuple], words: str, title: str) -> Figure:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     grad_axes = [fig.add_subplot(grid[1, 0])]
-    grad_axes += [fig.add_subplot(grid[1, i], sharey=grad_axes[0]) for i in range(1, len(results))]
-    for ax, (run, (_, _, norms)) in zip(grad_axes, results.items()):
-        per_epoch = norms["per_epoch"]
+    grad_axes += [fig.add_subplot(grid[1, i], sharey=grad_axes[0]) for i in range(1, len(runs))]
+    for ax, (run, r) in zip(grad_axes, runs.items()):
+        per_epoch = r["grad_norms"]["per_epoch"]
         picks = sorted({0, len(per_epoch) // 2, len(per_epoch) - 1})
         for k, color in zip(picks, ["tab:green", "tab:olive", "tab:purple"]):
             layers = range(1, len(per_epoch[k]) + 1)
@@ -280,16 +309,11 @@ def depths_of(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    depths = depths_of(args)
     config = recipe(args.quick, args.epochs, args.seed, args.batch, args.lr)
     folder = out_dir(args.out)
-    results, _ = trained_models(depths, config, args.quick, folder / "runs", not args.no_progress)
-    words = sentence(results, depths, config.epochs)
-    title = (f"Plain vs residual CIFAR-family nets on the digits ({config.epochs} epochs, batch "
-             f"{config.batch_size}, SGD lr {config.lr}, momentum {config.momentum}, seed {config.seed})")
-    data = {"recipe": asdict(config), "depths": list(depths), "sentence": words,
-            "runs": {run.name: {"history": history, "grad_norms": norms}
-                     for run, (_, history, norms) in results.items()}}
-    write_outputs(folder, "degradation", table(results, config.epochs) + "\n" + words, data,
-                  figure(results, words, title))
+    data = results(depths_of(args), config, args.quick, folder / "runs", not args.no_progress)
+    words = sentence(data)
+    # The JSON file keeps its key order: the sentence before the long runs.
+    record = {"recipe": data["recipe"], "depths": data["depths"], "sentence": words, "runs": data["runs"]}
+    write_outputs(folder, "degradation", table(data) + "\n" + words, record, figure(data, words, title(data)))
     return 0

@@ -111,12 +111,29 @@ def summary(s: np.ndarray) -> dict[str, float]:
     }
 
 
-def table(stats: dict[str, dict[str, float]], title: str) -> str:
+def results(width: int, size: int, setting: Setting, seed: int = 0) -> dict:
+    """Everything the demo reports, as JSON-able data: the spectra and their summaries.
+
+    The table, sentence and figure below are made from this dict alone.
+    """
+    spectra = block_spectra(width, size, setting, seed)
+    return {"setting": setting.__dict__, "width": width, "size": size, "seed": seed,
+            "summary": {name: summary(s) for name, s in spectra.items()},
+            "singular_values": {name: s.tolist() for name, s in spectra.items()}}
+
+
+def title(data: dict) -> str:
+    width, size, setting = data["width"], data["size"], Setting(**data["setting"])
+    return (f"Singular values of one block's Jacobian at initialisation ({setting.label()}; "
+            f"width {width}, {size}x{size} input, {width * size * size} dimensions)")
+
+
+def table(data: dict) -> str:
     lines = [
-        title,
+        title(data),
         f"{'map':<16}{'rank':>6}{'min > 0':>10}{'median':>10}{'max':>10}{'in [0.5, 2]':>14}",
     ]
-    for name, st in stats.items():
+    for name, st in data["summary"].items():
         lines.append(
             f"{name:<16}{st['rank']:>6}{fmt(st['min_nonzero']):>10}{fmt(st['median']):>10}"
             f"{fmt(st['max']):>10}{st['share_0.5_to_2']:>13.0%}"
@@ -125,8 +142,9 @@ def table(stats: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
-def sentence(stats: dict[str, dict[str, float]], n: int) -> str:
+def sentence(data: dict) -> str:
     """What the figure shows, in numbers: the share of singular values near 1, per map."""
+    stats, n = data["summary"], data["width"] * data["size"] ** 2
     share = {name: f"{st['share_0.5_to_2']:.0%}" for name, st in stats.items()}
     return (
         f"Of the {n} singular values of each Jacobian, {share['F(x) + x']} lie within [0.5, 2] "
@@ -137,7 +155,8 @@ def sentence(stats: dict[str, dict[str, float]], n: int) -> str:
     )
 
 
-def figure(spectra: dict[str, np.ndarray], title: str, words: str) -> Figure:
+def figure(data: dict, words: str, title: str) -> Figure:
+    spectra = {name: np.asarray(s) for name, s in data["singular_values"].items()}
     fig = Figure(figsize=(11, 4.8))
     axes = fig.subplots(1, 2, sharey=True)
     styles = {"F(x)": ("tab:blue", "plain"), "F(x) + x": ("tab:red", "residual")}
@@ -178,16 +197,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     width, size = (2, 4) if args.quick else (args.width, args.size)
-    setting = Setting(args.activation, args.init, args.norm)
-    spectra = block_spectra(width, size, setting, args.seed)
-    stats = {name: summary(s) for name, s in spectra.items()}
-    n = width * size * size
-    title = (f"Singular values of one block's Jacobian at initialisation ({setting.label()}; "
-             f"width {width}, {size}x{size} input, {n} dimensions)")
-    words = sentence(stats, n)
-    data = {"setting": setting.__dict__, "width": width, "size": size, "seed": args.seed,
-            "summary": stats, "singular_values": {k: v.tolist() for k, v in spectra.items()},
-            "sentence": words}
-    write_outputs(out_dir(args.out), "jacobian", table(stats, title) + "\n" + words, data,
-                  figure(spectra, title, words))
+    data = results(width, size, Setting(args.activation, args.init, args.norm), args.seed)
+    words = sentence(data)
+    write_outputs(out_dir(args.out), "jacobian", table(data) + "\n" + words, data | {"sentence": words},
+                  figure(data, words, title(data)))
     return 0

@@ -60,6 +60,22 @@ def lesion_accuracies(model: CifarResNet, test_data: ArrayDataset) -> list[dict]
     return rows
 
 
+def results(args: argparse.Namespace) -> dict:
+    """Everything the demo reports, as JSON-able data: per net, the intact accuracy and the
+    accuracy with each block deleted (``lesion_accuracies``). The nets are ``demo
+    degradation``'s deeper pair, from its cache (trained first if missing)."""
+    deep = depths_of(args)[1]
+    config = recipe(args.quick, args.epochs, args.seed, args.batch, args.lr)
+    models, test_data = trained_models(depths_of(args), config, args.quick, out_dir(args.runs),
+                                       not args.no_progress, select=lambda r: r.depth == deep)
+    nets = {}
+    for residual in (True, False):
+        model = models[Run(deep, residual)][0]
+        intact = evaluate(model, DataLoader(test_data, 512), nn.CrossEntropyLoss())[1]
+        nets[Run(deep, residual).name] = {"intact": intact, "lesions": lesion_accuracies(model, test_data)}
+    return {"recipe": asdict(config), "depth": deep, "results": nets}
+
+
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     lines = ["test accuracy with one block deleted ('-': changes the shape, not deleted)",
@@ -115,18 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    deep = depths_of(args)[1]
-    config = recipe(args.quick, args.epochs, args.seed, args.batch, args.lr)
-    models, test_data = trained_models(depths_of(args), config, args.quick, out_dir(args.runs),
-                                       not args.no_progress, select=lambda r: r.depth == deep)
-    results = {}
-    for residual in (True, False):
-        model = models[Run(deep, residual)][0]
-        intact = evaluate(model, DataLoader(test_data, 512), nn.CrossEntropyLoss())[1]
-        results[Run(deep, residual).name] = {"intact": intact, "lesions": lesion_accuracies(model, test_data)}
-    words = sentence(results)
-    title = f"Deleting single blocks of trained {deep}-layer nets ({config.epochs} epochs on the digits)"
-    write_outputs(out_dir(args.out), "lesion", table(results) + "\n" + words,
-                  {"recipe": asdict(config), "depth": deep, "results": results, "sentence": words},
-                  figure(results, words, title))
+    data = results(args)
+    words = sentence(data["results"])
+    title = (f"Deleting single blocks of trained {data['depth']}-layer nets "
+             f"({data['recipe']['epochs']} epochs on the digits)")
+    text = table(data["results"]) + "\n" + words
+    write_outputs(out_dir(args.out), "lesion", text, data | {"sentence": words},
+                  figure(data["results"], words, title))
     return 0

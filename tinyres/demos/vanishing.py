@@ -361,13 +361,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/vanishing", help="output folder")
 
 
-def run_setting(setting: Setting, args: argparse.Namespace, bar: tqdm) -> tuple[list, list]:
-    plain, residual = [], []
-    for depth in args.depths:
-        for residual_net, into in ((False, plain), (True, residual)):
-            into.append(measure(depth, residual_net, setting, args.batch, args.seed, args.dtype))
-            bar.update()
-    return plain, residual
+def results(
+    settings: list[Setting], depths: list[int], batch: int, seed: int, dtype: str
+) -> dict[Setting, tuple[list[Measurement], list[Measurement]]]:
+    """Measure: per setting, the plain and the residual net of every depth (``measure``).
+
+    Every presentation below (table, sentence, figures, the JSON record) is made from
+    these measurements alone.
+    """
+    bar = tqdm(total=len(settings) * len(depths) * 2, desc="nets", unit="net", leave=False)
+    out = {}
+    for setting in settings:
+        plain, residual = [], []
+        for depth in depths:
+            for residual_net, into in ((False, plain), (True, residual)):
+                into.append(measure(depth, residual_net, setting, batch, seed, dtype))
+                bar.update()
+        out[setting] = (plain, residual)
+    bar.close()
+    return out
+
+
+def record(setting: Setting, plain: list[Measurement], residual: list[Measurement], words: str) -> dict:
+    """One setting's entry of the JSON file: its measurements as plain data, and the sentence."""
+    return {"setting": asdict(setting), "sentence": words,
+            "nets": [asdict(m) | {"ratio": m.ratio} for m in plain + residual]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -385,31 +403,21 @@ def run(args: argparse.Namespace) -> int:
         if args.grid
         else [Setting(args.activation, args.init, args.norm)]
     )
-    bar = tqdm(total=len(settings) * len(args.depths) * 2, desc="nets", unit="net", leave=False)
-    results = {s: run_setting(s, args, bar) for s in settings}
-    bar.close()
-
-    records = []
-    texts = []
-    for s, (plain, residual) in results.items():
-        words = sentence(s, plain, residual)
-        texts.append(table(s, plain, residual, header) + "\n" + words)
-        records.append({
-            "setting": asdict(s),
-            "sentence": words,
-            "nets": [asdict(m) | {"ratio": m.ratio} for m in plain + residual],
-        })
+    measured = results(settings, args.depths, args.batch, args.seed, args.dtype)
+    words = {s: sentence(s, plain, residual) for s, (plain, residual) in measured.items()}
+    records = [record(s, plain, residual, words[s]) for s, (plain, residual) in measured.items()]
     elapsed = time.perf_counter() - start
     data = {"image_size": IMAGE_SIZE, "width": WIDTH, "batch": args.batch, "seed": args.seed,
             "dtype": args.dtype, "seconds": elapsed, "settings": records}
     if args.grid:
-        text = grid_table(results, header)
-        fig = grid_figure(results)
-        write_outputs(folder, "grid", text + f"\n({elapsed:.1f} s)", data, fig)
+        text = grid_table(measured, header)
+        write_outputs(folder, "grid", text + f"\n({elapsed:.1f} s)", data, grid_figure(measured))
     else:
-        plain, residual = results[settings[0]]
-        fig = figure(settings[0], plain, residual, records[0]["sentence"])
-        write_outputs(folder, "vanishing", texts[0] + f"\n({elapsed:.1f} s)", data, fig)
+        setting = settings[0]
+        plain, residual = measured[setting]
+        text = table(setting, plain, residual, header) + "\n" + words[setting]
+        write_outputs(folder, "vanishing", text + f"\n({elapsed:.1f} s)", data,
+                      figure(setting, plain, residual, words[setting]))
     return 0
 
 

@@ -19,6 +19,9 @@ ReLU), the gradient reaches early layers even when the branches' Jacobians are s
   Mappings in Deep Residual Networks" (He et al., 2016).
 - ``PlainBlock``: a ``BasicBlock`` without the shortcut: the paper's plain baseline.
 
+All four share ``ResidualBlock``'s arguments and forward; each writes only its layers
+(``make_layers``) and its branch.
+
 Attribute names (``conv1``, ``bn1``, ..., ``relu``, ``downsample``) are torchvision's, so
 state dicts move between the two with plain arrays.
 
@@ -131,17 +134,15 @@ def _check_shortcut(name: str, inplanes: int, outplanes: int, stride: int, downs
         )
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
+class ResidualBlock(nn.Module):
+    """What every block shares: the arguments, the shortcut check, ``relu(F(x) + s(x))``.
 
-    ``stride`` is applied by ``conv1``; ``downsample`` (when given) maps ``x`` to the
-    output's shape. ``norm_layer(channels)`` and ``activation()`` build the
-    normalisation and non-linearity (BatchNorm2d and ReLU by default); the attribute
-    keeps torchvision's name ``relu`` whatever the activation.
-
-    >>> import tinyres as tr
-    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
-    tinyres.Size([2, 8, 5, 5])
+    A block class writes only ``make_layers`` (its layers, in torchvision's order, so
+    printing and state dicts match) and ``branch`` (F); ``norm_layer(channels)`` and
+    ``activation()`` build the normalisation and non-linearity (BatchNorm2d and ReLU by
+    default), and the attribute keeps torchvision's name ``relu`` whatever the activation.
+    ``stride`` goes to the branch; ``downsample`` (when given) maps ``x`` to the output's
+    shape. ``options`` go to ``make_layers`` (``Bottleneck``'s ``groups`` and ``base_width``).
     """
 
     expansion = 1
@@ -156,29 +157,56 @@ class BasicBlock(nn.Module):
         *,
         norm_layer: NormLayer | None = None,
         activation: Activation | None = None,
+        **options,
     ):
         super().__init__()
         if self.has_shortcut:
-            _check_shortcut(type(self).__name__, inplanes, planes, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = norm_layer(planes)
-        self.relu = (activation or nn.ReLU)()
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = norm_layer(planes)
+            _check_shortcut(type(self).__name__, inplanes, planes * self.expansion, stride, downsample)
+        norm_layer, activation = norm_layer or nn.BatchNorm2d, activation or nn.ReLU
+        self.make_layers(inplanes, planes, stride, norm_layer, activation, **options)
         self.downsample = downsample
         self.stride = stride
 
+    def make_layers(
+        self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer, activation: Activation
+    ) -> None:
+        """Make the branch's layers as attributes (``conv1``, ``bn1``, ``relu``, ...)."""
+        raise NotImplementedError
+
     def branch(self, x: Tensor) -> Tensor:
-        """The residual function F(x): conv-BN-ReLU-conv-BN."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out))
+        """The residual function F(x)."""
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.branch(x)
         out = out + identity  # out of place: tinyres.viz traces tensor objects
         return self.relu(out)
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))``.
+
+    ``stride`` is applied by ``conv1``; the arguments are ``ResidualBlock``'s.
+
+    >>> import tinyres as tr
+    >>> BasicBlock(8, 8)(tr.zeros(2, 8, 5, 5)).shape
+    tinyres.Size([2, 8, 5, 5])
+    """
+
+    def make_layers(
+        self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer, activation: Activation
+    ) -> None:
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.relu = activation()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual function F(x): conv-BN-ReLU-conv-BN."""
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
 
     def last_bn(self) -> nn.Module:
         """The BN whose zero weight silences the branch (``zero_init_residual``)."""
@@ -189,7 +217,7 @@ class PlainBlock(BasicBlock):
     """The same layers as ``BasicBlock`` with no shortcut: ``relu(F(x))``.
 
     The paper's plain networks stack these; comparing them with residual networks of
-    the same depth shows the degradation problem.
+    the same depth shows the degradation problem. It takes no ``downsample``.
 
     >>> import tinyres as tr
     >>> PlainBlock(4, 8, stride=2)(tr.zeros(1, 4, 6, 6)).shape
@@ -198,29 +226,22 @@ class PlainBlock(BasicBlock):
 
     has_shortcut = False
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        norm_layer: NormLayer | None = None,
-        activation: Activation | None = None,
-    ):
-        super().__init__(inplanes, planes, stride, None, norm_layer=norm_layer, activation=activation)
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, **options):
+        super().__init__(inplanes, planes, stride, None, **options)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.branch(x))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 reduce to ``width``, 3x3 (carrying the stride), 1x1 expand to ``4 * planes``.
 
     The 1x1 convolutions make a 256-channel block cost about as much as a 64-channel
     BasicBlock. The stride sits on the 3x3 convolution as in torchvision ("v1.5"); the
     original paper put it on the first 1x1. ``width = planes * base_width / 64 * groups``
     as torchvision: ResNeXt ("Aggregated Residual Transformations", Xie et al., 2017) uses
-    ``groups`` parallel paths in the 3x3, wide ResNets a larger ``base_width``.
+    ``groups`` parallel paths in the 3x3, wide ResNets a larger ``base_width`` (both
+    keyword arguments, after ``ResidualBlock``'s).
 
     >>> import tinyres as tr
     >>> block = Bottleneck(16, 4)
@@ -229,23 +250,17 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
-    has_shortcut = True
 
-    def __init__(
+    def make_layers(
         self,
         inplanes: int,
         planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        norm_layer: NormLayer | None = None,
-        activation: Activation | None = None,
+        stride: int,
+        norm_layer: NormLayer,
+        activation: Activation,
         groups: int = 1,
         base_width: int = 64,
-    ):
-        super().__init__()
-        _check_shortcut("Bottleneck", inplanes, planes * self.expansion, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
+    ) -> None:
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width)
         self.bn1 = norm_layer(width)
@@ -253,24 +268,20 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.relu = (activation or nn.ReLU)()
-        self.downsample = downsample
-        self.stride = stride
+        self.relu = activation()
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual function F(x): (conv-BN-ReLU) twice, then conv-BN."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out = out + identity
-        return self.relu(out)
+        return self.bn3(self.conv3(out))
 
     def last_bn(self) -> nn.Module:
         """The BN whose zero weight silences the branch (``zero_init_residual``)."""
         return self.bn3
 
 
-class PreActBlock(nn.Module):
+class PreActBlock(ResidualBlock):
     r"""Pre-activation block: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
 
     Nothing follows the addition, so the shortcut path from any block to any later
@@ -284,29 +295,14 @@ class PreActBlock(nn.Module):
     tinyres.Size([2, 8, 4, 4])
     """
 
-    expansion = 1
-    has_shortcut = True
-
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        norm_layer: NormLayer | None = None,
-        activation: Activation | None = None,
-    ):
-        super().__init__()
-        _check_shortcut("PreActBlock", inplanes, planes, stride, downsample)
-        norm_layer = norm_layer or nn.BatchNorm2d
+    def make_layers(
+        self, inplanes: int, planes: int, stride: int, norm_layer: NormLayer, activation: Activation
+    ) -> None:
         self.bn1 = norm_layer(inplanes)
-        self.relu = (activation or nn.ReLU)()
+        self.relu = activation()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes)
-        self.downsample = downsample
-        self.stride = stride
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): BN-ReLU-conv-BN-ReLU-conv; the block is x + F(x)."""

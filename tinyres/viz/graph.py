@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinyres.engine import Tensor
+from tinyres.engine import Function, Tensor, _topological_order
 from tinyres.viz.canvas import arrow, box, new_canvas
 
 # Inches: box size and the spacing of rows and columns.
@@ -111,40 +111,44 @@ def trace(tensor: Tensor, params: dict[str, Tensor] | None = None, *, keep_grads
         raise TypeError(f"trace: expected a tinyres Tensor, got {type(tensor).__name__}")
     names = {id(t): name for name, t in (params or {}).items()}
     graph = Graph(root=id(tensor))
-    # Iterative depth-first search (a ResNet graph is deeper than Python's recursion
-    # limit allows): a tensor is recorded after all the tensors it was computed from.
-    stack: list[tuple[Tensor, bool]] = [(tensor, False)]
-    seen: set[int] = set()
-    while stack:
-        t, parents_done = stack.pop()
-        if parents_done:
-            graph.nodes[id(t)] = _node_for(t, names)
+    # The engine's own walk (iterative: a ResNet graph is deeper than Python's recursion
+    # limit) gives the ops and grad-requiring leaves, each result before its inputs. A node
+    # is drawn as the tensor it made; the inputs that need no gradient (data, targets),
+    # which the walk skips, are read from each op's inputs and drawn just before their
+    # first consumer.
+    start = tensor if tensor.grad_fn is None else tensor.grad_fn
+    tensor_of: dict[int, Tensor] = {id(start): tensor}
+    no_grad_inputs: dict[int, list[Tensor]] = defaultdict(list)
+    consumers_first: list[Tensor] = []
+    for node in _topological_order(start):
+        t = tensor_of[id(node)]
+        consumers_first.append(t)
+        if not isinstance(node, Function):
             continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        fn = t.grad_fn
-        if fn is not None and fn.freed:
+        if node.freed:
             raise RuntimeError(
                 "draw_graph: the graph behind this tensor was freed by backward(). Draw it "
                 "before backward(), or record it first: graph = trace(t); t.backward(); "
                 "draw_graph(graph, show_grad_norms=True)"
             )
-        stack.append((t, True))
-        if fn is None:
-            continue
         if keep_grads:
             t.retain_grad()
-        for parent in fn.inputs:
-            if parent is t:  # an in-place op: one tensor object holds two versions
+        for parent, inp in zip(node.parents, node.inputs):
+            if inp is t:  # an in-place op: one tensor object holds two versions
                 raise ValueError(
-                    f"draw_graph: {type(fn).__name__} changed a tensor in place; the drawing follows "
+                    f"draw_graph: {type(node).__name__} changed a tensor in place; the drawing follows "
                     "tensor objects, so write that step out of place (out = out + x) to draw it"
                 )
-            if isinstance(parent, Tensor):
-                graph.edges.append((id(parent), id(t)))
-                if id(parent) not in seen:
-                    stack.append((parent, False))
+            if isinstance(inp, Tensor):
+                graph.edges.append((id(inp), id(t)))
+                if parent is None:
+                    no_grad_inputs[id(t)].append(inp)
+                else:
+                    tensor_of.setdefault(id(parent), inp)
+    for t in reversed(consumers_first):  # producers first
+        for inp in no_grad_inputs[id(t)]:
+            graph.nodes.setdefault(id(inp), _node_for(inp, names))
+        graph.nodes[id(t)] = _node_for(t, names)
     return graph
 
 
