@@ -86,7 +86,7 @@ def im2col_picture() -> Figure:
     """Lesson 5: im2col of a 4x4 one-channel image, 3x3 kernel, stride 1: four fields, four rows."""
     from matplotlib.patches import Rectangle
 
-    from tinyres.kernels.im2col import im2col
+    from tinyres.kernels.im2col_numpy import im2col
 
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     cols = im2col(x, (3, 3), (1, 1), (0, 0), (1, 1))  # (1, 1, 2, 2, 3, 3)

@@ -146,7 +146,7 @@ def test_auto_picks_winograd_for_large_wide_3x3_layers_only():
     with kernels.use_algorithm("winograd"), kernels.use_tier("numpy"):  # no NumPy tier: the reference
         assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE) == ("winograd_reference", None)
     with kernels.use_tier("numpy"):  # auto keeps the NumPy tier on im2col
-        assert _chosen(wide, (16, 16, 3, 3), ONE, ONE) == ("im2col", None)
+        assert _chosen(wide, (16, 16, 3, 3), ONE, ONE) == ("im2col_numpy", None)
 
 
 def test_forcing_winograd_on_a_shape_it_does_not_fit_runs_im2col():

@@ -27,7 +27,7 @@ from tinyres.grading.core import (
 )
 from tinyres.grading.strategies import LAYOUTS, make_array
 from tinyres.kernels import batchnorm_reference, conv_reference, pool_reference
-from tinyres.kernels import im2col as im2col_tier
+from tinyres.kernels import im2col_numpy as im2col_tier
 
 
 @st.composite

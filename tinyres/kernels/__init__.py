@@ -46,8 +46,8 @@ from tinyres.kernels import (
     batchnorm_numba,
     batchnorm_reference,
     conv_reference,
-    im2col,
     im2col_numba,
+    im2col_numpy,
     pool_numba,
     pool_reference,
     relu_numba,
@@ -179,7 +179,7 @@ def select(
 
 # One line per (family, tier): a new tier or convolution algorithm is one more line.
 register("conv2d/im2col", "reference", conv_reference)
-register("conv2d/im2col", "numpy", im2col)
+register("conv2d/im2col", "numpy", im2col_numpy)
 register("conv2d/im2col", "numba", im2col_numba)
 register("conv2d/winograd", "reference", winograd_reference)  # also the numpy tier's: the readable one
 register("conv2d/winograd", "numba", winograd_numba)

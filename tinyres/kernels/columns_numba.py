@@ -2,7 +2,7 @@ r"""The columns matrix of a channels-last convolution: compiled im2col / col2im 
 
 For an NHWC input, row (n, oh, ow) of the columns matrix holds the receptive field of
 output pixel (oh, ow) of sample n, in (i, j, c) order: kH*kW runs of C contiguous
-numbers (``tinyres.kernels.im2col`` explains the idea in plain NumPy, read that first).
+numbers (``tinyres.kernels.im2col_numpy`` explains the idea in plain NumPy, read that first).
 
 - ``im2col_nhwc`` builds it, ``im2col_nhwc_rows`` does the same for inputs with few
   channels by copying whole field rows, ``col2im_nhwc`` adds a gradient of it back

@@ -1,6 +1,6 @@
 r"""2-d convolution with Numba im2col/col2im kernels and BLAS matrix products.
 
-The same algorithm as ``tinyres.kernels.im2col`` (read that first), arranged for speed:
+The same algorithm as ``tinyres.kernels.im2col_numpy`` (read that first), arranged for speed:
 
 - **Channels last inside** (``tinyres.kernels.layout``). The input is viewed as NHWC,
   so one receptive field is kH*kW runs of C contiguous numbers, and the columns

@@ -3,7 +3,7 @@ r"""``unfold``: every sliding window of an image as a column, differentiable (Py
 For an (N, C, H, W) input and a kH x kW window, the output is (N, C*kH*kW, L): column
 l holds the window at output position l (L = Ho*Wo positions, row-major), its C*kH*kW
 numbers in (c, i, j) order. Its backward adds each column back onto the pixels it was
-read from (col2im, ``tinyres.kernels.im2col``): the two are adjoint.
+read from (col2im, ``tinyres.kernels.im2col_numpy``): the two are adjoint.
 
 A window op is then a reduction of the columns, with no backward of its own: an average
 pool is a mean over each window's kH*kW numbers, a max pool their max, a convolution a
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Function, Tensor
-from tinyres.kernels.im2col import col2im, im2col
+from tinyres.kernels.im2col_numpy import col2im, im2col
 from tinyres.kernels.sizes import Pair
 from tinyres.ops.validate import as_pair, check_float, check_ndim, check_window_fits
 
