@@ -225,7 +225,7 @@ def test_channels_last_rows_path_matches_reference_and_keeps_layout(case, grad_l
     assert ours[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the output should stay channels last"
     # (The engine stores leaf gradients as C-ordered copies, so ask the kernel for dx's layout.)
     x3 = x.reshape(*x.shape[:2], -1)
-    dx, _, _ = batchnorm_numba.backward(upstream.reshape(x3.shape), x3, *stats, weight, training)
+    dx, _, _ = batchnorm_numba.batch_norm_backward(upstream.reshape(x3.shape), x3, *stats, weight, training)
     assert dx.reshape(x.shape).transpose(0, 2, 3, 1).flags.c_contiguous, "dx should stay channels last"
 
 

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
         "relu_backward": lambda: relu_numba.relu_backward(np.ones(1000), np.ones(3)),
         "batch_norm_short_gamma": lambda: batchnorm_numba.train_forward(
             np.ones((2, 64, 5)), np.ones(1), np.zeros(64), 1e-5),
-        "batch_norm_backward": lambda: batchnorm_numba.backward(
+        "batch_norm_backward": lambda: batchnorm_numba.batch_norm_backward(
             np.ones((2, 3, 5)), np.ones((2, 3, 5)), np.zeros(3), np.ones(3), np.ones(1), True),
     }
     for name, call in calls.items():

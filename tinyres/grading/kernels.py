@@ -307,7 +307,9 @@ def _bn_case(case):
 def _bn_truth(x, dy, gamma):
     rows = x.reshape(x.shape[0], x.shape[1], -1)
     _, mean, _, inv_std = batchnorm_reference.train_forward(rows, gamma, np.zeros_like(gamma), EPS)
-    dx, dgamma, dbeta = batchnorm_reference.backward(dy.reshape(rows.shape), rows, mean, inv_std, gamma, True)
+    dx, dgamma, dbeta = batchnorm_reference.batch_norm_backward(
+        dy.reshape(rows.shape), rows, mean, inv_std, gamma, True
+    )
     return dx.reshape(x.shape), dgamma, dbeta, (x - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from tinyres.kernels import batchnorm_reference
 from tinyres.kernels.layout import is_channels_last
 from tinyres.kernels.sizes import expect
 from tinyres.kernels.threads import parallel_for
@@ -283,7 +284,7 @@ def eval_forward(
     return out
 
 
-def backward(
+def batch_norm_backward(
     dy: np.ndarray,
     x: np.ndarray,
     mean: np.ndarray,
@@ -305,3 +306,6 @@ def backward(
     parallel_for(_backward, c, dy, x, mean.astype(as64), inv_std.astype(as64), gamma.astype(as64), training,
                  dx, dgamma, dbeta)
     return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+forward, backward = batchnorm_reference.protocol(train_forward, eval_forward, batch_norm_backward)

@@ -29,6 +29,9 @@ gamma / sqrt(var + eps) * dy. In both modes dgamma = sum(dy * xhat), dbeta = sum
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
 AXES = (0, 2)  # batch and spatial axes of the (N, C, S) view; the statistics reduce over them
@@ -58,7 +61,7 @@ def eval_forward(
     return (_per_channel(gamma) * xhat + _per_channel(beta)).astype(x.dtype, copy=False)
 
 
-def backward(
+def batch_norm_backward(
     dy: np.ndarray,
     x: np.ndarray,
     mean: np.ndarray,
@@ -77,3 +80,49 @@ def backward(
     else:
         dx = scale * dy
     return dx.astype(x.dtype, copy=False), dgamma, dbeta
+
+
+class Saved(NamedTuple):
+    """What ``backward`` needs, which the op keeps from forward to backward.
+
+    After a training forward ``mean`` and ``var`` (biased) are the batch's statistics,
+    which the op also folds into its running buffers; in eval mode they are the running
+    ones it passed in.
+    """
+
+    x: np.ndarray  # the (N, C, S) input
+    mean: np.ndarray
+    var: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray
+    training: bool
+
+
+def protocol(
+    train: Callable, evaluate: Callable, array_backward: Callable
+) -> tuple[Callable[..., tuple[np.ndarray, Saved]], Callable[..., tuple[np.ndarray, ...]]]:
+    """The tier protocol's ``forward`` and ``backward`` (``docs/architecture.md``) around a
+    module's ``train_forward``, ``eval_forward`` and ``batch_norm_backward``."""
+
+    def forward(
+        x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+        running: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, Saved]:
+        """(y, saved): normalised with the batch's statistics, or, given ``running`` =
+        (mean, var), with those (eval mode)."""
+        if running is None:
+            y, mean, var, inv_std = train(x, gamma, beta, eps)
+        else:
+            mean, var = running[0].astype(x.dtype), running[1]
+            inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+            y = evaluate(x, mean, inv_std, gamma, beta)
+        return y, Saved(x, mean, var, inv_std, gamma, training=running is None)
+
+    def backward(dy: np.ndarray, saved: Saved) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dx, dgamma, dbeta) from ``forward``'s saved object."""
+        return array_backward(dy, saved.x, saved.mean, saved.inv_std, saved.gamma, saved.training)
+
+    return forward, backward
+
+
+forward, backward = protocol(train_forward, eval_forward, batch_norm_backward)

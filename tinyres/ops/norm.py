@@ -53,27 +53,22 @@ class BatchNorm(Function):
         self.has_gamma, self.has_beta = gamma is not None, beta is not None
         gamma = np.ones(c, x.dtype) if gamma is None else gamma
         beta = np.zeros(c, x.dtype) if beta is None else beta
-        k = kernels.select("batch_norm")  # fixed here, reused by backward
+        self.kernels = kernels.select("batch_norm")  # fixed here, reused by backward
+        running = None if training else (running_mean, running_var)
+        y, self.for_backward = self.kernels.forward(x3, gamma, beta, eps, running)
         if training:
-            y, mean, var, inv_std = k.train_forward(x3, gamma, beta, eps)
+            mean, var = self.for_backward.mean, self.for_backward.var
             if running_mean is not None:
                 running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             if running_var is not None:
                 m = x3.shape[0] * x3.shape[2]
                 # The running variance is the unbiased estimate, as in PyTorch.
                 running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
-        else:
-            mean = running_mean.astype(x.dtype)
-            inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
-            y = k.eval_forward(x3, mean, inv_std, gamma, beta)
-        self.x3, self.mean, self.inv_std, self.gamma = x3, mean, inv_std, gamma
-        self.training, self.kernels = training, k
         return y.reshape(x.shape)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        dx, dgamma, dbeta = self.kernels.backward(
-            grad.reshape(self.x3.shape), self.x3, self.mean, self.inv_std, self.gamma, self.training
-        )
+        x3 = self.for_backward.x
+        dx, dgamma, dbeta = self.kernels.backward(grad.reshape(x3.shape), self.for_backward)
         return (
             dx.reshape(grad.shape),
             dgamma if self.has_gamma else None,
