@@ -8,12 +8,15 @@ The same algorithm as ``tinyres.kernels.im2col_numpy`` (read that first), arrang
   (N*Ho*Wo, C_out) *is* the output in NHWC; it is handed back as an NCHW view (no
   copy), and the next convolution's ``transpose(0, 2, 3, 1)`` of it is free again.
 - **Three BLAS products**: Y = cols @ W^T, dW^T = cols^T @ dY, dcols = dY @ W.
-- **col2im split by sample**: overlapping fields add onto the same pixels, so each
-  thread owns whole samples and no two threads write to one pixel (no atomics).
-- **Blocks of samples**: the columns are built for a few samples at a time
-  (``BLOCK_ROWS``) and used at once, so they are still in cache when the matrix
+- **Blocks of samples, one thread each**: the columns are built for a few samples at
+  a time (``BLOCK_ROWS``) and used at once, so they are still in cache when the matrix
   product reads them, instead of one huge matrix written to and read back from
-  memory.
+  memory. tinyres's pool (``tinyres.kernels.threads``) hands whole blocks to its
+  threads, and each block's im2col, product and col2im run on one thread with BLAS
+  on one thread (``single_threaded_blas``): no BLAS worker thread competes with the
+  pool, and overlapping fields add onto pixels of their own samples only (no atomics).
+- **The same numbers on any number of threads**: the blocks do not depend on the
+  thread count, and the weight gradient adds the blocks' parts in block order.
 - **No saved columns**: backward rebuilds them (im2col is cheap next to a GEMM); the
   memory of one block's columns is reused from call to call instead of allocated.
 - **Pointwise layers need no columns at all**: a 1x1 convolution (stride 1, no
@@ -44,12 +47,17 @@ from tinyres.kernels import conv_reference
 from tinyres.kernels.columns_numba import col2im_nhwc, columns, columns_buffer
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
+from tinyres.kernels.threads import run_split, single_threaded_blas
 
 # Column rows per block: the columns of a 16-channel 3x3 layer at batch 64 are 38 MB,
 # far beyond the caches; a block of whole samples of about this many rows (4.7 MB
 # there) is built and consumed by its matrix product while still (mostly) in cache.
 # Measured with benchmarks/bench_conv.py: about 30% off that layer's forward.
 BLOCK_ROWS = 8192
+# At least this many blocks a batch (when it has that many samples), so that both cores
+# get work on the small late layers too; fixed, not the thread count, so that the
+# weight gradient's sum order, and so its rounding, is the same on any number of threads.
+MIN_BLOCKS = 4
 
 def _pointwise(kernel: Pair, stride: Pair, padding: Pair) -> bool:
     return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
@@ -92,11 +100,16 @@ def _weight_layout(dw_t: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _sample_blocks(N: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
-    """Split the batch into runs of whole samples of about ``BLOCK_ROWS`` column rows.
+    """Split the batch into runs of whole samples of at most about ``BLOCK_ROWS`` column rows.
 
-    At least two samples a block, so the per-sample parallel col2im keeps two cores busy.
+    At least ``MIN_BLOCKS`` runs where the batch allows, whatever the thread count.
+
+    >>> _sample_blocks(64, 32, 32)[:2], len(_sample_blocks(64, 32, 32))
+    ([(0, 8), (8, 16)], 8)
+    >>> _sample_blocks(64, 8, 8)
+    [(0, 16), (16, 32), (32, 48), (48, 64)]
     """
-    per = max(2, BLOCK_ROWS // (Ho * Wo))
+    per = max(1, min(BLOCK_ROWS // (Ho * Wo), -(-N // MIN_BLOCKS)))
     return [(n, min(N, n + per)) for n in range(0, N, per)]
 
 
@@ -128,9 +141,15 @@ def conv2d_forward(
     Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
     x_nhwc, w_t = to_channels_last(x), _weight_matrix(w).T
     y = np.empty((N * Ho * Wo, C_out), dtype=x.dtype)
-    for n0, n1 in _sample_blocks(N, Ho, Wo):
-        cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
-        np.matmul(cols, w_t, out=y[n0 * Ho * Wo : n1 * Ho * Wo])
+    blocks = _sample_blocks(N, Ho, Wo)
+
+    def run(first: int, last: int) -> None:
+        for n0, n1 in blocks[first:last]:
+            cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
+            np.matmul(cols, w_t, out=y[n0 * Ho * Wo : n1 * Ho * Wo])
+
+    with single_threaded_blas():
+        run_split(run, len(blocks))
     if b is not None:
         y += b
     return from_channels_last(y.reshape(N, Ho, Wo, C_out))
@@ -162,20 +181,29 @@ def conv2d_backward(
     g = to_channels_last(grad).reshape(N * Ho * Wo, C_out)
     x_nhwc, w_matrix = to_channels_last(x), _weight_matrix(w)
     dx = np.empty((N, H, W, C), dtype=x.dtype) if input_grad else None
-    dw_t = np.zeros((kH * kW * C, C_out), dtype=x.dtype)
-    for n0, n1 in _sample_blocks(N, Ho, Wo):
-        g_block = g[n0 * Ho * Wo : n1 * Ho * Wo]
-        cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
-        # cols^T @ dY, not the equal (dY^T @ cols)^T: OpenBLAS splits the work over the rows
-        # of the result, and a (C_out, M) @ (M, K) product with tiny C_out and huge M left its
-        # threads fighting over a few rows (seconds, not milliseconds, on a busy machine).
-        dw_t += cols.T @ g_block
-        if dx is not None:
-            # The columns are used up, so dY @ W may overwrite their memory (the same buffer).
-            dcols = columns_buffer(cols.shape[0], cols.shape[1], x.dtype)
-            np.matmul(g_block, w_matrix, out=dcols)
-            (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
-            col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
+    blocks = _sample_blocks(N, Ho, Wo)
+    parts = np.empty((len(blocks), kH * kW * C, C_out), dtype=x.dtype)  # each block's cols^T @ dY
+
+    def run(first: int, last: int) -> None:
+        for k in range(first, last):
+            n0, n1 = blocks[k]
+            g_block = g[n0 * Ho * Wo : n1 * Ho * Wo]
+            cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
+            # cols^T @ dY, not the equal (dY^T @ cols)^T: BLAS splits the work over the rows of
+            # the result, and a (C_out, M) @ (M, K) product has few rows (tiny C_out, huge M).
+            np.matmul(cols.T, g_block, out=parts[k])
+            if dx is not None:
+                # The columns are used up, so dY @ W may overwrite their memory (the same buffer).
+                dcols = columns_buffer(cols.shape[0], cols.shape[1], x.dtype)
+                np.matmul(g_block, w_matrix, out=dcols)
+                (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
+                col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
+
+    with single_threaded_blas():
+        run_split(run, len(blocks))
+    dw_t = parts[0]
+    for part in parts[1:]:  # in block order: the same sum on any number of threads
+        dw_t += part
     dw = _weight_layout(dw_t, w.shape)
     # Skipped without a bias: a column sum of the tall, narrow dY is slow in NumPy
     # (1.4 ms for a 16-channel layer at batch 64, a quarter of its backward's GEMMs).
@@ -189,19 +217,31 @@ def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np
     """A 1x1 convolution (stride 1, no padding) needs no columns: Y = X @ W^T, written channels last.
 
     X holds x's pixels as rows of C numbers. Channels-last x already is that matrix,
-    (N*H*W, C), so the whole batch is one product. NCHW x is not copied: sample n is
+    (N*H*W, C), one product per block of samples. NCHW x is not copied: sample n is
     the (C, H*W) matrix X[n], read transposed by BLAS, one product per sample. Either
     way the (H*W, C_out) rows are the NHWC output the layers after this one expect.
+    Blocks of samples run on the pool's threads, BLAS on one thread each.
     """
     N, C, H, W = x.shape
     C_out = w.shape[0]
     w_t = w.reshape(C_out, C).T
     y = np.empty((N * H * W, C_out), dtype=x.dtype)
+    blocks = _sample_blocks(N, H, W)
     if is_channels_last(x):
-        np.matmul(to_channels_last(x).reshape(N * H * W, C), w_t, out=y)
+        x_rows = to_channels_last(x).reshape(N * H * W, C)
+
+        def run(first: int, last: int) -> None:
+            for n0, n1 in blocks[first:last]:
+                np.matmul(x_rows[n0 * H * W : n1 * H * W], w_t, out=y[n0 * H * W : n1 * H * W])
     else:
-        x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
-        np.matmul(x3.transpose(0, 2, 1), w_t, out=y.reshape(N, H * W, C_out))
+        x3, y3 = np.ascontiguousarray(x).reshape(N, C, H * W), y.reshape(N, H * W, C_out)
+
+        def run(first: int, last: int) -> None:
+            for n0, n1 in blocks[first:last]:
+                np.matmul(x3[n0:n1].transpose(0, 2, 1), w_t, out=y3[n0:n1])
+
+    with single_threaded_blas():
+        run_split(run, len(blocks))
     if b is not None:
         y += b
     return from_channels_last(y.reshape(N, H, W, C_out))
@@ -213,28 +253,49 @@ def _pointwise_backward(
     """dW = dY^T @ X and dX = dY @ W, with dY the (N*H*W, C_out) channels-last gradient.
 
     For NCHW x, per sample: dW = sum over n of dY[n]^T @ X[n]^T and dX[n] = W^T @ dY[n]^T,
-    so dX comes out NCHW, the layout of x.
+    so dX comes out NCHW, the layout of x. Each block of samples adds its part of dW
+    into its own matrix; the parts are added in block order (the same on any thread count).
     """
     N, C, H, W = x.shape
     C_out = w.shape[0]
     w_matrix = w.reshape(C_out, C)
     g = to_channels_last(grad).reshape(N * H * W, C_out)
     db = g.sum(axis=0) if bias_grad else None
+    blocks = _sample_blocks(N, H, W)
+    parts = np.zeros((len(blocks), C_out, C), dtype=x.dtype)
     if is_channels_last(x):
         x_rows = to_channels_last(x).reshape(N * H * W, C)
-        # X^T @ dY, then transposed: as in conv2d_backward, BLAS should not split a product
-        # with C_out rows and a huge inner dimension over its few rows.
-        dw = np.ascontiguousarray((x_rows.T @ g).T)
-        dx = from_channels_last(np.matmul(g, w_matrix).reshape(N, H, W, C)) if input_grad else None
-        return dx, dw.reshape(w.shape), db
-    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
-    g3 = g.reshape(N, H * W, C_out)
-    dw, term = np.zeros((C_out, C), dtype=x.dtype), np.empty((C_out, C), dtype=x.dtype)
-    for n in range(N):  # summed sample by sample, in a fixed order: no (N, C_out, C) stack in memory
-        dw += np.matmul(g3[n].T, x3[n].T, out=term)
-    dx = np.matmul(w_matrix.T, g3.transpose(0, 2, 1)).reshape(N, C, H, W) if input_grad else None
-    return dx, dw.reshape(w.shape), db
+        dx_rows = np.empty((N * H * W, C), dtype=x.dtype) if input_grad else None
 
+        def run(first: int, last: int) -> None:
+            for k in range(first, last):
+                rows = slice(blocks[k][0] * H * W, blocks[k][1] * H * W)
+                # X^T @ dY, then transposed: as in conv2d_backward, BLAS should not split a
+                # product with C_out rows and a huge inner dimension over its few rows.
+                parts[k] = (x_rows[rows].T @ g[rows]).T
+                if dx_rows is not None:
+                    np.matmul(g[rows], w_matrix, out=dx_rows[rows])
+
+        dx = None if dx_rows is None else from_channels_last(dx_rows.reshape(N, H, W, C))
+    else:
+        x3, g3 = np.ascontiguousarray(x).reshape(N, C, H * W), g.reshape(N, H * W, C_out)
+        dx3 = np.empty((N, C, H * W), dtype=x.dtype) if input_grad else None
+
+        def run(first: int, last: int) -> None:
+            for k in range(first, last):
+                n0, n1 = blocks[k]
+                for n in range(n0, n1):  # sample by sample, in a fixed order: no (N, C_out, C) stack
+                    parts[k] += g3[n].T @ x3[n].T
+                if dx3 is not None:
+                    np.matmul(w_matrix.T, g3[n0:n1].transpose(0, 2, 1), out=dx3[n0:n1])
+
+        dx = None if dx3 is None else dx3.reshape(N, C, H, W)
+    with single_threaded_blas():
+        run_split(run, len(blocks))
+    dw = parts[0]
+    for part in parts[1:]:  # in block order: the same sum on any number of threads
+        dw += part
+    return dx, np.ascontiguousarray(dw).reshape(w.shape), db
 
 
 def forward(

@@ -56,20 +56,23 @@ adds those in a fixed order, so the result is the same for every thread count.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numba
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-_lock = threading.Lock()  # guards the four module values below, which every thread reads
+_lock = threading.Lock()  # guards the module values below, which every thread reads
 _threads = numba.config.NUMBA_NUM_THREADS
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas: ThreadpoolController | None = None
-_in_pool = threading.local()  # .worker is True in the pool's own threads
+_blas: Any = None  # threadpoolctl's ThreadpoolController, made on first use
+_blas_holders = 0  # how many calls are inside single_threaded_blas() right now
+_blas_restore: Any = None  # [(library, the user's thread count)] while any call is inside
+_in_pool = threading.local()  # .worker is True in the pool's own threads, and in a caller running its run
 
 
 def get_num_threads() -> int:
@@ -105,9 +108,13 @@ def _workers(threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 def _forget_after_fork() -> None:
     """In a forked child: the parent's pool threads do not exist here; a new pool comes on first use."""
-    global _lock, _pool, _pool_size, _blas
+    global _lock, _pool, _pool_size, _blas, _blas_holders, _blas_restore
     _lock = threading.Lock()  # another parent thread may have held it at the fork
     _pool, _pool_size, _blas = None, 0, None
+    # A parent thread inside single_threaded_blas() at the fork does not exist here to leave it.
+    for lib, threads in _blas_restore or ():
+        _set_blas_threads(lib, threads)
+    _blas_holders, _blas_restore = 0, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -131,9 +138,13 @@ def run_split(task: Callable[[int, int], object], n: int) -> None:
     runs = split(n, threads)
     pool = _workers(threads)
     futures = [pool.submit(task, start, stop) for start, stop in runs[:-1]]
+    # While the caller runs its own part it is one of the split's threads: a kernel that the
+    # task calls runs directly, as in a worker, instead of queueing behind the busy workers.
+    _in_pool.worker = True
     try:
         task(*runs[-1])
     finally:
+        _in_pool.worker = False
         concurrent.futures.wait(futures)
     for future in futures:
         future.result()
@@ -144,12 +155,71 @@ def parallel_for(kernel: Callable[..., None], n: int, *args: object) -> None:
     run_split(lambda start, stop: kernel(start, stop, *args), n)
 
 
-def _blas_controller() -> ThreadpoolController:
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS; imported and made on first use, never at import.
+
+    Importing threadpoolctl sets ``KMP_DUPLICATE_LIB_OK`` in ``os.environ`` (a workaround
+    for Intel's OpenMP that concerns neither NumPy's OpenBLAS nor tinyres); the variable is
+    put back as it was, so that tinyres changes nothing in the user's environment.
+    """
     global _blas
     with _lock:
-        if _blas is None:  # made on first use: it inspects every loaded library
-            _blas = ThreadpoolController()
+        if _blas is None:
+            before = os.environ.get("KMP_DUPLICATE_LIB_OK")
+            from threadpoolctl import ThreadpoolController
+
+            if before is None:
+                os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
+            _blas = ThreadpoolController()  # inspects every loaded library: ~3 ms, once
         return _blas
+
+
+def _blas_libraries() -> list[Any]:
+    return [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
+
+
+def _set_blas_threads(lib: Any, threads: int) -> None:
+    """Set a BLAS library's process-wide thread count from whichever thread calls.
+
+    threadpoolctl 3.7 and later let only the thread that last limited OpenBLAS change
+    it again (its ``set_num_threads`` silently does nothing in another thread), but
+    the count below hands the restore to whichever thread leaves last; so the setting
+    itself is called (``_real_set_num_threads``, where the guard exists).
+    """
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(threads)
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS on one thread while any tinyres kernel is inside this block; the user's setting after.
+
+    tinyres's products run on its own pool's threads, one BLAS thread each, so no BLAS
+    worker thread is woken. A woken OpenBLAS worker spins for a while after each product
+    (``OPENBLAS_THREAD_TIMEOUT``, read once when NumPy loads), and on 2 cores those spins
+    took the cores from the pool: a ResNet-20 step was 1.5-2.2x slower than with the
+    variable set (benchmarks/README.md, "Nothing to set"). The limit is process-wide
+    while it holds (BLAS has one setting): a product elsewhere in the process meanwhile also
+    runs on one thread (slower, never wrong). A count, not a stack of saved values, so that
+    two Python threads entering and leaving in any order restore the user's setting exactly
+    once, when the last one leaves.
+    """
+    global _blas_holders, _blas_restore
+    libraries = _blas_libraries()
+    with _lock:
+        if _blas_holders == 0:
+            _blas_restore = [(lib, lib.num_threads) for lib in libraries]
+            for lib in libraries:
+                _set_blas_threads(lib, 1)
+        _blas_holders += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_holders -= 1
+            if _blas_holders == 0:
+                for lib, threads in _blas_restore or ():
+                    _set_blas_threads(lib, threads)
+                _blas_restore = None
 
 
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -159,10 +229,8 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     products (Winograd's (m+2)^2 products of C x C_out results) its threads
     synchronise far more often than they compute (2.2-10.6 s with two OpenBLAS
     threads against 20-60 ms on one, on the busy 2-core machine). NumPy releases the
-    GIL inside a product, so the split runs at once. The BLAS thread limit is
-    process-wide while it holds: a product elsewhere in the process meanwhile also
-    runs on one thread (slower, never wrong).
+    GIL inside a product, so the split runs at once.
     """
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         run_split(lambda start, stop: np.matmul(a[start:stop], b[start:stop], out=out[start:stop]), len(a))
     return out
