@@ -2,7 +2,6 @@
 
     python benchmarks/bench_conv.py                 # the table for benchmarks/README.md
     python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm, all kernels too
-    python benchmarks/bench_conv.py --numpy-first   # as a user who imports NumPy first
     python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
     python benchmarks/bench_conv.py --algorithms    # im2col and Winograd side by side
     python benchmarks/bench_conv.py --accuracy      # float32 error against a float64 truth
@@ -26,16 +25,8 @@ from pathlib import Path
 # Run from a checkout without installing: the repository root holds the package.
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-# tinyres's speed settings (tinyres/tuning.py): OpenBLAS's thread timeout must be in the
-# environment before NumPy loads, as a user sets it in the shell; tinyres.tune() does the
-# rest. --numpy-first shows a user without the OpenBLAS setting. The PyTorch process
-# gets neither: it runs with PyTorch's own defaults.
-if not {"--numpy-first", "--torch-only", "--torch-accuracy"} & set(sys.argv):
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-if not {"--torch-only", "--torch-accuracy"} & set(sys.argv):
-    import tinyres
-
-    tinyres.tune()
+# Both libraries run in a default process, as a user's plain `python script.py` does: no
+# variable, no call (tinyres's products run on its own pool, tinyres/kernels/threads.py).
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402
@@ -256,14 +247,14 @@ def torch_in_subprocess(index: int, repeats: int, threads: int | None = None) ->
     return in_process_of_torch(["--torch-only", str(index), "--repeats", str(repeats)], threads)
 
 
-def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, rounds: int) -> None:
+def run_table(tiers: list[str], repeats: int, single: bool, rounds: int) -> None:
     """One row per shape; PyTorch runs right before tinyres, so both see the same machine load.
 
     With ``rounds`` > 1 the PyTorch process, the Numba tier and the bare products take
     turns that many times and each reports the median of its rounds, so a slow spell
     of the machine falls on all of them instead of on one.
     """
-    print(f"before: {load_note()}; NumPy imported {'before' if numpy_first else 'after'} tinyres")
+    print(f"before: {load_note()}; a default process (no variable, no call)")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{t} ms" for t in tiers), "PyTorch ms", "ratio",
               "products ms", "products / PyTorch"]
     if single:
@@ -384,7 +375,6 @@ def main() -> None:
                         help="alternate PyTorch and the Numba tier this many times per shape")
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
-    parser.add_argument("--numpy-first", action="store_true", help="import NumPy before tinyres")
     parser.add_argument("--torch-single", action="store_true",
                         help="add a column: PyTorch with one thread (steadier on a busy machine)")
     parser.add_argument("--algorithms", action="store_true",
@@ -404,7 +394,7 @@ def main() -> None:
     elif args.compile:
         run_compile()
     else:
-        run_table(args.tiers.split(","), args.repeats, args.numpy_first, args.torch_single, args.rounds)
+        run_table(args.tiers.split(","), args.repeats, args.torch_single, args.rounds)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
-    python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
     python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col in turn
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
@@ -24,7 +23,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import resource
 import statistics
@@ -34,12 +32,7 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-if {"tinyres", "--profile", "--breakdown"} & set(sys.argv):
-    if "--numpy-first" not in sys.argv:
-        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    import tinyres
-
-    tinyres.tune()
+# tinyres runs in a default process, as a user's plain `python script.py` does: no variable, no call.
 
 import numpy as np  # noqa: E402
 from timing import load_note, median_seconds, table  # noqa: E402
@@ -252,12 +245,11 @@ def in_subprocess(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_table(repeats: int, numpy_first: bool) -> None:
+def run_table(repeats: int) -> None:
     print(f"before: {load_note()}")
-    order = ["--numpy-first"] if numpy_first else []
     theirs = in_subprocess("--only", "torch", "--repeats", str(repeats))
-    ours = in_subprocess("--only", "tinyres", "--repeats", str(repeats), *order)
-    memory = {lib: in_subprocess("--memory", lib, *order)["peak_mb"] for lib in ("tinyres", "torch")}
+    ours = in_subprocess("--only", "tinyres", "--repeats", str(repeats))
+    memory = {lib: in_subprocess("--memory", lib)["peak_mb"] for lib in ("tinyres", "torch")}
     n_step, n_fwd = CIFAR_BATCH[0], IMAGENET_BATCH[0]
     rows = [
         ["ResNet-20 train step, batch 64, 3x32x32", f"{1000 * ours['step']:.0f}",
@@ -295,8 +287,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the ResNet-20 step")
-    parser.add_argument("--numpy-first", action="store_true",
-                        help="import NumPy before tinyres (its OpenBLAS thread setting then has no effect)")
     parser.add_argument("--only", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--model", default="resnet50", help=argparse.SUPPRESS)
@@ -320,7 +310,7 @@ def main() -> None:
     elif args.profile:
         profile(5)
     else:
-        run_table(args.repeats, args.numpy_first)
+        run_table(args.repeats)
 
 
 if __name__ == "__main__":
