@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tinyres.kernels import batchnorm_reference
+from tinyres.kernels import batchnorm_reference, buffers
 from tinyres.kernels.layout import is_channels_last
 from tinyres.kernels.sizes import expect
 from tinyres.kernels.threads import parallel_for
@@ -222,7 +222,7 @@ def _rows_train_forward(x, gamma, beta, eps):
     var = np.maximum((square - total * total / m) / m, 0.0)
     inv_std = 1.0 / np.sqrt(var + eps)
     scale = gamma.astype(np.float64) * inv_std
-    out = np.empty_like(rows)
+    out = buffers.empty_like(rows)
     shift = (beta - mean * scale).astype(x.dtype)
     parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
@@ -243,7 +243,7 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
         c0 = -scale * dbeta / m - b * mean
     else:
         b, c0 = np.zeros(c), np.zeros(c)
-    dx = np.empty_like(rows)
+    dx = buffers.empty_like(rows)
     parallel_for(_rows_input_grad, m, dy_rows, rows, scale, b, c0, dx)
     return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
@@ -257,7 +257,7 @@ def train_forward(
         return _rows_train_forward(x, gamma, beta, eps)
     x = np.ascontiguousarray(x)
     c = x.shape[1]
-    out, mean, var = np.empty_like(x), np.empty(c), np.empty(c)
+    out, mean, var = buffers.empty_like(x), np.empty(c), np.empty(c)
     # scale, shift: x's dtype, so the affine pass multiplies in float32 for float32 data.
     scale, shift = np.empty(c, x.dtype), np.empty(c, x.dtype)
     parallel_for(_train_forward, c, x, gamma.astype(np.float64), beta.astype(np.float64), eps, out, mean, var,
@@ -274,12 +274,12 @@ def eval_forward(
     scale = gamma.astype(np.float64) * inv_std
     shift = beta - mean * scale
     if is_channels_last(x):
-        out = np.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
+        out = buffers.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
         rows = _rows(x, x.dtype)
         parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift.astype(x.dtype), out)
         return _unrows(out, x.shape)
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+    out = buffers.empty_like(x)
     parallel_for(_affine, x.shape[1], x, scale.astype(x.dtype), shift.astype(x.dtype), out)
     return out
 
@@ -300,7 +300,7 @@ def batch_norm_backward(
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     c = x.shape[1]
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     dgamma, dbeta = np.empty(c), np.empty(c)
     as64 = np.float64
     parallel_for(_backward, c, dy, x, mean.astype(as64), inv_std.astype(as64), gamma.astype(as64), training,

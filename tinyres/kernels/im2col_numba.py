@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyres.kernels import conv_reference
+from tinyres.kernels import buffers, conv_reference
 from tinyres.kernels.columns_numba import col2im_nhwc, columns, columns_buffer
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
@@ -140,7 +140,7 @@ def conv2d_forward(
     Ho = output_size(H, kH, stride[0], padding[0], dilation[0])
     Wo = output_size(W, kW, stride[1], padding[1], dilation[1])
     x_nhwc, w_t = to_channels_last(x), _weight_matrix(w).T
-    y = np.empty((N * Ho * Wo, C_out), dtype=x.dtype)
+    y = buffers.empty((N * Ho * Wo, C_out), x.dtype)
     blocks = _sample_blocks(N, Ho, Wo)
 
     def run(first: int, last: int) -> None:
@@ -180,7 +180,7 @@ def conv2d_backward(
     Ho, Wo = grad.shape[2:]
     g = to_channels_last(grad).reshape(N * Ho * Wo, C_out)
     x_nhwc, w_matrix = to_channels_last(x), _weight_matrix(w)
-    dx = np.empty((N, H, W, C), dtype=x.dtype) if input_grad else None
+    dx = buffers.empty((N, H, W, C), x.dtype) if input_grad else None
     blocks = _sample_blocks(N, Ho, Wo)
     parts = np.empty((len(blocks), kH * kW * C, C_out), dtype=x.dtype)  # each block's cols^T @ dY
 
@@ -225,7 +225,7 @@ def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np
     N, C, H, W = x.shape
     C_out = w.shape[0]
     w_t = w.reshape(C_out, C).T
-    y = np.empty((N * H * W, C_out), dtype=x.dtype)
+    y = buffers.empty((N * H * W, C_out), x.dtype)
     blocks = _sample_blocks(N, H, W)
     if is_channels_last(x):
         x_rows = to_channels_last(x).reshape(N * H * W, C)
@@ -265,7 +265,7 @@ def _pointwise_backward(
     parts = np.zeros((len(blocks), C_out, C), dtype=x.dtype)
     if is_channels_last(x):
         x_rows = to_channels_last(x).reshape(N * H * W, C)
-        dx_rows = np.empty((N * H * W, C), dtype=x.dtype) if input_grad else None
+        dx_rows = buffers.empty((N * H * W, C), x.dtype) if input_grad else None
 
         def run(first: int, last: int) -> None:
             for k in range(first, last):
@@ -279,7 +279,7 @@ def _pointwise_backward(
         dx = None if dx_rows is None else from_channels_last(dx_rows.reshape(N, H, W, C))
     else:
         x3, g3 = np.ascontiguousarray(x).reshape(N, C, H * W), g.reshape(N, H * W, C_out)
-        dx3 = np.empty((N, C, H * W), dtype=x.dtype) if input_grad else None
+        dx3 = buffers.empty((N, C, H * W), x.dtype) if input_grad else None
 
         def run(first: int, last: int) -> None:
             for k in range(first, last):

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyres.kernels import buffers
+
 
 def _last(ndim: int) -> tuple[int, ...]:
     """The axis order that moves the channels (axis 1) last: (0, 2, ..., ndim-1, 1)."""
@@ -45,7 +47,7 @@ def is_channels_last(a: np.ndarray) -> bool:
 
 def to_channels_last(a: np.ndarray) -> np.ndarray:
     """(N, C, ...) ``a`` as a C-ordered (N, ..., C) array; no copy if its memory already is."""
-    return np.ascontiguousarray(a.transpose(_last(a.ndim)))
+    return buffers.ascontiguousarray(a.transpose(_last(a.ndim)))
 
 
 def from_channels_last(a: np.ndarray) -> np.ndarray:

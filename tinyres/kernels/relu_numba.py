@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tinyres.kernels import relu_reference
+from tinyres.kernels import buffers, relu_reference
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import expect
 from tinyres.kernels.threads import parallel_for
@@ -65,6 +65,6 @@ def relu_backward(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def _relu_backward_flat(grad: np.ndarray, z: np.ndarray) -> np.ndarray:
-    out = np.empty_like(grad)
+    out = buffers.empty_like(grad)
     parallel_for(_relu_backward, grad.size, grad.reshape(-1), z.reshape(-1), out.reshape(-1))
     return out
