@@ -53,7 +53,6 @@ from tinyres.data import ArrayDataset, DataLoader, RandomCropFlip
 from tinyres.engine import no_grad
 from tinyres.history import plot_history, write_history
 from tinyres.serialization import load, save
-from tinyres.tuning import tune
 
 StepCallback = Callable[[int, float], None]
 EpochCallback = Callable[[list[dict[str, Any]]], None]
@@ -237,10 +236,8 @@ def fit(
     across epochs); ``on_epoch(history)`` after every epoch's evaluation and
     checkpoint. With ``resume=True`` the run continues from ``checkpoint``, which
     must have been made with the same ``config`` (apart from ``epochs``, so a
-    finished run can be extended). Applies ``tinyres.tune()`` first (memory and thread
-    settings measured to speed up training).
+    finished run can be extended).
     """
-    tune()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     history: list[dict[str, Any]] = []
     start_epoch = 0

@@ -21,7 +21,6 @@ import sys
 
 from tinyres.arguments import Parser, UsageError, add_debug_option
 from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
-from tinyres.tuning import tune
 
 COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
 MESSAGE_LIMIT = 400  # characters: a list of 300 missing keys is not one clear line
@@ -56,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
-    tune()  # speed settings for this process (tinyres/tuning.py); import tinyres applies none
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
