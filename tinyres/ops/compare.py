@@ -24,8 +24,12 @@ from tinyres.engine import Function, Tensor
 from tinyres.ops.elementwise import operands
 
 
-def _array(value: Any) -> np.ndarray:
-    return value._data if isinstance(value, Tensor) else np.asarray(value)
+def _array(value: Any) -> Any:
+    """A Tensor's array; a Python number stays one, so NumPy compares it in the tensor's
+    dtype as PyTorch does (``float32 tensor == 0.1`` is True where the float32 is 0.1)."""
+    if isinstance(value, Tensor):
+        return value._data
+    return value if isinstance(value, (bool, int, float)) else np.asarray(value)
 
 
 def eq(x: Tensor, other: Any) -> Tensor:
@@ -53,7 +57,7 @@ def ge(x: Tensor, other: Any) -> Tensor:
 
 
 def _bool_mask(mask: Any, op: str) -> np.ndarray:
-    m = _array(mask)
+    m = np.asarray(_array(mask))
     if m.dtype != np.bool_:
         raise TypeError(f"{op}: the condition/mask must be a boolean tensor, got dtype {m.dtype}")
     return m
