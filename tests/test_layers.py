@@ -82,6 +82,7 @@ LAYERS = {
     "flatten": (lambda lib: lib.Flatten(), (2, 3, 2, 2)),
     "identity": (lambda lib: lib.Identity(), (2, 3)),
     "leaky_relu": (lambda lib: lib.LeakyReLU(0.2), (3, 4)),
+    "silu": (lambda lib: lib.SiLU(), (3, 4)),
     "softmax": (lambda lib: lib.Softmax(dim=1), (3, 4)),
     "log_softmax": (lambda lib: lib.LogSoftmax(dim=1), (3, 4)),
     "dropout_p0": (lambda lib: lib.Dropout(0.0), (3, 4)),  # p > 0 draws different masks
@@ -197,6 +198,7 @@ GRADCHECKED = {
     "tanh": (lambda: nn.Tanh(), (3, 4)),
     "sigmoid": (lambda: nn.Sigmoid(), (3, 4)),
     "leaky_relu": (lambda: nn.LeakyReLU(0.2), (3, 4)),
+    "silu": (lambda: nn.SiLU(), (3, 4)),
     "softmax": (lambda: nn.Softmax(dim=0), (3, 4)),
     "log_softmax": (lambda: nn.LogSoftmax(dim=1), (3, 4)),
     "group_norm": (lambda: nn.GroupNorm(2, 4), (2, 4, 2, 3)),
