@@ -255,3 +255,106 @@ def test_flatten_and_views():
     assert x.permute(2, 0, 1).shape == (4, 2, 3)
     with pytest.raises(RuntimeError, match="invalid for input of shape"):
         x.view(5, -1)
+
+
+# ---- the core's shape: one file, read top to bottom, below ops and nn --------------------
+def test_the_core_imports_neither_ops_nor_nn_and_stays_short():
+    import ast
+    from pathlib import Path
+
+    import tinyres.engine as engine
+
+    source = Path(engine.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+    forbidden = sorted(m for m in imported if m.startswith(("tinyres.ops", "tinyres.nn")))
+    assert not forbidden, f"tinyres/engine.py imports {forbidden}; the core must not depend on ops or nn"
+    lines = source.count("\n")
+    assert lines < 500, f"tinyres/engine.py has {lines} lines; the core should read in one sitting"
+    starts = [i for i, text in enumerate(source.splitlines(), 1) if text.startswith("def backpropagate")]
+    walk_line = starts[0]
+    assert walk_line < 60, f"the walk starts at line {walk_line}; keep it near the top"
+
+
+# ---- register_post_accumulate_grad_hook, against PyTorch's behaviour ---------------------
+def post_hook_story(lib):
+    """What the hooks saw, in order, over two backward passes, a removal and the refusals."""
+    x = lib.ones(3, requires_grad=True)
+    seen = []
+    handle = x.register_post_accumulate_grad_hook(lambda t: seen.append(("a", t.grad.tolist())))
+    x.register_post_accumulate_grad_hook(lambda t: seen.append(("b", t is x)))
+    (x * 2).sum().backward()
+    (x * 3).sum().backward()
+    handle.remove()
+    handle.remove()  # twice is harmless
+    (x * 1).sum().backward()
+    lib.autograd.grad((x * 2).sum(), x)  # leaves .grad alone: no hook
+    unused = lib.ones(2, requires_grad=True)
+    unused.register_post_accumulate_grad_hook(lambda t: seen.append("unused"))
+    (x * 2).sum().backward()  # unused gets no gradient: no call
+    errors = []
+    for bad in (lambda: (x * 2).register_post_accumulate_grad_hook(print),
+                lambda: lib.ones(2).register_post_accumulate_grad_hook(print)):
+        try:
+            bad()
+        except RuntimeError as error:
+            errors.append("non-leaf" in str(error) or "require" in str(error))
+    returns = x.register_post_accumulate_grad_hook(lambda t: t.grad * 0)
+    try:
+        (x * 2).sum().backward()
+    except RuntimeError as error:
+        errors.append("should return None" in str(error))
+    returns.remove()
+    cleared = x.register_post_accumulate_grad_hook(lambda t: setattr(t, "grad", None))
+    (x * 2).sum().backward()
+    cleared.remove()
+    return seen, errors, x.grad
+
+
+def test_post_accumulate_grad_hook_behaves_as_pytorchs():
+    seen, errors, grad = post_hook_story(tr)
+    assert seen == [("a", [2.0, 2.0, 2.0]), ("b", True), ("a", [5.0, 5.0, 5.0]), ("b", True),
+                    ("b", True), ("b", True), ("b", True), ("b", True)]
+    assert errors == [True, True, True] and grad is None
+    torch = pytest.importorskip("torch")
+    assert post_hook_story(torch) == (seen, errors, None)
+
+
+def test_register_hook_returns_a_handle_that_removes_it():
+    x = tr.ones(2, requires_grad=True)
+    y = x * 2
+    calls = []
+    handles = [x.register_hook(lambda g: calls.append("leaf")), y.register_hook(lambda g: calls.append("y"))]
+    y.sum().backward(retain_graph=True)
+    for h in handles:
+        h.remove()
+    y.sum().backward()
+    assert calls == ["y", "leaf"]
+
+
+# ---- WALK: the backward walk is replaceable (the course runs the learner's) --------------
+def test_backward_calls_the_walk_in_force_with_root_seed_and_retain_graph():
+    from tinyres.engine import WALK, walk
+
+    calls = []
+
+    def recording_walk(root, seed, retain_graph):
+        calls.append((root, seed.tolist(), retain_graph))
+        walk(root, seed, retain_graph)
+
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    y = x * x
+    token = WALK.set(recording_walk)
+    try:
+        y.backward(tr.tensor([1.0, 0.5]), retain_graph=True)
+    finally:
+        WALK.reset(token)
+    assert calls == [(y, [1.0, 0.5], True)]
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+    y.sum().backward()  # the engine's walk again: nothing recorded
+    assert len(calls) == 1 and WALK.get() is walk

@@ -9,6 +9,7 @@ tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
 from tinyres import autograd, backends, cuda, kernels, models, nn, optim, utils
+from tinyres import tensor_api as tensor_api  # gives Tensor its operators and methods (see that file)
 from tinyres.creation import (
     arange,
     bool_,
@@ -27,15 +28,8 @@ from tinyres.creation import (
     zeros,
     zeros_like,
 )
-from tinyres.engine import (
-    Function,
-    Tensor,
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    no_grad,
-    set_grad_enabled,
-)
+from tinyres.engine import Function, Tensor
+from tinyres.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.kernels.threads import get_num_threads, set_num_threads
 from tinyres.model_summary import summary

@@ -187,6 +187,7 @@ register("avg_pool2d", _functional("avg_pool2d", 3, stride=2, padding=1), _one((
 register("adaptive_avg_pool2d", _functional("adaptive_avg_pool2d", (2, 3)), _one((2, 2, 5, 4)))
 register("linear", _functional("linear"), _normal((3, 4), (5, 4), (5,)))
 register("leaky_relu", _functional("leaky_relu", 0.2), _one((3, 4), off_kink=True))
+register("silu", _functional("silu"), _one((3, 4)))
 register("log_softmax", _functional("log_softmax", dim=1), _one((3, 5)))
 register("softmax", _functional("softmax", dim=0), _one((3, 5)))
 register("topk", lambda lib, x: x.topk(2, dim=1)[0], lambda rng: (_distinct(rng, (3, 5)),))

@@ -1,16 +1,14 @@
-"""The autograd engine: ``Tensor``, ``Function`` and reverse-mode ``backward``.
+"""The autograd core: the reverse-mode walk, ``Function``, version counters and ``Tensor``'s state.
 
 A ``Tensor`` wraps a NumPy array. Every differentiable operation is a ``Function``
 subclass with a ``forward`` on arrays and, next to it, a ``backward`` that turns the
 gradient of the output into gradients of the inputs (the vector-Jacobian product).
-Calling ``SomeFunction.apply(*tensors)`` runs ``forward`` and, when gradients are
-wanted, records the call so ``backward`` can walk the graph in reverse later.
+``SomeFunction.apply(*tensors)`` runs ``forward`` and records the call for ``backward``.
 
-Three things PyTorch users rely on live here too: in-place ops (``add_``, ``+=``,
-``x[i] = v``, ...) with a version counter per block of memory, so ``backward`` raises
-when a value an op saved was overwritten; grad mode (``no_grad`` and friends) per
-thread and per async task; and hooks whose replacement gradient must keep its shape
-and dtype.
+Read top to bottom: the walk, then ``Function`` and version counters, then ``Tensor``'s
+core (data, ``requires_grad``, hooks, ``backward``). Operators, the methods that call
+``tinyres.ops``, in-place ops and conversions are in ``tinyres/tensor_api.py``; grad mode
+in ``tinyres/grad_mode.py``. This file imports neither ``tinyres.ops`` nor ``tinyres.nn``.
 
 >>> import tinyres as tr
 >>> a = tr.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -23,128 +21,178 @@ tensor([2., 4., 6.], shape=(3,), dtype=float32)
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinyres.plumbing import Size, device, float_dtype_or_device, refuse_device, refuse_half
-
-# ---- grad mode ------------------------------------------------------------------------
-# A ContextVar, not a global: each thread (and each asyncio task) has its own value, so
-# ``no_grad()`` while one thread evaluates cannot stop another thread from recording.
-_grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("grad_enabled", default=True)
+from tinyres.grad_mode import is_grad_enabled
+from tinyres.grad_mode import no_grad as no_grad  # re-exported: many modules import it from here
+from tinyres.hooks import RemovableHandle, add_hook
+from tinyres.plumbing import Size, refuse_half
 
 
-def is_grad_enabled() -> bool:
-    """Whether operations record a graph right now, in this thread (False inside ``no_grad``)."""
-    return _grad_enabled.get()
+# ---- the reverse-mode walk --------------------------------------------------------------
+def backpropagate(
+    outputs: list[Tensor], gradients: list[Any], retain_graph: bool, inputs: list[Tensor] | None = None
+) -> list[np.ndarray | None] | None:
+    """The reverse-mode walk behind ``Tensor.backward`` and ``tinyres.autograd.grad``.
 
-
-class _GradMode:
-    """Set grad mode for a ``with`` block, or for every call of a decorated function.
-
-    One instance serves one ``with`` at a time (as in PyTorch); as a decorator each
-    call gets a fresh instance, so recursion and threads are safe.
+    Starts from each output with its gradient (``None``: ones for a one-element output)
+    and visits the graph in reverse topological order, so each node's gradient is
+    complete before it is passed on, even where the node is reused (``b = a + a``).
+    Without ``inputs`` (``backward``) leaf gradients are added into ``.grad`` (and
+    ``retain_grad`` tensors get theirs); with ``inputs`` (``autograd.grad``) the gradient
+    reaching each input is returned instead, ``None`` where none arrived. Each op is
+    released after its backward unless ``retain_graph``.
     """
+    grads: dict[int, np.ndarray] = {}
+    for out, gradient in zip(outputs, gradients, strict=True):
+        seed, root = _seed_gradient(out, gradient), _node(out)
+        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
+    wanted = None if inputs is None else {id(_node(t)) for t in inputs}
+    captured: dict[int, np.ndarray] = {}
+    for node in _topological_order(*(_node(out) for out in outputs)):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        grad = _run_hooks(node._hooks.values(), grad)
+        if wanted is not None and id(node) in wanted:
+            captured[id(node)] = grad
+        if isinstance(node, Tensor):
+            if wanted is None:
+                _accumulate(node, grad)
+            continue
+        if wanted is None and node.retained_by is not None:
+            node.retained_by.grad = Tensor(grad.copy(order="K"))
+        for parent, g in _input_gradients(node, grad):
+            grads[id(parent)] = grads[id(parent)] + g if id(parent) in grads else g
+        if not retain_graph:
+            node.release()
+    return None if inputs is None else [captured.get(id(_node(t))) for t in inputs]
 
-    mode: bool | None = None  # None: leave grad mode as it is
 
-    def __init__(self) -> None:
-        self._tokens: list[contextvars.Token[bool]] = []
-
-    def __enter__(self) -> None:
-        if self.mode is not None:
-            self._tokens.append(_grad_enabled.set(self.mode))
-
-    def __exit__(self, *exc: object) -> None:
-        if self._tokens:
-            _grad_enabled.reset(self._tokens.pop())
-
-    def _fresh(self) -> _GradMode:
-        return type(self)()
-
-    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._fresh():
-                return function(*args, **kwargs)
-
-        return wrapper
+def walk(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
+    """The engine's own walk for ``Tensor.backward``: ``backpropagate`` from one root."""
+    backpropagate([root], [seed], retain_graph)
 
 
-class no_grad(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
-    """Context manager (or decorator) that stops operations from recording a graph.
+# The function ``Tensor.backward`` walks the graph with, called as
+#     WALK.get()(root, seed, retain_graph) -> None
+# root: the Tensor backward was called on; seed: an ndarray of dLoss/droot, already checked
+# to have root's shape and dtype; retain_graph: keep the ops' saved values for another
+# backward. It must add each leaf's gradient into its ``.grad``. The course's "use the
+# learner's own code" mode sets it to the learner's walk. A ContextVar, so a ``WALK.set``
+# in one thread (or asyncio task) does not change the walk of another.
+WALK: contextvars.ContextVar[Callable[[Tensor, np.ndarray, bool], None]] = contextvars.ContextVar(
+    "WALK", default=walk
+)
 
-    >>> import tinyres as tr
-    >>> w = tr.ones(2, requires_grad=True)
-    >>> with tr.no_grad():
-    ...     y = w * 2
-    >>> y.requires_grad
-    False
+
+def _topological_order(*roots: Function | Tensor) -> list[Function | Tensor]:
+    """Graph nodes reachable from ``roots``, consumers first: ops (``Function``) and leaf tensors.
+
+    An iterative depth-first search (no recursion: a chain of 10,000 ops is fine); each
+    node is appended after the nodes it was computed from, and the list is reversed.
     """
+    order: list[Function | Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Function | Tensor, bool]] = [(root, False) for root in reversed(roots)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if isinstance(node, Function):
+            for parent in node.parents:
+                if parent is not None and id(parent) not in visited:
+                    stack.append((parent, False))
+    order.reverse()
+    return order
 
-    mode = False
+
+def _seed_gradient(root: Tensor, gradient: Any) -> np.ndarray:
+    """The gradient backward starts from: ones for a scalar, else ``gradient`` checked."""
+    _refuse_stale_view(root)
+    if not root.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    if gradient is None:
+        if root._data.size != 1:
+            raise RuntimeError(
+                "grad can be implicitly created only for scalar outputs; "
+                f"this tensor has shape {root.shape}, so pass gradient= of that shape"
+            )
+        return np.ones_like(root._data)
+    seed = _as_array(gradient, dtype=root.dtype)
+    if seed.shape != root.shape:
+        raise RuntimeError(f"gradient has shape {seed.shape}, expected the tensor's shape {root.shape}")
+    return seed
 
 
-class enable_grad(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
-    """Context manager (or decorator) that turns recording back on inside ``no_grad``."""
+def _run_hooks(hooks: Any, grad: np.ndarray) -> np.ndarray:
+    """Call each hook on ``grad``; a returned gradient replaces it if shape and dtype match.
 
-    mode = True
-
-
-class set_grad_enabled(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
-    """Turn recording on or off: at once when called, until the end of the block in ``with``.
-
-    >>> import tinyres as tr
-    >>> with tr.set_grad_enabled(False):
-    ...     tr.is_grad_enabled()
-    False
-    >>> tr.is_grad_enabled()
-    True
+    Checked here, before any op's backward (or a Numba kernel, which does not check
+    bounds) sees the replacement.
     """
-
-    def __init__(self, mode: bool) -> None:
-        super().__init__()
-        self.mode = bool(mode)
-        # Called as a plain function it takes effect now, as torch.set_grad_enabled does.
-        self._tokens.append(_grad_enabled.set(self.mode))
-
-    def __enter__(self) -> None:
-        pass  # already set by __init__; __exit__ restores the value from before
-
-    def _fresh(self) -> _GradMode:
-        fresh = _GradMode()
-        fresh.mode = self.mode
-        return fresh
-
-    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        self.__exit__()  # as a decorator it only applies inside the decorated function
-        return super().__call__(function)
+    for hook in hooks:
+        replaced = hook(Tensor(grad))
+        if replaced is None:
+            continue
+        new = replaced._data if isinstance(replaced, Tensor) else np.asarray(replaced)
+        name = getattr(hook, "__name__", repr(hook))
+        if new.shape != grad.shape:
+            raise RuntimeError(f"hook '{name}' has changed the size of value "
+                               f"(was {list(grad.shape)} got {list(new.shape)})")
+        if new.dtype != grad.dtype:
+            raise RuntimeError(f"hook '{name}' has changed the type of value "
+                               f"(was {grad.dtype} got {new.dtype})")
+        grad = new
+    return grad
 
 
-class inference_mode(_GradMode):  # noqa: N801 (PyTorch's lower-case name)
-    """``no_grad`` under PyTorch's other name (tinyres has no separate inference tensors).
+def _accumulate(leaf: Tensor, grad: np.ndarray) -> None:
+    """Add ``grad`` into ``leaf.grad``, then call the leaf's post-accumulate-grad hooks.
 
-    ``inference_mode(False)`` leaves grad mode unchanged, as in PyTorch.
+    A copy, so .grad never aliases an array an op still holds; order="K" keeps the
+    memory layout (a channels-last gradient stays so) instead of paying for a
+    transposing copy.
     """
-
-    def __init__(self, mode: bool = True) -> None:
-        super().__init__()
-        self.mode = False if mode else None
-
-    def _fresh(self) -> _GradMode:
-        return inference_mode(self.mode is False)
+    total = grad.copy(order="K") if leaf.grad is None else leaf.grad._data + grad
+    leaf.grad = Tensor(total)
+    for hook in leaf._post_accumulate_hooks.values():
+        if hook(leaf) is not None:
+            raise RuntimeError("Tensor post accumulate grad hooks should return None.")
 
 
-# ---- version counters -----------------------------------------------------------------
+def _input_gradients(fn: Function, grad: np.ndarray) -> Iterator[tuple[Function | Tensor, np.ndarray]]:
+    """Run ``fn.backward`` after checking its saved tensors; yield (parent, gradient) pairs."""
+    if fn.freed:
+        raise RuntimeError(
+            "Trying to backward through the graph a second time: its saved values were freed "
+            "by the first backward(). Pass retain_graph=True to the first call if you need to."
+        )
+    for saved in fn.saved:
+        saved.check()
+    input_grads = fn.backward(grad)
+    if len(input_grads) != len(fn.inputs):
+        raise RuntimeError(f"{type(fn).__name__}.backward returned {len(input_grads)} gradients "
+                           f"for {len(fn.inputs)} inputs")
+    for parent, inp, g in zip(fn.parents, fn.inputs, input_grads):
+        if parent is not None and g is not None:
+            yield parent, unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)
+
+
+# ---- version counters: what makes an in-place change after forward an error ---------------
 class VersionCounter:
-    """How many times a tensor's memory was modified in place.
+    """How many times a tensor's memory was modified in place: one counter per block of memory.
 
-    One counter per block of memory: a view (``reshape``, ``x[0]``, ``detach()``) shares
-    its base's counter, so a change made through any of them is seen by all. ``.data``
-    gets a fresh counter on purpose, as in PyTorch: changes through it are invisible.
+    A view (``reshape``, ``x[0]``, ``detach()``) shares its base's counter, so a change made
+    through any of them is seen by all; ``.data`` gets a fresh one, as in PyTorch.
     """
 
     __slots__ = ("value",)
@@ -180,6 +228,7 @@ def _saved(t: Tensor) -> SavedVersion:
     return SavedVersion(t._version_counter, t._version_counter.value, t.shape, t.dtype, producer)
 
 
+# ---- Function: one differentiable operation -----------------------------------------------
 class Function:
     """One differentiable operation.
 
@@ -205,7 +254,8 @@ class Function:
     # later give the same Tensor object a new grad_fn.
     parents: tuple[Function | Tensor | None, ...] = ()
     saved: tuple[SavedVersion, ...] = ()
-    _hooks: tuple[Callable[[Tensor], Tensor | None], ...] = ()  # hooks of the output tensor
+    # The output tensor's hooks; replaced by add_hook, never mutated, so one empty default serves all.
+    _hooks: dict[int, Callable[[Tensor], Tensor | None]] = {}  # noqa: RUF012
     retained_by: Tensor | None = None  # the output tensor, if it called retain_grad()
     freed = False
 
@@ -227,9 +277,7 @@ class Function:
             _refuse_stale_view(a)
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
-        needs_grad = _grad_enabled.get() and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        )
+        needs_grad = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         result = Tensor(out, requires_grad=needs_grad)
         _share_counter_with_base(result, args)
         if needs_grad:
@@ -318,6 +366,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
+# ---- Tensor: the state autograd needs ---------------------------------------------------
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -344,10 +393,9 @@ class Tensor:
 
     ``grad_fn`` is the ``Function`` that made this tensor (``None`` for a leaf);
     ``grad`` collects dLoss/dself after ``backward`` for leaves (and for others that
-    called ``retain_grad``).
+    called ``retain_grad``). The methods below are the autograd core; operators and
+    the rest of PyTorch's methods are attached by ``tinyres/tensor_api.py``.
     """
-
-    __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
         self._data: np.ndarray = _as_array(data, dtype)
@@ -360,13 +408,13 @@ class Tensor:
                             "use float32, float64, an integer or bool dtype")
         self.grad: Tensor | None = None
         self.grad_fn: Function | None = None
-        self._hooks: list[Callable[[Tensor], Tensor | None]] = []  # a leaf's; see register_hook
+        self._hooks: dict[int, Callable[[Tensor], Tensor | None]] = {}  # a leaf's; see register_hook
+        self._post_accumulate_hooks: dict[int, Callable[[Tensor], None]] = {}
         self._version_counter = VersionCounter()
         self._is_view = False  # shares memory (and the counter) with another tensor
         self._view_version = 0  # the counter's value when the view was taken
         self.requires_grad = requires_grad
 
-    # ---- attributes -------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
         return self._requires_grad
@@ -374,32 +422,24 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if value and self._data.dtype.kind not in "fc":
-            raise RuntimeError(
-                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
-            )
+            raise RuntimeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
         if not value and self.grad_fn is not None:
-            raise RuntimeError(
-                "requires_grad can only be turned off on a leaf; use .detach() instead"
-            )
+            raise RuntimeError("requires_grad can only be turned off on a leaf; use .detach() instead")
         self._requires_grad = bool(value)
 
     @property
-    def data(self) -> Tensor:
-        """A Tensor sharing this one's memory, cut off from the graph (``torch``'s ``.data``).
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
 
-        Changes made through it reach this tensor, and autograd does not see them: it
-        has its own version counter, as in PyTorch. ``detach()`` is the safe variant.
-        """
+    @property
+    def data(self) -> Tensor:
+        """A Tensor sharing this one's memory, cut off from the graph (``torch``'s ``.data``): it has
+        its own version counter, so autograd does not see changes made through it (``detach()`` does)."""
         return Tensor(self._data)
 
     @data.setter
     def data(self, value: Any) -> None:
         self._data = _as_array(value)
-
-    @property
-    def _version(self) -> int:
-        """How many in-place changes this tensor's memory has seen (PyTorch's ``_version``)."""
-        return self._version_counter.value
 
     @property
     def shape(self) -> Size:
@@ -410,77 +450,10 @@ class Tensor:
         return self._data.dtype
 
     @property
-    def ndim(self) -> int:
-        return self._data.ndim
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has seen (PyTorch's ``_version``)."""
+        return self._version_counter.value
 
-    @property
-    def is_leaf(self) -> bool:
-        return self.grad_fn is None
-
-    @property
-    def T(self) -> Tensor:
-        return self.permute(*reversed(range(self.ndim)))
-
-    def dim(self) -> int:
-        return self._data.ndim
-
-    def size(self, dim: int | None = None) -> Size | int:
-        return Size(self._data.shape) if dim is None else self._data.shape[dim]
-
-    def numel(self) -> int:
-        return int(self._data.size)
-
-    def numpy(self) -> np.ndarray:
-        """The underlying array (shared, not copied), like ``torch.Tensor.numpy``."""
-        if self.requires_grad:
-            raise RuntimeError(
-                "can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
-            )
-        return self._data
-
-    def item(self) -> float | int | bool:
-        if self._data.size != 1:
-            raise ValueError(
-                f"only a one-element tensor converts to a Python scalar, got shape {self.shape}"
-            )
-        return self._data.reshape(()).item()
-
-    def tolist(self) -> Any:
-        return self._data.tolist()
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self._data if dtype is None else self._data.astype(dtype)
-
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return (self[i] for i in range(len(self)))
-
-    def __bool__(self) -> bool:
-        return bool(self.item())
-
-    def __float__(self) -> float:
-        return float(self.item())
-
-    def __int__(self) -> int:
-        return int(self.item())
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __repr__(self) -> str:
-        body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = f"shape={self._data.shape}, dtype={self.dtype}"
-        if self.grad_fn is not None:
-            extras += f", grad_fn={self.grad_fn!r}"
-        elif self.requires_grad:
-            extras += ", requires_grad=True"
-        return f"tensor({body}, {extras})"
-
-    # ---- graph handling ---------------------------------------------------------
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and its version counter), cut off from the graph."""
         out = Tensor(self._data)
@@ -492,8 +465,8 @@ class Tensor:
         if self.grad_fn is not None:
             self.grad_fn.retained_by = self
 
-    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> None:
-        """Call ``hook(grad)`` when this tensor's gradient is computed.
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; returns a handle.
 
         A hook that returns a tensor replaces the gradient, as in PyTorch; it must keep
         the gradient's shape and dtype. On a non-leaf the hook belongs to the op that
@@ -502,575 +475,25 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
-        if self.grad_fn is None:
-            self._hooks.append(hook)
-        else:
-            self.grad_fn._hooks = (*self.grad_fn._hooks, hook)
+        return add_hook(self if self.grad_fn is None else self.grad_fn, "_hooks", hook)
 
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        self.requires_grad = requires_grad
-        return self
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> RemovableHandle:
+        """Call ``hook(self)`` each time ``backward`` has added into this leaf's ``.grad``.
+
+        As in PyTorch: leaves only, the hook returns None, ``autograd.grad`` (which
+        leaves ``.grad`` alone) does not call it. Data-parallel training uses it to start
+        reducing a gradient as soon as it is complete.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return add_hook(self, "_post_accumulate_hooks", hook)
 
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        The graph is walked by ``backpropagate``; afterwards it is freed unless
-        ``retain_graph``.
+        The seed gradient is checked here; the graph is walked by ``WALK``'s function
+        (``walk`` above, unless replaced) and freed unless ``retain_graph``.
         """
-        backpropagate([self], [gradient], retain_graph)
-
-    # ---- operators (each is a Function in tinyres.ops) --------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return ops.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(other, self)
-
-    def __pow__(self, exponent: Any) -> Tensor:
-        return ops.pow(self, exponent)
-
-    def __rpow__(self, base: Any) -> Tensor:
-        return ops.pow(base, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul(other, self)
-
-    def __neg__(self) -> Tensor:
-        return ops.neg(self)
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return ops.index(self, index)
-
-    # Comparisons give boolean tensors and are not differentiable.
-    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self._data == _as_array(other))
-
-    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self._data != _as_array(other))
-
-    def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self._data < _as_array(other))
-
-    def __le__(self, other: Any) -> Tensor:
-        return Tensor(self._data <= _as_array(other))
-
-    def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self._data > _as_array(other))
-
-    def __ge__(self, other: Any) -> Tensor:
-        return Tensor(self._data >= _as_array(other))
-
-    # ---- methods ----------------------------------------------------------------
-    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return ops.sum(self, dim, keepdim)
-
-    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return ops.mean(self, dim, keepdim)
-
-    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        return ops.max(self, dim, keepdim)
-
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        if dim is None:
-            return Tensor(np.argmax(self._data))
-        return Tensor(np.argmax(self._data, axis=dim, keepdims=keepdim))
-
-    def exp(self) -> Tensor:
-        return ops.exp(self)
-
-    def log(self) -> Tensor:
-        return ops.log(self)
-
-    def sqrt(self) -> Tensor:
-        return ops.sqrt(self)
-
-    def abs(self) -> Tensor:
-        return ops.abs(self)
-
-    def relu(self) -> Tensor:
-        return ops.relu(self)
-
-    def sigmoid(self) -> Tensor:
-        return ops.sigmoid(self)
-
-    def tanh(self) -> Tensor:
-        return ops.tanh(self)
-
-    def view(self, *shape: Any) -> Tensor:
-        return ops.reshape(self, *shape)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return ops.reshape(self, *shape)
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return ops.flatten(self, start_dim, end_dim)
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        return ops.unsqueeze(self, dim)
-
-    def squeeze(self, dim: int | None = None) -> Tensor:
-        return ops.squeeze(self, dim)
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return ops.transpose(self, dim0, dim1)
-
-    def permute(self, *dims: Any) -> Tensor:
-        return ops.permute(self, *dims)
-
-    def contiguous(self) -> Tensor:
-        """Self if its array is C-ordered, else a C-ordered copy in the graph (as PyTorch)."""
-        return self if self._data.flags.c_contiguous else ops.clone(self)
-
-    def clone(self) -> Tensor:
-        return ops.clone(self)
-
-    def float(self) -> Tensor:
-        return ops.cast(self, np.float32)
-
-    def double(self) -> Tensor:
-        return ops.cast(self, np.float64)
-
-    def long(self) -> Tensor:
-        return Tensor(self._data.astype(np.int64))
-    # ---- in-place operations (PyTorch's trailing underscore; each bumps the version) -----
-    def _inplace(self, fn: type[Function], *args: Any, **options: Any) -> Tensor:
-        """Compute ``fn(self, *args)`` and write it into this tensor's memory.
-
-        When a graph is recorded, this tensor takes the new op as its ``grad_fn``; the
-        op's inputs keep the old version's node, so consumers of the old value still
-        send their gradient to it. An op whose backward reads its first input gets a
-        copy of the old value, which the write would otherwise destroy.
-        """
-        recording = _grad_enabled.get() and any(
-            isinstance(a, Tensor) and a.requires_grad for a in (self, *args)
-        )
-        if recording:
-            _refuse_inplace_in_graph(self)
-        source = self._old_version() if recording and fn.saves_input(0, (self, *args)) else self
-        result = fn.apply(source, *args, **options)
-        if result.shape != self.shape:
-            raise RuntimeError(
-                f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(result.shape)}"
-            )
-        if not np.can_cast(result.dtype, self.dtype, casting="same_kind"):
-            raise RuntimeError(
-                f"result type {result.dtype} can't be cast to the desired output type {self.dtype}"
-            )
-        self._data[...] = result._data
-        self._version_counter.value += 1
-        if recording:
-            self._take_history(result)
-        return self
-
-    def _old_version(self) -> Tensor:
-        """A copy of this tensor's value that stands for it in the graph (same grad_fn)."""
-        old = Tensor(self._data.copy())
-        old.grad_fn, old._requires_grad = self.grad_fn, self.requires_grad
-        return old
-
-    # ---- PyTorch-program plumbing -------------------------------------------------
-    # What public PyTorch code calls around its models (devices, conversions, the
-    # comparisons and reductions of accuracy code); the ops live in tinyres.ops.
-    @property
-    def device(self) -> device:
-        return device("cpu")
-
-    @property
-    def is_cuda(self) -> bool:
-        return False
-
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other)``: a float
-        cast is differentiable; the device must be the CPU; ``non_blocking``/``copy`` as PyTorch."""
-        copy = kwargs.pop("copy", False)
-        kwargs.pop("non_blocking", None)
-        unknown = set(kwargs) - {"dtype", "device"}
-        if unknown:
-            raise TypeError(f"Tensor.to() got unexpected keyword arguments {sorted(unknown)}")
-        dtype = None
-        for arg in (*args, *kwargs.values()):
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif arg is not None:
-                dtype = float_dtype_or_device(arg, "Tensor.to") or dtype
-        out = self if dtype is None else ops.cast(self, dtype)
-        return ops.clone(out) if copy and out is self else out
-
-    def cpu(self) -> Tensor:
-        return self
-
-    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
-        refuse_device("cuda")
-        return self  # unreachable: refuse_device raises
-
-    def half(self) -> Tensor:
-        refuse_half("Tensor.half")
-        return self  # unreachable: refuse_half raises
-
-    def type_as(self, other: Tensor) -> Tensor:
-        return self.to(other.dtype)
-
-    def bool(self) -> Tensor:
-        return Tensor(self._data.astype(np.bool_))
-
-    def int(self) -> Tensor:
-        return Tensor(self._data.astype(np.int32))
-
-    def __index__(self) -> int:
-        """A one-element integer tensor used as an index: ``classes[labels[j]]``."""
-        if self._data.size != 1 or self._data.dtype.kind not in "iub":
-            raise TypeError(
-                f"only one-element integer tensors can be used as an index, got shape {self.shape} "
-                f"and dtype {self.dtype}"
-            )
-        return int(self._data.reshape(()))
-
-    def add(self, other: Any) -> Tensor:
-        return ops.add(self, other)
-
-    def sub(self, other: Any) -> Tensor:
-        return ops.sub(self, other)
-
-    def mul(self, other: Any) -> Tensor:
-        return ops.mul(self, other)
-
-    def div(self, other: Any) -> Tensor:
-        return ops.div(self, other)
-
-    def eq(self, other: Any) -> Tensor:
-        return ops.eq(self, other)
-
-    def ne(self, other: Any) -> Tensor:
-        return ops.ne(self, other)
-
-    def lt(self, other: Any) -> Tensor:
-        return ops.lt(self, other)
-
-    def le(self, other: Any) -> Tensor:
-        return ops.le(self, other)
-
-    def gt(self, other: Any) -> Tensor:
-        return ops.gt(self, other)
-
-    def ge(self, other: Any) -> Tensor:
-        return ops.ge(self, other)
-
-    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        return ops.min(self, dim, keepdim)
-
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return ops.argmin(self, dim, keepdim)
-
-    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
-        return ops.topk(self, k, dim, largest, sorted)
-
-    def sort(self, dim: int = -1, descending: bool = False) -> Any:
-        return ops.sort(self, dim, descending)
-
-    def gather(self, dim: int, index: Tensor) -> Tensor:
-        return ops.gather(self, dim, index)
-
-    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
-        return ops.var(self, dim, unbiased, keepdim, **kwargs)
-
-    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, **kwargs: Any) -> Tensor:
-        return ops.std(self, dim, unbiased, keepdim, **kwargs)
-
-    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
-        return ops.clamp(self, min, max)
-
-    clip = clamp
-
-    def softmax(self, dim: int) -> Tensor:
-        return ops.softmax(self, dim)
-
-    def log_softmax(self, dim: int) -> Tensor:
-        return ops.log_softmax(self, dim)
-
-    def masked_fill(self, mask: Any, value: Any) -> Tensor:
-        return ops.masked_fill(self, mask, value)
-
-    def where(self, condition: Any, other: Any) -> Tensor:
-        return ops.where(condition, self, other)
-
-    def t(self) -> Tensor:
-        return ops.t(self)
-
-    def expand(self, *sizes: Any) -> Tensor:
-        return ops.expand(self, *sizes)
-
-    def expand_as(self, other: Tensor) -> Tensor:
-        return ops.expand(self, other.shape)
-
-    def view_as(self, other: Tensor) -> Tensor:
-        return ops.reshape(self, other.shape)
-
-    def reshape_as(self, other: Tensor) -> Tensor:
-        return ops.reshape(self, other.shape)
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
-        """Fill with N(mean, std^2) samples in place (old init code: ``w.data.normal_(0, s)``)."""
-        from tinyres.nn import init  # nn builds on the engine, so imported when used
-
-        return init.normal_(self, mean, std)
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
-        """Fill with U[a, b) samples in place."""
-        from tinyres.nn import init
-
-        return init.uniform_(self, a, b)
-
-    def __format__(self, spec: str) -> str:
-        """``f"{loss:.3f}"`` formats a one-element tensor as its number, as PyTorch does."""
-        if spec and self._data.size == 1:
-            return format(self.item(), spec)
-        return format(repr(self), spec)
-
-    def _take_history(self, result: Tensor) -> None:
-        """Make ``result``'s op this tensor's ``grad_fn``; what it saved of ``result`` is now us."""
-        fn = result.grad_fn
-        fn.saved = tuple(
-            s._replace(counter=self._version_counter, version=self._version)
-            if s.counter is result._version_counter else s
-            for s in fn.saved
-        )
-        if self.grad_fn is not None and self.grad_fn.retained_by is self:
-            self.grad_fn.retained_by, fn.retained_by = None, self
-        self.grad_fn, self._requires_grad = fn, True
-
-    def add_(self, other: Any, *, alpha: float = 1) -> Tensor:
-        return self._inplace(ops.elementwise.Add, _operand(self, other if alpha == 1 else other * alpha))
-
-    def sub_(self, other: Any, *, alpha: float = 1) -> Tensor:
-        return self._inplace(ops.elementwise.Sub, _operand(self, other if alpha == 1 else other * alpha))
-
-    def mul_(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.Mul, _operand(self, other))
-
-    def div_(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.Div, _operand(self, other))
-
-    def copy_(self, src: Any) -> Tensor:
-        source = src if isinstance(src, Tensor) else Tensor(_as_array(src, self.dtype))
-        return self._inplace(ops.elementwise.Copy, source)
-
-    def fill_(self, value: Any) -> Tensor:
-        return self.copy_(value)
-
-    def zero_(self) -> Tensor:
-        return self.copy_(0)
-
-    def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:
-        lo, hi = ops.compare.clamp_bounds(min, max, "clamp_")
-        return self._inplace(ops.compare.Clamp, lo=lo, hi=hi)
-
-    def relu_(self) -> Tensor:
-        return self._inplace(ops.elementwise.Relu)
-
-    def __iadd__(self, other: Any) -> Tensor:
-        return self.add_(other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self.sub_(other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self.mul_(other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self.div_(other)
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        index = ops.shape.as_index(index)
-        value = value if isinstance(value, Tensor) else Tensor(_as_array(value, self.dtype))
-        if _grad_enabled.get() and (self.requires_grad or value.requires_grad):
-            self._inplace(ops.shape.IndexPut, value, index=index)
-        else:  # nothing to record: write straight into memory, no copy of the whole tensor
-            self._data[index] = value._data
-            self._version_counter.value += 1
-
-
-def _operand(x: Tensor, other: Any) -> Any:
-    """``other`` as the second operand of a binary op on ``x`` (a number takes x's dtype)."""
-    return ops.elementwise.operands(x, other)[1]
-
-
-def _refuse_inplace_in_graph(t: Tensor) -> None:
-    """Refuse the in-place changes reverse mode cannot record (PyTorch refuses the first)."""
-    if t.requires_grad and t.grad_fn is None:
-        raise RuntimeError(
-            "a leaf Variable that requires grad is being used in an in-place operation. "
-            "Change it inside `with tinyres.no_grad():` (as optimizers do), or change a clone()."
-        )
-    if t._is_view:
-        # PyTorch rewrites the history of the view's base; tinyres does not, and refuses
-        # rather than give the base a stale gradient.
-        raise RuntimeError(
-            "an in-place operation on a view (reshape, slice, detach) is not recorded by tinyres "
-            "autograd; write into the base tensor instead (base[index] = value), or clone() the view"
-        )
-
-
-def _seed_gradient(root: Tensor, gradient: Any) -> np.ndarray:
-    """The gradient backward starts from: ones for a scalar, else ``gradient`` checked."""
-    if not root.requires_grad:
-        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-    if gradient is None:
-        if root._data.size != 1:
-            raise RuntimeError(
-                "grad can be implicitly created only for scalar outputs; "
-                f"this tensor has shape {root.shape}, so pass gradient= of that shape"
-            )
-        return np.ones_like(root._data)
-    seed = _as_array(gradient, dtype=root.dtype)
-    if seed.shape != root.shape:
-        raise RuntimeError(f"gradient has shape {seed.shape}, expected the tensor's shape {root.shape}")
-    return seed
-
-
-def _run_hooks(hooks: Any, grad: np.ndarray) -> np.ndarray:
-    """Call each hook on ``grad``; a returned gradient replaces it if shape and dtype match.
-
-    Checked here, before any op's backward (or a Numba kernel, which does not check
-    bounds) sees the replacement.
-    """
-    for hook in hooks:
-        replaced = hook(Tensor(grad))
-        if replaced is None:
-            continue
-        new = replaced._data if isinstance(replaced, Tensor) else np.asarray(replaced)
-        name = getattr(hook, "__name__", repr(hook))
-        if new.shape != grad.shape:
-            raise RuntimeError(
-                f"hook '{name}' has changed the size of value (was {list(grad.shape)} got {list(new.shape)})"
-            )
-        if new.dtype != grad.dtype:
-            raise RuntimeError(
-                f"hook '{name}' has changed the type of value (was {grad.dtype} got {new.dtype})"
-            )
-        grad = new
-    return grad
-
-
-def _accumulate(leaf: Tensor, grad: np.ndarray) -> None:
-    """Add ``grad`` into ``leaf.grad``.
-
-    A copy, so .grad never aliases an array an op still holds; order="K" keeps the
-    memory layout (a channels-last gradient stays so) instead of paying for a
-    transposing copy.
-    """
-    total = grad.copy(order="K") if leaf.grad is None else leaf.grad._data + grad
-    leaf.grad = Tensor(total)
-
-
-def _input_gradients(fn: Function, grad: np.ndarray) -> Iterator[tuple[Function | Tensor, np.ndarray]]:
-    """Run ``fn.backward`` after checking its saved tensors; yield (parent, gradient) pairs."""
-    if fn.freed:
-        raise RuntimeError(
-            "Trying to backward through the graph a second time: its saved values were freed "
-            "by the first backward(). Pass retain_graph=True to the first call if you need to."
-        )
-    for saved in fn.saved:
-        saved.check()
-    input_grads = fn.backward(grad)
-    if len(input_grads) != len(fn.inputs):
-        raise RuntimeError(
-            f"{type(fn).__name__}.backward returned {len(input_grads)} gradients for {len(fn.inputs)} inputs"
-        )
-    for parent, inp, g in zip(fn.parents, fn.inputs, input_grads):
-        if parent is not None and g is not None:
-            yield parent, unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)
-
-
-def backpropagate(
-    outputs: list[Tensor], gradients: list[Any], retain_graph: bool, inputs: list[Tensor] | None = None
-) -> list[np.ndarray | None] | None:
-    """The reverse-mode walk behind ``Tensor.backward`` and ``tinyres.autograd.grad``.
-
-    Starts from each output with its gradient (``None``: ones for a one-element output)
-    and visits the graph in reverse topological order (``_topological_order``: no
-    recursion, so a chain of 10,000 ops is fine); each node's gradient is complete
-    before it is passed on, even where the node is reused (``b = a + a``).
-
-    Without ``inputs`` (``backward``) leaf gradients are added into ``.grad`` and
-    ``retain_grad`` tensors get theirs. With ``inputs`` (``autograd.grad``) no ``.grad``
-    is touched: the gradient reaching each input's node is returned, ``None`` where
-    none arrived. Each op is released after its backward unless ``retain_graph``.
-    """
-    for out in outputs:
-        _refuse_stale_view(out)
-    grads: dict[int, np.ndarray] = {}
-    for out, gradient in zip(outputs, gradients, strict=True):
-        seed, root = _seed_gradient(out, gradient), _node(out)
-        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
-    wanted = None if inputs is None else {id(_node(t)) for t in inputs}
-    captured: dict[int, np.ndarray] = {}
-    for node in _topological_order(*(_node(out) for out in outputs)):
-        grad = grads.pop(id(node), None)
-        if grad is None:
-            continue
-        grad = _run_hooks(node._hooks, grad)
-        if wanted is not None and id(node) in wanted:
-            captured[id(node)] = grad
-        if isinstance(node, Tensor):
-            if wanted is None:
-                _accumulate(node, grad)
-            continue
-        if wanted is None and node.retained_by is not None:
-            node.retained_by.grad = Tensor(grad.copy(order="K"))
-        for parent, g in _input_gradients(node, grad):
-            grads[id(parent)] = grads[id(parent)] + g if id(parent) in grads else g
-        if not retain_graph:
-            node.release()
-    return None if inputs is None else [captured.get(id(_node(t))) for t in inputs]
-
-
-def _topological_order(*roots: Function | Tensor) -> list[Function | Tensor]:
-    """Graph nodes reachable from ``roots``, consumers first: ops (``Function``) and leaf tensors.
-
-    An iterative depth-first search: each node is appended after all nodes it was
-    computed from, so the reversed list visits every consumer of a node before the
-    node itself, and its gradient is complete when its turn comes.
-    """
-    order: list[Function | Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Function | Tensor, bool]] = [(root, False) for root in reversed(roots)]
-    while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if isinstance(node, Function):
-            for parent in node.parents:
-                if parent is not None and id(parent) not in visited:
-                    stack.append((parent, False))
-    order.reverse()
-    return order
-
-
-# The ops build Tensors, so they import this module; importing them last breaks the cycle.
-from tinyres import ops  # noqa: E402
+        WALK.get()(self, _seed_gradient(self, gradient), retain_graph)

@@ -32,7 +32,9 @@ im2col over a whole forward + backward (large 64+-channel planes), im2col elsewh
 The kernel modules of one family follow one protocol, written in
 ``docs/architecture.md`` (for example a convolution module has
 ``forward(x, w, b, stride, padding, dilation) -> (y, saved)`` and
-``backward(grad, saved, input_grad, bias_grad) -> (dx, dw, db)``).
+``backward(grad, saved, input_grad, bias_grad) -> (dx, dw, db)``); ``register``
+refuses a module that lacks one of its family's functions (``PROTOCOLS``).
+``adaptive_avg_pool2d`` has no family of its own: the ``avg_pool2d`` modules serve it.
 """
 
 from __future__ import annotations
@@ -69,10 +71,36 @@ _algorithm: contextvars.ContextVar[tuple[str, int | None]] = contextvars.Context
 )
 
 
+# What a module of each family must provide: the functions its op calls. ``avg_pool2d``
+# serves ``adaptive_avg_pool2d`` too (one module, two pairs of functions).
+PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "conv2d/im2col": ("forward", "backward"),
+    "conv2d/winograd": ("forward", "backward", "with_tile"),
+    "batch_norm": ("forward", "backward"),
+    "max_pool2d": ("max_pool2d_forward", "max_pool2d_backward"),
+    "avg_pool2d": ("avg_pool2d_forward", "avg_pool2d_backward",
+                   "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"),
+    "relu": ("forward", "backward"),
+}
+
+
 def register(family: str, tier: str, module: ModuleType) -> None:
-    """Make ``module`` the ``tier`` kernels of ``family`` (e.g. ``"conv2d/winograd"``)."""
+    """Make ``module`` the ``tier`` kernels of ``family`` (e.g. ``"conv2d/winograd"``).
+
+    Checked here, not at the first forward: the tier, and that the module has every
+    function of the family's protocol (``PROTOCOLS``; a new convolution algorithm
+    ``"conv2d/<name>"`` follows im2col's).
+    """
     if tier not in TIERS:
         raise ValueError(f"unknown kernel tier {tier!r}; expected one of {TIERS}")
+    if family not in PROTOCOLS and not family.startswith("conv2d/"):
+        raise ValueError(f"unknown kernel family {family!r}; expected one of {sorted(PROTOCOLS)} "
+                         "or 'conv2d/<algorithm>'")
+    needed = PROTOCOLS.get(family, PROTOCOLS["conv2d/im2col"])
+    missing = [name for name in needed if not callable(getattr(module, name, None))]
+    if missing:
+        raise TypeError(f"{getattr(module, '__name__', module)!r} cannot serve {family!r}: it lacks "
+                        f"{missing} (the family's protocol is {list(needed)})")
     KERNELS.setdefault(family, {})[tier] = module
 
 

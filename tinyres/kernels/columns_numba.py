@@ -196,6 +196,7 @@ def columns(x_nhwc: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilat
     N, _, _, C = x_nhwc.shape
     (kH, kW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
     cols = columns_buffer(N * Ho * Wo, kH * kW * C, x_nhwc.dtype)
+    _check(x_nhwc, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, cols, "cols")  # a public name: sizes checked
     if C < FEW_CHANNELS and (dH, dW) == (1, 1):
         _im2col_nhwc_rows(x_nhwc, kH, kW, sH, sW, pH, pW, Ho, Wo, cols)
     else:

@@ -8,7 +8,7 @@ tinyres.Size([2, 4, 8, 8])
 """
 
 from tinyres.nn import functional, init, utils
-from tinyres.nn.activation import Dropout, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinyres.nn.activation import Dropout, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.container import ModuleDict, ModuleList, Sequential
 from tinyres.nn.conv import Conv2d
@@ -44,6 +44,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",

@@ -9,7 +9,7 @@ from tinyres import ops
 from tinyres.engine import Tensor
 from tinyres.ops.conv import conv2d
 from tinyres.ops.dropout import dropout
-from tinyres.ops.elementwise import leaky_relu
+from tinyres.ops.elementwise import leaky_relu, silu
 from tinyres.ops.linear import linear
 from tinyres.ops.loss import cross_entropy, log_softmax, mse_loss, nll_loss, softmax
 from tinyres.ops.norm import batch_norm
@@ -59,6 +59,7 @@ __all__ = [
     "pad",
     "relu",
     "relu_",
+    "silu",
     "softmax",
     "unfold",
 ]

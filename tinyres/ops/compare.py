@@ -24,8 +24,12 @@ from tinyres.engine import Function, Tensor
 from tinyres.ops.elementwise import operands
 
 
-def _array(value: Any) -> np.ndarray:
-    return value._data if isinstance(value, Tensor) else np.asarray(value)
+def _array(value: Any) -> Any:
+    """A Tensor's array; a Python number stays one, so NumPy compares it in the tensor's
+    dtype as PyTorch does (``float32 tensor == 0.1`` is True where the float32 is 0.1)."""
+    if isinstance(value, Tensor):
+        return value._data
+    return value if isinstance(value, (bool, int, float)) else np.asarray(value)
 
 
 def eq(x: Tensor, other: Any) -> Tensor:
@@ -53,7 +57,7 @@ def ge(x: Tensor, other: Any) -> Tensor:
 
 
 def _bool_mask(mask: Any, op: str) -> np.ndarray:
-    m = _array(mask)
+    m = np.asarray(_array(mask))
     if m.dtype != np.bool_:
         raise TypeError(f"{op}: the condition/mask must be a boolean tensor, got dtype {m.dtype}")
     return m
@@ -91,23 +95,24 @@ def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
 class Clamp(Function):
     """z = min(max(x, lo), hi);  dz/dx = 1 where lo <= x <= hi, else 0 (PyTorch's choice).
 
-    Backward reads only the mask made at forward; x is declared saved anyway because
-    PyTorch saves it, so the same in-place changes raise in both.
+    Backward makes the mask from x, as PyTorch's does, so x is saved (and nothing else
+    is kept from forward).
     """
 
     saved_inputs = ((0,),)
 
     def forward(self, x: np.ndarray, *, lo: float | None, hi: float | None) -> np.ndarray:
-        self.inside = np.ones(x.shape, dtype=bool)
-        if lo is not None:
-            self.inside &= x >= lo
-        if hi is not None:
-            self.inside &= x <= hi
+        self.x, self.lo, self.hi = x, lo, hi
         # The bounds take x's dtype, so a float32 tensor stays float32.
         return np.clip(x, None if lo is None else x.dtype.type(lo), None if hi is None else x.dtype.type(hi))
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        return (grad * self.inside,)
+        inside = np.ones(self.x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= self.x >= self.lo
+        if self.hi is not None:
+            inside &= self.x <= self.hi
+        return (grad * inside,)
 
 
 def clamp_bounds(min: Any, max: Any, op: str = "clamp") -> tuple[float | None, float | None]:

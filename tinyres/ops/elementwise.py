@@ -305,6 +305,12 @@ def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
+def silu(x: Tensor) -> Tensor:
+    """x * sigmoid(x) (``torch.nn.functional.silu``), composed: its backward is the product
+    rule over ``Mul`` and ``Sigmoid``, so it needs no ``Function`` of its own."""
+    return x * sigmoid(x)
+
+
 def tanh(x: Tensor) -> Tensor:
     return Tanh.apply(x)
 

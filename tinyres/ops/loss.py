@@ -125,7 +125,9 @@ def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     if t.size and (t.min() < 0 or t.max() >= input.shape[1]):
         raise IndexError(f"nll_loss: target {t.min() if t.min() < 0 else t.max()} is out of range "
                          f"for {input.shape[1]} classes")
-    return _reduce(-input[np.arange(len(t)), t], reduction, "nll_loss")
+    # A copy of the (N,) labels: the index op's backward reads it, and a later in-place
+    # change of the target tensor must not move the gradient.
+    return _reduce(-input[np.arange(len(t)), t.copy()], reduction, "nll_loss")
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

@@ -29,11 +29,11 @@ from tinyres.ops.validate import as_pair, check_float, check_ndim
 class MaxPool2DWithIndices(Function):
     """z = the maximum of each window;  the gradient goes to the (first) maximum.
 
-    Backward reads only the saved indices; x is declared saved anyway because PyTorch
-    saves it, so the same in-place changes raise in both.
+    Backward reads only the indices made at forward, never x, so x is not declared
+    saved: changing x in place after forward leaves the gradient right. (PyTorch saves
+    x anyway and raises there; tinyres declares only what backward reads, which
+    ``tests/test_saved_declarations.py`` checks.)
     """
-
-    saved_inputs = ((0,),)
 
     def forward(
         self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
