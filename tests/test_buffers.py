@@ -56,9 +56,12 @@ def test_the_free_list_is_bounded_by_the_most_memory_in_use_at_once_and_release_
     del held
     gc.collect()
     assert 0 < buffers.kept_bytes() <= buffers._high_water
-    # A run whose sizes change: the new size's blocks do not pile on top without bound.
+    # A run whose sizes change: the cache frees old sizes' blocks for the new ones, so kept and
+    # handed-out memory together stay at or below the most ever handed out at once.
     for rows in range(300, 340):
-        buffers.empty((rows, 1024), np.float32)
+        held = [buffers.empty((rows, 1024), np.float32), buffers.empty((rows, 512), np.float32)]
+        assert buffers.kept_bytes() + buffers._in_use <= buffers._high_water
+        del held
     assert buffers.kept_bytes() <= buffers._high_water
     now = buffers.kept_bytes()
     assert now > 0 and buffers.release() == now

@@ -41,7 +41,7 @@ _lock = threading.Lock()  # guards the values below; a block returns from whiche
 _free: dict[int, list[np.ndarray]] = {}  # size in bytes -> kept blocks (uint8)
 _kept = 0  # bytes in _free
 _in_use = 0  # bytes handed out and not yet back
-_high_water = 0  # the most bytes ever in use at once: the free list's bound
+_high_water = 0  # the most bytes ever in use at once: kept + in use stays at or below it
 
 
 def empty(shape: Any, dtype: Any) -> np.ndarray:
@@ -59,6 +59,8 @@ def empty(shape: Any, dtype: Any) -> np.ndarray:
             _kept -= size
         _in_use += size
         _high_water = max(_high_water, _in_use)
+        if block is None:
+            _evict()
     if block is None:
         block = np.empty(size, np.uint8)
     # A fresh array object over the block, whose base is a memoryview (not an ndarray): every
@@ -86,9 +88,24 @@ def _give_back(block: np.ndarray) -> None:
     global _kept, _in_use
     with _lock:
         _in_use -= block.size
-        if _kept + block.size <= _high_water:
-            _free.setdefault(block.size, []).append(block)
-            _kept += block.size
+        _free.setdefault(block.size, []).append(block)
+        _kept += block.size
+
+
+def _evict() -> None:
+    """Free kept blocks until kept + in use is at most the most ever in use (called under the lock).
+
+    So the cache never holds more memory than the kernels' arrays once needed at the same
+    time: with it, a run's peak memory is what it would be without it.
+    """
+    global _kept
+    for size in list(_free):
+        blocks = _free[size]
+        while blocks and _kept + _in_use > _high_water:
+            blocks.pop()
+            _kept -= size
+        if not blocks:
+            del _free[size]
 
 
 def release() -> int:
