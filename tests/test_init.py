@@ -87,6 +87,19 @@ def test_fills_keep_dtype_and_skip_the_graph():
     assert w.dtype == np.float64 and w.is_leaf and w.requires_grad
 
 
+@pytest.mark.parametrize("name, args", [("normal_", (1.0, 2.0)), ("uniform_", (-1.0, 3.0))])
+def test_random_fills_are_the_tensor_methods(name, args):
+    """nn.init's normal_/uniform_ call Tensor's: the same draws from the same seed, and a
+    clear TypeError (not an AttributeError) for something that is not a Tensor."""
+    tr.manual_seed(7)
+    by_init = getattr(init, name)(tr.zeros(3, 4, dtype=tr.float64), *args).numpy().copy()
+    tr.manual_seed(7)
+    by_method = getattr(tr.zeros(3, 4, dtype=tr.float64), name)(*args).numpy()
+    np.testing.assert_array_equal(by_init, by_method)
+    with pytest.raises(TypeError, match="init functions fill a tinyres Tensor, got list"):
+        getattr(init, name)([1.0, 2.0], *args)
+
+
 def test_zero_element_tensor_is_a_no_op():
     w = tr.zeros(0, 3)
     assert init.kaiming_uniform_(w) is w and init.xavier_normal_(w) is w

@@ -150,6 +150,77 @@ def test_pytorch_raises_in_the_same_cases(case):
         case(torch)
 
 
+# ---- an index tensor changed in place after the indexing op --------------------------
+# Backward scatters the gradient through the index, so it reads the index tensor: PyTorch
+# saves it, and an in-place change before backward raises instead of moving the gradient.
+
+def integer_index_refilled(lib):
+    x = leaf([1.0, 2.0, 3.0, 4.0], lib)
+    i = lib.tensor([0, 1])
+    y = x[i] * lib.tensor([10.0, 20.0])
+    i.fill_(3)
+    y.sum().backward()
+    return x.grad
+
+
+def mask_changed(lib):
+    x = leaf([1.0, 2.0, 3.0, 4.0], lib)
+    mask = lib.tensor([True, False, True, False])
+    y = x[mask] * lib.tensor([10.0, 20.0])
+    mask[1] = True
+    y.sum().backward()
+    return x.grad
+
+
+def index_in_a_tuple_refilled(lib):
+    x = leaf([[1.0, 2.0], [3.0, 4.0]], lib)
+    i = lib.tensor([0, 1])
+    y = x[i, i] * lib.tensor([10.0, 20.0])
+    i.fill_(0)
+    y.sum().backward()
+    return x.grad
+
+
+def assignment_index_refilled(lib):
+    x = leaf([1.0, 2.0], lib)
+    z = lib.zeros(4) * 1.0
+    i = lib.tensor([0, 1])
+    z[i] = x * lib.tensor([10.0, 20.0])
+    i.fill_(3)
+    z.sum().backward()
+    return x.grad
+
+
+INDEX_CHANGED = [integer_index_refilled, mask_changed, index_in_a_tuple_refilled, assignment_index_refilled]
+
+
+@pytest.mark.parametrize("case", INDEX_CHANGED, ids=lambda f: f.__name__)
+def test_index_changed_in_place_after_forward_raises(case):
+    with pytest.raises(RuntimeError, match=rf"{MODIFIED}: \[(int64|bool) \[[0-9, ]+\]\] is at version 1; "
+                                           r"expected version 0 instead"):
+        case(tr)
+
+
+@pytest.mark.parametrize("case", INDEX_CHANGED, ids=lambda f: f.__name__)
+def test_pytorch_raises_when_the_index_changed(case):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        case(torch)
+
+
+def test_index_changed_only_after_backward_gives_the_gradient():
+    """The saved index is checked when backward runs, not later: no error, the right gradient."""
+    grads = []
+    for lib in (tr, pytest.importorskip("torch")):
+        x = leaf([1.0, 2.0, 3.0, 4.0], lib)
+        i = lib.tensor([0, 1, 1])
+        y = x[i] * lib.tensor([10.0, 20.0, 30.0])
+        y.sum().backward()
+        i.fill_(3)
+        grads.append(x.grad.tolist())
+    assert grads[0] == grads[1] == [10.0, 50.0, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("case", LEAF_REFUSED, ids=lambda f: f.__name__)
 def test_in_place_on_a_leaf_that_requires_grad_is_refused(case):
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):

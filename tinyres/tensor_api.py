@@ -261,12 +261,13 @@ class TensorMethods:
         return self._inplace(ops.elementwise.Relu)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        index = ops.shape.as_index(index)
+        array_index = ops.shape.as_index(index)
         value = value if isinstance(value, Tensor) else Tensor(_as_array(value, self.dtype))
         if is_grad_enabled() and (self.requires_grad or value.requires_grad):
-            self._inplace(ops.shape.IndexPut, value, index=index)
+            self._inplace(ops.shape.IndexPut, value, index=array_index)
+            ops.shape.save_index(self.grad_fn, index)  # IndexPut's backward reads the index
         else:  # nothing to record: write straight into memory, no copy of the whole tensor
-            self._data[index] = value._data
+            self._data[array_index] = value._data
             self._version_counter.value += 1
 
     def _inplace(self, fn: type[Function], *args: Any, **options: Any) -> Tensor:

@@ -29,10 +29,13 @@ gamma / sqrt(var + eps) * dy. In both modes dgamma = sum(dy * xhat), dbeta = sum
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+
+from tinyres.kernels.protocol import build
 
 AXES = (0, 2)  # batch and spatial axes of the (N, C, S) view; the statistics reduce over them
 
@@ -98,31 +101,39 @@ class Saved(NamedTuple):
     training: bool
 
 
-def protocol(
-    train: Callable, evaluate: Callable, array_backward: Callable
-) -> tuple[Callable[..., tuple[np.ndarray, Saved]], Callable[..., tuple[np.ndarray, ...]]]:
-    """The tier protocol's ``forward`` and ``backward`` (``docs/architecture.md``) around a
-    module's ``train_forward``, ``eval_forward`` and ``batch_norm_backward``."""
+def normalise(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+    running: tuple[np.ndarray, np.ndarray] | None = None,
+    *, train: Callable = train_forward, evaluate: Callable = eval_forward,
+) -> tuple[np.ndarray, Saved]:
+    """(y, saved): normalised with the batch's statistics by ``train``, or, given
+    ``running`` = (mean, var), with those by ``evaluate`` (eval mode)."""
+    if running is None:
+        y, mean, var, inv_std = train(x, gamma, beta, eps)
+    else:
+        mean, var = running[0].astype(x.dtype), running[1]
+        inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+        y = evaluate(x, mean, inv_std, gamma, beta)
+    return y, Saved(x, mean, var, inv_std, gamma, training=running is None)
 
-    def forward(
-        x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
-        running: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, Saved]:
-        """(y, saved): normalised with the batch's statistics, or, given ``running`` =
-        (mean, var), with those (eval mode)."""
-        if running is None:
-            y, mean, var, inv_std = train(x, gamma, beta, eps)
-        else:
-            mean, var = running[0].astype(x.dtype), running[1]
-            inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-            y = evaluate(x, mean, inv_std, gamma, beta)
-        return y, Saved(x, mean, var, inv_std, gamma, training=running is None)
 
-    def backward(dy: np.ndarray, saved: Saved) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dx, dgamma, dbeta) from ``forward``'s saved object."""
-        return array_backward(dy, saved.x, saved.mean, saved.inv_std, saved.gamma, saved.training)
+def save(args: tuple, options: dict, result: tuple[np.ndarray, Saved]) -> tuple[np.ndarray, Saved]:
+    """Batch norm's (y, saved): ``normalise`` already made the ``Saved`` record."""
+    return result
 
-    return forward, backward
+
+def read(saved: Saved) -> tuple[tuple, dict]:
+    """``batch_norm_backward``'s arguments after dy: the input, the statistics it was
+    normalised with, gamma and the mode (the op, not backward, reads ``var``)."""
+    return (saved.x, saved.mean, saved.inv_std, saved.gamma, saved.training), {}
+
+
+def protocol(train: Callable, evaluate: Callable, array_backward: Callable) -> tuple[Callable, Callable]:
+    """A batch norm module's ``forward(x, gamma, beta, eps, running=None) -> (y, saved)`` and
+    ``backward(dy, saved) -> (dx, dgamma, dbeta)`` around its ``train_forward``,
+    ``eval_forward`` and ``batch_norm_backward`` (``tinyres.kernels.protocol``)."""
+    array_forward = functools.partial(normalise, train=train, evaluate=evaluate)
+    return build(array_forward, array_backward, save=save, read=read)
 
 
 forward, backward = protocol(train_forward, eval_forward, batch_norm_backward)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyres.kernels.protocol import build
 from tinyres.kernels.sizes import Pair, output_size
 
 
@@ -90,21 +91,24 @@ def conv2d_backward(
     return (dx if input_grad else None), dw, db
 
 
+def save(args: tuple, options: dict, y: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """A convolution's (y, saved): x and w as the kernels read them (in the layout
+    ``prepare`` gave x), the geometry and the options (Winograd's tile m); not the bias."""
+    x, w, _, stride, padding, dilation = args
+    return y, (x, w, stride, padding, dilation, options)
 
-def protocol(array_forward, array_backward):
-    """The tier protocol's ``forward`` and ``backward`` (``docs/architecture.md``) around a
-    module's ``conv2d_forward``/``conv2d_backward``, saving x and w as they come."""
 
-    def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair,
-                dilation: Pair) -> tuple[np.ndarray, tuple]:
-        """(y, saved), saved being what ``backward`` needs."""
-        return array_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+def read(saved: tuple) -> tuple[tuple, dict]:
+    """``conv2d_backward``'s arguments after the gradient, and the options, from ``save``'s."""
+    *arguments, options = saved
+    return tuple(arguments), options
 
-    def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool) -> tuple:
-        """(dx or None, dw, db or None) from ``forward``'s saved object."""
-        return array_backward(grad, *saved, input_grad, bias_grad)
 
-    return forward, backward
+def protocol(array_forward, array_backward, prepare=None):
+    """A convolution module's ``forward(x, w, b, stride, padding, dilation) -> (y, saved)``
+    and ``backward(grad, saved, input_grad, bias_grad) -> (dx | None, dw, db | None)``
+    around its ``conv2d_forward``/``conv2d_backward`` (``tinyres.kernels.protocol``)."""
+    return build(array_forward, array_backward, save=save, read=read, prepare=prepare)
 
 
 forward, backward = protocol(conv2d_forward, conv2d_backward)

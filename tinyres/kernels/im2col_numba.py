@@ -298,17 +298,13 @@ def _pointwise_backward(
     return dx, np.ascontiguousarray(dw).reshape(w.shape), db
 
 
-def forward(
+def prepare(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
-) -> tuple[np.ndarray, tuple]:
-    """The tier protocol's forward: (y, saved), saved being what ``backward`` needs.
-
-    One copy of x in the layout these kernels read (usually channels last; none at
-    all if x already is, as a previous convolution's output is) serves forward and
-    backward.
-    """
-    x = kernel_layout(x, w.shape[2:], stride, padding)
-    return conv2d_forward(x, w, b, stride, padding, dilation), (x, w, stride, padding, dilation)
+) -> tuple:
+    """The forward's arguments with x in ``kernel_layout``: one copy of x (usually channels
+    last; none at all if x already is, as a previous convolution's output is) serves
+    forward and backward, since ``saved`` keeps it."""
+    return kernel_layout(x, w.shape[2:], stride, padding), w, b, stride, padding, dilation
 
 
-_, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)
+forward, backward = conv_reference.protocol(conv2d_forward, conv2d_backward, prepare=prepare)

@@ -42,11 +42,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tinyres.kernels.im2col_numba import kernel_layout
+from tinyres.kernels import conv_reference
+from tinyres.kernels.im2col_numba import prepare
 from tinyres.kernels.layout import to_channels_last
 from tinyres.kernels.sizes import Pair
 from tinyres.kernels.threads import batched_matmul, parallel_for
-from tinyres.kernels.winograd_reference import MATRICES, check_applies, filter_transform, protocol, tile_grid
+from tinyres.kernels.winograd_reference import MATRICES, check_applies, filter_transform, tile_grid, tiled
 
 
 @njit(nogil=True, cache=True)
@@ -270,4 +271,5 @@ def conv2d_backward(
 
 # One copy of x in the layout these kernels read (none if x already is channels last, as
 # a previous convolution's output is) serves forward and backward, as in im2col_numba.
-forward, backward, with_tile = protocol(__name__, conv2d_forward, conv2d_backward, layout=kernel_layout)
+forward, backward = conv_reference.protocol(conv2d_forward, conv2d_backward, prepare=prepare)
+with_tile = tiled(__name__, forward, backward)

@@ -53,6 +53,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from tinyres.kernels import conv_reference
 from tinyres.kernels.sizes import Pair
 
 # ---- the transforms, written out ---------------------------------------------------------
@@ -265,33 +266,18 @@ def conv2d_backward(
     return dx, dw, db
 
 
-def protocol(module_name: str, array_forward, array_backward, layout=None):
-    """The tier protocol (``docs/architecture.md``) around a Winograd module's array functions.
-
-    ``forward(x, w, b, stride, padding, dilation, m=4) -> (y, saved)`` keeps the tile size
-    m in ``saved`` for ``backward(grad, saved, input_grad, bias_grad)``; ``with_tile(m)``
-    is the same pair with m fixed, which ``tinyres.kernels.select`` hands to an op.
-    ``layout(x, kernel, stride, padding)``, if given, converts x once for both passes.
-    """
-
-    def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair,
-                dilation: Pair, m: int = 4) -> tuple[np.ndarray, tuple]:
-        """(y, saved), saved being what ``backward`` needs."""
-        if layout is not None:
-            x = layout(x, w.shape[2:], stride, padding)
-        return array_forward(x, w, b, stride, padding, dilation, m=m), (x, w, stride, padding, dilation, m)
-
-    def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool) -> tuple:
-        """(dx or None, dw, db or None) from ``forward``'s saved object."""
-        *arrays, m = saved
-        return array_backward(grad, *arrays, input_grad, bias_grad, m=m)
+def tiled(module_name: str, forward, backward):
+    """``with_tile(m)``: a Winograd module's ``forward`` and ``backward`` with the tile size
+    fixed to m, named as the module, which ``tinyres.kernels.select`` hands to an op."""
 
     def with_tile(m: int) -> types.SimpleNamespace:
-        """This module's ``forward`` and ``backward`` with the tile size fixed to m."""
         return types.SimpleNamespace(__name__=module_name, forward=functools.partial(forward, m=m),
                                      backward=backward)
 
-    return forward, backward, with_tile
+    return with_tile
 
 
-forward, backward, with_tile = protocol(__name__, conv2d_forward, conv2d_backward)
+# The convolution protocol (conv_reference.protocol); forward's keyword m (default 4, as
+# conv2d_forward's) is kept in saved and handed back to conv2d_backward.
+forward, backward = conv_reference.protocol(conv2d_forward, conv2d_backward)
+with_tile = tiled(__name__, forward, backward)

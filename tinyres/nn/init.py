@@ -33,7 +33,6 @@ import math
 
 import numpy as np
 
-from tinyres import creation
 from tinyres.engine import Tensor, no_grad
 
 _LINEAR_LIKE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
@@ -75,22 +74,27 @@ def _fan(tensor: Tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _fill(tensor: Tensor, values: np.ndarray | float) -> Tensor:
-    """Write ``values`` into ``tensor`` in place, in its dtype, outside the graph."""
+def _tensor(tensor: Tensor) -> Tensor:
+    """``tensor``, checked: init functions fill a tinyres Tensor, nothing else."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init functions fill a tinyres Tensor, got {type(tensor).__name__}")
+    return tensor
+
+
+def _fill(tensor: Tensor, value: float) -> Tensor:
+    """Write ``value`` into ``tensor`` in place, in its dtype, outside the graph."""
     with no_grad():  # an in-place op, so the tensor's version counts it (as in PyTorch)
-        return tensor.copy_(values)
+        return _tensor(tensor).copy_(value)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Fill with samples from U[a, b)."""
-    return _fill(tensor, creation.generator().uniform(a, b, tensor.shape))
+    """Fill with samples from U[a, b): ``Tensor.uniform_``, the one implementation."""
+    return _tensor(tensor).uniform_(a, b)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    """Fill with samples from N(mean, std^2)."""
-    return _fill(tensor, creation.generator().normal(mean, std, tensor.shape))
+    """Fill with samples from N(mean, std^2): ``Tensor.normal_``, the one implementation."""
+    return _tensor(tensor).normal_(mean, std)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:

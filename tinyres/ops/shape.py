@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyres.engine import Function, Tensor
+from tinyres.engine import Function, Tensor, _saved
 
 
 def _shape_args(shape: tuple) -> tuple[int, ...]:
@@ -164,7 +164,11 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 
 def as_index(index: Any) -> Any:
-    """An index NumPy understands: Tensors in it (masks, integer arrays) become arrays."""
+    """An index NumPy understands: Tensors in it (masks, integer arrays) become arrays.
+
+    The arrays are the tensors' memory, not copies: an op that keeps the index for its
+    backward declares the tensors with ``save_index``.
+    """
     if isinstance(index, Tensor):
         return index._data
     if isinstance(index, tuple):
@@ -172,8 +176,22 @@ def as_index(index: Any) -> Any:
     return index
 
 
+def save_index(fn: Function | None, index: Any) -> None:
+    """Count the Tensors in ``index`` as saved by ``fn`` (if a graph was recorded).
+
+    Backward scatters the gradient through the index, so changing an index tensor in
+    place before backward would move the gradient silently; saved, it raises PyTorch's
+    "modified by an inplace operation" error, as PyTorch does.
+    """
+    if fn is not None:
+        tensors = index if isinstance(index, tuple) else (index,)
+        fn.saved = (*fn.saved, *(_saved(t) for t in tensors if isinstance(t, Tensor)))
+
+
 def index(x: Tensor, index: Any) -> Tensor:
-    return Index.apply(x, index=as_index(index))
+    z = Index.apply(x, index=as_index(index))
+    save_index(z.grad_fn, index)
+    return z
 
 
 def _same_kind(tensors: list[Tensor], name: str) -> list[Tensor]:
