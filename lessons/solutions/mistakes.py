@@ -16,11 +16,12 @@ MISTAKES = (
         "ex01", "preorder",
         effect="The order is a depth-first pre-order: a tensor used twice can be reached before its "
         "second consumer, and passes on an incomplete gradient.",
-        fails="every tensor before its inputs",
+        fails="every node before its parents",
+        cause="post-order",
         replace=(
             ("stack.append((node, True))",
              "order.append(node)  # MISTAKE: pre-order; a reused tensor may precede one of its consumers"),
-            ("return order[::-1]  # post-order puts inputs first; reversed, every node precedes its inputs",
+            ("return order[::-1]  # post-order puts parents first; reversed, every node precedes its parents",
              "return order"),
         ),
     ),
@@ -30,35 +31,80 @@ MISTAKES = (
         "recursion limit.",
         fails="10,000 ops",
         replace=((
-            "    stack: list[tuple[Tensor, bool]] = [(root, False)]\n"
+            "    stack: list[tuple[Node, bool]] = [(root if root.grad_fn is None else root.grad_fn, False)]\n"
             "    while stack:\n"
             "        node, inputs_done = stack.pop()\n"
-            "        if inputs_done:  # every input is already in ``order``: post-order\n"
+            "        if inputs_done:  # every parent is already in ``order``: post-order\n"
             "            order.append(node)\n"
             "            continue\n"
             "        if id(node) in seen:\n"
             "            continue\n"
             "        seen.add(id(node))\n"
             "        stack.append((node, True))\n"
-            "        if node.grad_fn is not None:\n"
-            "            for inp in node.grad_fn.inputs:\n"
-            "                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:\n"
-            "                    stack.append((inp, False))\n"
-            "    return order[::-1]",
+            "        if isinstance(node, Function):\n"
+            "            for parent in node.parents:\n"
+            "                if parent is not None and id(parent) not in seen:\n"
+            "                    stack.append((parent, False))\n",
             "\n"
-            "    def visit(node: Tensor) -> None:  # MISTAKE: recursion, one call per op in the chain\n"
+            "    def visit(node: Node) -> None:  # MISTAKE: recursion, one call per op in the chain\n"
             "        if id(node) in seen:\n"
             "            return\n"
             "        seen.add(id(node))\n"
-            "        if node.grad_fn is not None:\n"
-            "            for inp in node.grad_fn.inputs:\n"
-            "                if isinstance(inp, Tensor) and inp.requires_grad:\n"
-            "                    visit(inp)\n"
+            "        if isinstance(node, Function):\n"
+            "            for parent in node.parents:\n"
+            "                if parent is not None:\n"
+            "                    visit(parent)\n"
             "        order.append(node)\n"
             "\n"
-            "    visit(root)\n"
-            "    return order[::-1]",
+            "    visit(root if root.grad_fn is None else root.grad_fn)\n",
         ),),
+    ),
+    Mistake(
+        "ex01", "grad_overwritten",
+        effect="Each backward sets .grad instead of adding to it: a second backward call, or a leaf "
+        "that already has a gradient, loses what was there (PyTorch accumulates).",
+        fails=".grad accumulates",
+        cause="PyTorch adds into .grad",
+        replace=(("node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.numpy() + grad)",
+                  "node.grad = Tensor(grad.copy())  # MISTAKE: overwrites the gradient the leaf had"),),
+    ),
+    Mistake(
+        "ex01", "keyed_by_tensor",
+        effect="The walk follows grad_fn.inputs and keys gradients by tensor: after `out = x * 3; "
+        "out += x` the Tensor out stands for two nodes, and x.grad is [1, 1] where the engine gives [4, 4].",
+        fails="by op",
+        cause="keyed by tensor",
+        replace=(
+            ("    stack: list[tuple[Node, bool]] = [(root if root.grad_fn is None else root.grad_fn, False)]",
+             "    stack: list[tuple[Node, bool]] = [(root, False)]  # MISTAKE: tensors, not ops"),
+            ("        if isinstance(node, Function):\n"
+             "            for parent in node.parents:\n"
+             "                if parent is not None and id(parent) not in seen:\n"
+             "                    stack.append((parent, False))",
+             "        if node.grad_fn is not None:\n"
+             "            for parent in node.grad_fn.inputs:\n"
+             "                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in seen:\n"
+             "                    stack.append((parent, False))"),
+            ("        if isinstance(node, Tensor):  # a leaf: accumulate into what it already has",
+             "        if node.grad_fn is None:  # a leaf: accumulate into what it already has"),
+            ("        for parent, inp, g in zip(node.parents, node.inputs, node.backward(grad)):\n"
+             "            if parent is None or g is None:",
+             "        for inp, g in zip(node.grad_fn.inputs, node.grad_fn.backward(grad)):\n"
+             "            parent = inp\n"
+             "            if not isinstance(inp, Tensor) or not inp.requires_grad or g is None:"),
+        ),
+    ),
+    Mistake(
+        "ex01", "float64_seed",
+        effect="The seed gradient is np.ones(root.shape), float64, and nothing casts it back: a float32 "
+        "graph gets float64 gradients.",
+        fails="float32 in, float32 out",
+        cause="the seed gradient",
+        replace=(
+            ("    grads = {id(order[0]): np.ones(root.shape, dtype=root.dtype)}",
+             "    grads = {id(order[0]): np.ones(root.shape)}  # MISTAKE: float64 whatever root is"),
+            ("g = unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)", "g = unbroadcast(np.asarray(g), inp.shape)"),
+        ),
     ),
     Mistake(
         "ex02", "input_not_output",
