@@ -165,6 +165,25 @@ MISTAKES = (
                   "shifted = logits  # MISTAKE: no max subtracted, exp overflows for large logits"),),
     ),
     Mistake(
+        "ex06", "batch_max",
+        effect="One maximum for the whole batch instead of each row's: a row 1e3 below the batch's "
+        "largest logit has every exponential underflow to 0, and its loss is inf.",
+        fails="rows lie far apart",
+        cause="one maximum for the whole batch",
+        replace=(("shifted = logits - logits.max(axis=1, keepdims=True)",
+                  "shifted = logits - logits.max()  # MISTAKE: one maximum for the whole batch"),),
+    ),
+    Mistake(
+        "ex06", "log_of_softmax",
+        effect="The loss is the log of the softmax probability: for a confidently wrong class the "
+        "probability underflows to 0 and the loss is inf (log-softmax would give a finite 800).",
+        fails="confidently wrong class",
+        cause="the log of an underflowed probability",
+        replace=(("    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                  "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+                  "    log_p = np.log(p)  # MISTAKE: the log of a probability that can underflow to 0"),),
+    ),
+    Mistake(
         "ex06", "sum_gradient",
         effect="The loss is the mean over the batch but the gradient is the sum's: N times too large.",
         fails="the mean's, not the sum's",

@@ -254,6 +254,27 @@ EX01 = Exercise(
     ),
 )
 
+
+# ---- calling a learner's Function directly, for the dtype and unchanged-inputs properties ---------
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def forward_backward(cls):
+    """A function (inputs..., grad) -> (output, *input gradients) running ``cls`` by hand."""
+
+    def run(*arrays):
+        fn = cls()
+        out = fn.forward(*arrays[:-1])
+        return (out, *fn.backward(arrays[-1]))
+
+    return run
+
+
+def named_outputs(*names: str):
+    """``outputs`` for ``keeps_dtype``: the result's items under ``names`` (a lone result if one)."""
+    return lambda result, args: dict(zip(names, result if len(names) > 1 else (result,)))
+
 # ---- ex02: Tanh --------------------------------------------------------------------------------
 
 array_cases = st.tuples(shapes(1, 3), st.sampled_from(LAYOUTS), SEEDS)
@@ -291,6 +312,12 @@ def _check_tanh_gradient(mod: ModuleType) -> None:
     for_examples(array_cases, body)
 
 
+def _invoke_tanh(mod: ModuleType, case):
+    (shape, layout, seed), dtype = case
+    x, g = make_array(shape, layout, seed, dtype), make_array(shape, "c", seed + 1, dtype)
+    return forward_backward(mod.Tanh), (x, g), describe(x=x) + f", {np.dtype(dtype)}", dtype
+
+
 EX02 = Exercise(
     "ex02", "01", "the Tanh function", "ex02_tanh.py",
     (
@@ -298,6 +325,8 @@ EX02 = Exercise(
                  "return np.tanh(x) itself, not a copy of x"),
         Property("backward matches central differences (float64)", _check_tanh_gradient,
                  "d tanh(x)/dx = 1 - tanh(x)^2: square the saved output z, not the input x"),
+        keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_tanh, named_outputs("tanh(x)", "dL/dx")),
+        inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_tanh, "x, grad"),
     ),
 )
 
@@ -333,6 +362,12 @@ def _check_unbroadcast_values(mod: ModuleType) -> None:
     for_examples(pair_cases, body)
 
 
+def _invoke_unbroadcast(mod: ModuleType, case):
+    case, dtype = case
+    grad, shape, example = _unbroadcast_case(case)
+    return mod.unbroadcast, (grad.astype(dtype), shape), example + f", {np.dtype(dtype)}", dtype
+
+
 EX03 = Exercise(
     "ex03", "02", "unbroadcast", "ex03_unbroadcast.py",
     (
@@ -342,6 +377,8 @@ EX03 = Exercise(
         Property("each element is the sum of the gradient over its broadcast copies",
                  _check_unbroadcast_values,
                  "sum, don't average or pick one copy: every copy of an element received gradient"),
+        keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, named_outputs("unbroadcast(grad, shape)")),
+        inputs_unchanged(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, "grad, shape"),
     ),
 )
 
@@ -381,6 +418,13 @@ def _check_matmul_gradient(mod: ModuleType) -> None:
     for_examples(matmul_cases, body)
 
 
+def _invoke_matmul(mod: ModuleType, case):
+    case, dtype = case
+    x, y, example = _matmul_inputs(case)
+    g = np.random.default_rng(case[-1]).standard_normal((x.shape[0], y.shape[1])).astype(dtype)
+    return forward_backward(mod.MatMul), (x.astype(dtype), y.astype(dtype), g), example, dtype
+
+
 EX04 = Exercise(
     "ex04", "02", "the MatMul function", "ex04_matmul.py",
     (
@@ -391,6 +435,8 @@ EX04 = Exercise(
                  _check_matmul_gradient,
                  "with square matrices a missing or misplaced transpose still has the right shape "
                  "but the wrong values"),
+        keeps_dtype(st.tuples(matmul_cases, DTYPES), _invoke_matmul, named_outputs("X @ Y", "dL/dX", "dL/dY")),
+        inputs_unchanged(st.tuples(matmul_cases, DTYPES), _invoke_matmul, "X, Y, grad"),
     ),
 )
 
@@ -435,6 +481,14 @@ def _check_numeric_order(mod: ModuleType) -> None:
     for_examples(array_cases, body)
 
 
+def _invoke_numeric(mod: ModuleType, case):
+    (shape, layout, seed), dtype = case
+    x, v = make_array(shape, layout, seed, dtype), make_array(shape, "c", seed + 1, dtype)
+    # eps = 1e-2: in float32 a smaller step is lost in the rounding of x + eps.
+    fn = lambda f, a, u: mod.numerical_gradient(f, a, u, 1e-2)  # noqa: E731
+    return fn, (_smooth, x, v), describe(x=x, f="tanh(x) * x.sum()", eps=1e-2) + f", {np.dtype(dtype)}", dtype
+
+
 EX05 = Exercise(
     "ex05", "03", "the numeric gradient (central differences)", "ex05_numerical_gradient.py",
     (
@@ -446,6 +500,8 @@ EX05 = Exercise(
                  _check_numeric_order,
                  "a one-sided difference (f(x + eps) - f(x)) / eps is only accurate to order eps: "
                  "use (f(x + eps) - f(x - eps)) / (2 eps)"),
+        keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_numeric, named_outputs("the numeric gradient")),
+        inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_numeric, "f, x, upstream"),
     ),
 )
 
@@ -463,11 +519,67 @@ def _ce_case(case):
     return logits, target, f"logits ({n}, {c}) of scale {scale:g}, target {target.tolist()}"
 
 
+# The hard cases of a stable softmax, drawn: rows shifted far apart (one maximum for the
+# whole batch underflows every other row), each with its largest logit at a drawn position;
+# and a confidently wrong class (its probability underflows to 0, so log(softmax) is -inf
+# where log-softmax is a finite -800).
+@st.composite
+def far_apart_rows(draw):
+    n, c = draw(st.integers(2, 4)), draw(st.integers(2, 5))
+    offsets = draw(st.lists(st.sampled_from([0.0, 1e3, -1e3, 3e2]), min_size=n, max_size=n))
+    peaks = draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n))
+    return n, c, draw(SEEDS), tuple(offsets), tuple(peaks)
+
+
+def _rows_case(case):
+    n, c, seed, offsets, peaks = case
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, c)) + np.array(offsets)[:, None]
+    logits[np.arange(n), peaks] += 5.0  # each row's extreme, anywhere in the row
+    target = rng.integers(0, c, n)
+    return logits, target, (f"logits ({n}, {c}), row offsets {list(offsets)}, each row's largest at "
+                            f"{list(peaks)}, target {target.tolist()}")
+
+
+@st.composite
+def wrong_class(draw):
+    n, c = draw(st.integers(1, 4)), draw(st.integers(2, 5))
+    return n, c, draw(SEEDS), draw(st.integers(0, n - 1)), draw(st.sampled_from([800.0, 2000.0]))
+
+
+def _wrong_case(case):
+    n, c, seed, row, margin = case
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, c))
+    target = rng.integers(0, c, n)
+    logits[row, target[row]] -= margin  # the model is sure of another class
+    return logits, target, (f"logits ({n}, {c}), target {target.tolist()}; row {row}'s target logit is "
+                            f"{margin:g} below the others")
+
+
 def _ce_truth(logits, target):
     x = Tensor(logits.copy(), requires_grad=True)
     loss = F.cross_entropy(x, Tensor(target))
     loss.backward()
     return loss.item(), x.grad.numpy()
+
+
+def _check_ce_hard(mod: ModuleType, draw, make) -> None:
+    def body(case):
+        logits, target, example = make(case)
+        with np.errstate(all="ignore"):
+            loss, grad = call(mod.softmax_cross_entropy, logits.copy(), target, example=example)
+        want_loss, want_grad = _ce_truth(logits, target)
+        compare("the loss", want_loss, loss, example)
+        compare("dloss/dlogits", want_grad, grad, example)
+
+    for_examples(draw, body)
+
+
+def _invoke_ce(mod: ModuleType, case):
+    case, dtype = case
+    logits, target, example = _ce_case(case)
+    return mod.softmax_cross_entropy, (logits.astype(dtype), target), example + f", {np.dtype(dtype)}", dtype
 
 
 def _check_ce_loss(mod: ModuleType) -> None:
@@ -513,13 +625,37 @@ EX06 = Exercise(
     "ex06", "04", "softmax cross-entropy: loss and gradient", "ex06_softmax_cross_entropy.py",
     (
         Property("the loss equals tinyres's cross_entropy (mean over the batch)", _check_ce_loss,
-                 "loss = mean over rows of -log softmax(row)[target]; use log-sum-exp for log softmax"),
+                 "loss = mean over rows of -log softmax(row)[target]; use log-sum-exp for log softmax",
+                 key="loss"),
         Property("the gradient equals autograd's", _check_ce_gradient,
-                 "dloss/dlogits = (softmax - onehot(target)) / N"),
+                 "dloss/dlogits = (softmax - onehot(target)) / N", key="gradient"),
         Property("the gradient is the mean's, not the sum's (scales with 1/N)", _check_ce_batch_scale,
-                 "the loss is a mean over N rows, so its gradient is divided by N too"),
+                 "the loss is a mean over N rows, so its gradient is divided by N too", key="1/N"),
         Property("finite and exact for logits of 1e4 (no overflow)", _check_ce_large,
-                 "exp(1e4) is inf: subtract each row's maximum before exponentiating"),
+                 "exp(1e4) is inf: subtract each row's maximum before exponentiating", key="1e4"),
+        Property("exact when the rows lie far apart (1e3) with their largest logit anywhere",
+                 lambda mod: _check_ce_hard(mod, far_apart_rows(), _rows_case),
+                 "subtract each row's own maximum (axis=1, keepdims=True): one maximum for the whole "
+                 "batch leaves the other rows' exponentials at 0", key="rows"),
+        Property("exact for a confidently wrong class (its probability underflows to 0)",
+                 lambda mod: _check_ce_hard(mod, wrong_class(), _wrong_case),
+                 "log(softmax) is log(0) = -inf when the target's probability underflows: compute "
+                 "log-softmax as shifted - log(sum(exp(shifted))) and never take the log of a probability",
+                 key="wrong class"),
+        keeps_dtype(st.tuples(logit_cases, DTYPES), _invoke_ce,
+                    lambda result, args: {"dloss/dlogits": result[1]}),
+        inputs_unchanged(st.tuples(logit_cases, DTYPES), _invoke_ce, "logits, target"),
+    ),
+    causes=(
+        cause("gradient", "1/N", text="the gradient of the sum, not of the mean: the loss is a mean over "
+              "N rows, so divide the gradient by N too"),
+        cause("1e4", "rows", text="no maximum subtracted: exp of a large logit overflows to inf; subtract "
+              "each row's maximum before exponentiating"),
+        cause("rows", text="one maximum for the whole batch: a row far below it has every exponential "
+              "underflow to 0 and log(0) = -inf; subtract each row's own maximum (axis=1, keepdims=True)"),
+        cause("wrong class", text="the log of an underflowed probability: exp(-800) is 0 in float64, so "
+              "log(softmax) is -inf; compute log-softmax as shifted - log(sum(exp(shifted))) and take the "
+              "loss from it"),
     ),
 )
 
