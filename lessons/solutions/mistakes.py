@@ -213,6 +213,19 @@ MISTAKES = (
         ),
     ),
     Mistake(
+        "ex07", "buffer_in_place",
+        effect="The momentum buffer is updated in place (buffer *= momentum; buffer += g): the numbers are "
+        "right, but the caller's array, which it may still hold (a saved state, a copy for logging), changes.",
+        fails="leaves its inputs unchanged",
+        cause="changed p, g, buffer in place",
+        replace=(("    buffer = g.copy() if buffer is None else momentum * buffer + g",
+                  "    if buffer is None:\n"
+                  "        buffer = g.copy()\n"
+                  "    else:  # MISTAKE: writes into the caller's buffer\n"
+                  "        buffer *= momentum\n"
+                  "        buffer += g"),),
+    ),
+    Mistake(
         "ex08", "backward_ignores_padding",
         effect="The backward forgets the padding offset: gradients land shifted by the padding.",
         fails="dx equals the reference",
@@ -225,6 +238,15 @@ MISTAKES = (
             "                    if 0 <= h < H and 0 <= v < W:\n"
             "                        g = grad",
         ),),
+    ),
+    Mistake(
+        "ex08", "float64_output",
+        effect="The forward's output is np.zeros(shape), float64 whatever the input: a float32 network "
+        "silently computes its convolutions in float64 and doubles their memory.",
+        fails="float32 in, float32 out",
+        cause="float64 whatever the input",
+        replace=(("    y = np.zeros((N, C_out, Ho, Wo), dtype=x.dtype)  # float32 in, float32 out",
+                  "    y = np.zeros((N, C_out, Ho, Wo))  # MISTAKE: float64 whatever x is"),),
     ),
     Mistake(
         "ex08", "flipped_kernel",
@@ -291,6 +313,24 @@ MISTAKES = (
         fails="dx * xhat sums to zero",
         replace=(("m * dy - dbeta.reshape(per_channel) - xhat * dgamma.reshape(per_channel)",
                   "m * dy - dbeta.reshape(per_channel)  # MISTAKE: the variance's term is missing"),),
+    ),
+    Mistake(
+        "ex11", "centres_x_in_place",
+        effect="`x -= mean` centres the caller's array in place: dx is right, but the layer's input, which "
+        "the caller still holds (for the next backward, for the skip connection), is changed.",
+        fails="leaves its inputs unchanged",
+        cause="changed",
+        replace=(("    xhat = (x - mean) * inv_std",
+                  "    x -= mean  # MISTAKE: changes the caller's array\n    xhat = x * inv_std"),),
+    ),
+    Mistake(
+        "ex11", "eps_outside_sqrt",
+        effect="eps added to the standard deviation instead of the variance: the same where the variance "
+        "is much larger than eps, wrong where it is not.",
+        fails="variances below eps",
+        cause="inside the square root",
+        replace=(("inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
+                  "inv_std = 1.0 / (np.sqrt(x.var(axis=axes, keepdims=True)) + eps)  # MISTAKE: eps outside"),),
     ),
     Mistake(
         "ex12", "relu_before_add",

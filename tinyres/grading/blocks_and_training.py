@@ -17,8 +17,19 @@ from hypothesis import strategies as st
 import tinyres as tr
 from tinyres import nn
 from tinyres.engine import Tensor
-from tinyres.grading.autograd import SEEDS
-from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, for_examples, torch_or_skip
+from tinyres.grading.autograd import DTYPES, SEEDS, named_outputs
+from tinyres.grading.core import (
+    Exercise,
+    MismatchError,
+    Property,
+    call,
+    cause,
+    compare,
+    for_examples,
+    inputs_unchanged,
+    keeps_dtype,
+    torch_or_skip,
+)
 from tinyres.models import blocks as library
 from tinyres.optim import SGD
 
@@ -111,7 +122,16 @@ def _block_properties(name: str, make_mine, make_truth, cases, what: str) -> tup
 
         for_examples(cases, body, max_examples=BLOCK_EXAMPLES)
 
+    def invoke(mod, case):
+        case, dtype = case
+        mine = call(make_mine(mod), *case[:3], example=example_of(case))
+        mine = mine.float() if dtype == np.float32 else mine.double()
+        x = Tensor(np.random.default_rng(case[-1]).standard_normal((2, case[0], case[3], case[3])).astype(dtype))
+        return mine, (x,), example_of(case) + f", {np.dtype(dtype)}, train mode", dtype
+
     return (
+        keeps_dtype(st.tuples(cases, DTYPES), invoke, named_outputs("the output"), BLOCK_EXAMPLES),
+        inputs_unchanged(st.tuples(cases, DTYPES), invoke, "x", BLOCK_EXAMPLES),
         Property(f"state-dict keys, shapes and parameter count equal torchvision's {name}", keys,
                  "use torchvision's attribute names and bias=False on every convolution"),
         Property("output equals the library's with the same weights, training mode",
@@ -201,9 +221,20 @@ def _check_stage_output(mod: ModuleType) -> None:
     for_examples(stage_cases, body, max_examples=BLOCK_EXAMPLES)
 
 
+def _invoke_stage(mod: ModuleType, case):
+    case, dtype = case
+    mine, _, example = _stage_pair(mod, case)
+    mine = mine.float() if dtype == np.float32 else mine.double()
+    x = Tensor(np.random.default_rng(1).standard_normal((2, case[1], 4, 4)).astype(dtype))
+    return mine, (x,), example + f", {np.dtype(dtype)}", dtype
+
+
 EX15 = Exercise(
     "ex15", "09", "one ResNet stage (_make_layer)", "ex15_make_layer.py",
     (
+        keeps_dtype(st.tuples(stage_cases, DTYPES), _invoke_stage, named_outputs("the stage's output"),
+                    BLOCK_EXAMPLES),
+        inputs_unchanged(st.tuples(stage_cases, DTYPES), _invoke_stage, "x", BLOCK_EXAMPLES),
         Property("state-dict keys, shapes and parameter count equal torchvision's stage", _check_stage_keys,
                  "only the first block gets the stride and, when stride != 1 or the channels change, "
                  "the 1x1 conv + BN downsample; the later blocks take planes * expansion channels"),
@@ -255,9 +286,22 @@ def _check_norms(mod: ModuleType) -> None:
     for_examples(norm_cases, body)
 
 
+def _invoke_norms(mod: ModuleType, case):
+    case, dtype = case
+    blocks, x, loss_fn, example = _norm_case(case)
+    blocks = blocks.float() if dtype == np.float32 else blocks
+    x = x.astype(dtype)
+    fn = lambda x_values: mod.block_gradient_norms(blocks, Tensor(x_values, requires_grad=True), loss_fn)  # noqa: E731
+    return fn, (x,), example + f", {np.dtype(dtype)}", dtype
+
+
 EX16 = Exercise(
     "ex16", "10", "per-block gradient norms with hooks", "ex16_block_gradient_norms.py",
     (
+        keeps_dtype(st.tuples(norm_cases, DTYPES), _invoke_norms,
+                    lambda result, args: {"the norms": np.asarray(result)}
+                    if np.asarray(result).dtype != np.float64 else {}),
+        inputs_unchanged(st.tuples(norm_cases, DTYPES), _invoke_norms, "x"),
         Property("one norm of dL/d(block input) per block, first block first", _check_norms,
                  "hook each block's input (before calling the block), not its output, and store the "
                  "norms by block index: hooks fire last block first"),
@@ -324,6 +368,17 @@ def _check_sgd_torch(mod: ModuleType) -> None:
     for_examples(sgd_cases, body)
 
 
+def _invoke_sgd(mod: ModuleType, case):
+    (momentum, weight_decay, steps, seed), dtype = case
+    rng = np.random.default_rng(seed)
+    p, g = rng.standard_normal((3, 2)).astype(dtype), rng.standard_normal((3, 2)).astype(dtype)
+    buffer = rng.standard_normal((3, 2)).astype(dtype) if momentum and steps > 1 else None
+    fn = lambda p, g, buffer: mod.sgd_step(p, g, buffer, 0.1, momentum, weight_decay)  # noqa: E731
+    example = (f"p (3, 2) {np.dtype(dtype)}, buffer {'None' if buffer is None else '(3, 2)'}, lr 0.1, "
+               f"momentum {momentum}, weight_decay {weight_decay}")
+    return fn, (p, g, buffer), example, dtype
+
+
 EX07 = Exercise(
     "ex07", "04", "an SGD step with momentum and weight decay", "ex07_sgd_step.py",
     (
@@ -338,6 +393,10 @@ EX07 = Exercise(
                  "keep lr out of the buffer: b = momentum * b + g, p = p - lr * b"),
         Property("equals torch.optim.SGD", _check_sgd_torch,
                  "tinyres's SGD and PyTorch's agree: compare your order of decay, momentum and lr"),
+        keeps_dtype(st.tuples(sgd_cases, DTYPES), _invoke_sgd,
+                    lambda result, args: {"the new p": result[0]} | (
+                        {} if result[1] is None else {"the new buffer": result[1]})),
+        inputs_unchanged(st.tuples(sgd_cases, DTYPES), _invoke_sgd, "p, g, buffer"),
     ),
 )
 

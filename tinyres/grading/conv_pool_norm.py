@@ -14,15 +14,18 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tinyres.engine import Function, Tensor
-from tinyres.grading.autograd import SEEDS, gradcheck_or_raise
+from tinyres.grading.autograd import DTYPES, SEEDS, gradcheck_or_raise, named_outputs
 from tinyres.grading.core import (
     Exercise,
     MismatchError,
     Property,
     call,
+    cause,
     compare,
     describe,
     for_examples,
+    inputs_unchanged,
+    keeps_dtype,
     torch_or_skip,
 )
 from tinyres.grading.strategies import LAYOUTS, make_array
@@ -139,6 +142,20 @@ def _check_conv_torch(mod: ModuleType) -> None:
     for_examples(conv_cases(), body)
 
 
+def _invoke_conv(mod: ModuleType, case):
+    case, dtype = case
+    x, w, b, example = _conv_inputs(case)
+    _, _, stride, padding, _, seed = case
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    y_shape = conv_reference.conv2d_forward(x, w, b, **_pairs(w.shape[2], stride, padding)).shape
+    grad = make_array(y_shape, "c", seed + 3, dtype)
+
+    def both(x, w, b, grad):
+        return (mod.conv2d_forward(x, w, b, stride, padding), *mod.conv2d_backward(grad, x, w, stride, padding))
+
+    return both, (x, w, b, grad), example + f", {np.dtype(dtype)}", dtype
+
+
 EX08 = Exercise(
     "ex08", "05", "conv2d with loops, forward and backward", "ex08_conv2d_loops.py",
     (
@@ -154,6 +171,8 @@ EX08 = Exercise(
                  "the backward must be exactly the transpose (the vector-Jacobian product) of your forward"),
         Property("forward and backward equal PyTorch's conv2d", _check_conv_torch,
                  "PyTorch computes the same cross-correlation: compare your loops with the reference"),
+        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_conv, named_outputs("y", "dx", "dw", "db")),
+        inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_conv, "x, w, b, grad"),
     ),
 )
 
@@ -215,6 +234,18 @@ def _check_transpose(mod: ModuleType) -> None:
     for_examples(conv_cases(overlapping=True), body)
 
 
+def _invoke_im2col(mod: ModuleType, case):
+    case, dtype = case
+    shape, k, stride, padding, layout, seed = case
+    x = make_array(shape, layout, seed, dtype)
+    cols = make_array(_cols_truth(x, k, stride, padding).shape, "c", seed + 1, dtype)
+
+    def both(x, cols):
+        return mod.im2col(x, k, stride, padding), mod.col2im(cols, shape, k, stride, padding)
+
+    return both, (x, cols), describe(x=x, kernel=k, stride=stride, padding=padding) + f", {np.dtype(dtype)}", dtype
+
+
 EX09 = Exercise(
     "ex09", "05", "im2col and col2im", "ex09_im2col.py",
     (
@@ -227,6 +258,8 @@ EX09 = Exercise(
                  "share pixels"),
         Property("col2im equals the library's (adds overlaps, drops the padding)", _check_col2im,
                  "add into a padded image, then cut the padding off"),
+        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_im2col, named_outputs("im2col(x)", "col2im(cols)")),
+        inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_im2col, "x, cols"),
     ),
 )
 
@@ -274,6 +307,13 @@ def _check_pool_conserves(mod: ModuleType) -> None:
     for_examples(pool_cases(), body)
 
 
+def _invoke_pool(mod: ModuleType, case):
+    case, dtype = case
+    x, grad, k, stride, _, example = _pool_case(case)
+    fn = lambda g, a: mod.max_pool2d_backward(g, a, k, stride)  # noqa: E731
+    return fn, (grad.astype(dtype), x.astype(dtype)), example + f", {np.dtype(dtype)}", dtype
+
+
 EX10 = Exercise(
     "ex10", "05", "max-pool backward with ties", "ex10_max_pool_backward.py",
     (
@@ -284,29 +324,33 @@ EX10 = Exercise(
         Property("dx equals the reference (first maximum wins; overlapping windows add up)",
                  _check_pool_reference,
                  "when stride < kernel one element can win several windows: add (+=) their gradients"),
+        keeps_dtype(st.tuples(pool_cases(), DTYPES), _invoke_pool, named_outputs("dx")),
+        inputs_unchanged(st.tuples(pool_cases(), DTYPES), _invoke_pool, "grad, x"),
     ),
 )
 
 # ---- ex11: batch-norm backward --------------------------------------------------------------------
 
-bn_cases = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-                     st.sampled_from(LAYOUTS), SEEDS)
+# M = N * H * W >= 4 values per channel, also after shrinking: with M = 2 both values sit
+# at +-1 after normalising and eps alone decides the expected dx (2e-5, meaningless to a
+# learner). Scale 1e-3 gives variances of 1e-6, below eps = 1e-5: an eps in the wrong place
+# (added to the standard deviation, or left out) changes dx there.
+bn_cases = st.tuples(st.integers(2, 3), st.integers(1, 3), st.integers(2, 3), st.integers(1, 3),
+                     st.sampled_from(LAYOUTS), SEEDS, st.sampled_from([1.0, 1e-3]), st.sampled_from([1e-5, 1e-3]))
 EPS = 1e-5
 
 
 def _bn_case(case):
-    n, c, h, w, layout, seed = case
-    if n * h * w == 1:  # one value per channel: the variance is 0 and xhat is 0
-        n = 2
-    x = make_array((n, c, h, w), layout, seed)
+    n, c, h, w, layout, seed, scale = case[:7]
+    x = scale * make_array((n, c, h, w), layout, seed)
     dy = make_array(x.shape, layout, seed + 1)
     gamma = make_array((c,), "c", seed + 2, low=0.5, high=2.0)
-    return x, dy, gamma, describe(x=x, dy=dy)
+    return x, dy, gamma, describe(x=x, dy=dy) + (f", x of scale {scale:g}" if scale != 1 else "")
 
 
-def _bn_truth(x, dy, gamma):
+def _bn_truth(x, dy, gamma, eps=EPS):
     rows = x.reshape(x.shape[0], x.shape[1], -1)
-    _, mean, _, inv_std = batchnorm_reference.train_forward(rows, gamma, np.zeros_like(gamma), EPS)
+    _, mean, _, inv_std = batchnorm_reference.train_forward(rows, gamma, np.zeros_like(gamma), eps)
     dx, dgamma, dbeta = batchnorm_reference.batch_norm_backward(
         dy.reshape(rows.shape), rows, mean, inv_std, gamma, True
     )
@@ -346,26 +390,49 @@ def _check_bn_channel_sums(mod: ModuleType, weight_by_xhat: bool) -> None:
 def _check_bn_dx(mod: ModuleType) -> None:
     def body(case):
         x, dy, gamma, example = _bn_case(case)
-        dx = _bn_truth(x, dy, gamma)[0]
-        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, EPS, example=example)[0], example)
+        eps = case[-1]
+        example += f", eps {eps:g}"
+        dx = _bn_truth(x, dy, gamma, eps)[0]
+        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0], example)
 
     for_examples(bn_cases, body)
+
+
+def _invoke_bn(mod: ModuleType, case):
+    case, dtype = case
+    x, dy, gamma, example = _bn_case(case)
+    fn = lambda dy, x, gamma: mod.batchnorm_backward(dy, x, gamma, case[-1])  # noqa: E731
+    return fn, (dy.astype(dtype), x.astype(dtype), gamma.astype(dtype)), example + f", {np.dtype(dtype)}", dtype
 
 
 EX11 = Exercise(
     "ex11", "06", "batch-norm backward (compact form)", "ex11_batchnorm_backward.py",
     (
         Property("dgamma = sum(dy * xhat) and dbeta = sum(dy), per channel", _check_bn_params,
-                 "sum over the batch and both spatial axes (0, 2, 3), one value per channel"),
+                 "sum over the batch and both spatial axes (0, 2, 3), one value per channel", key="params"),
         Property("dx sums to zero over each channel (the mean's path)",
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=False),
-                 "the mean depends on every x of the channel: subtract sum(dy) (the - sum dy term)"),
+                 "the mean depends on every x of the channel: its path adds a term -sum(dy) / M",
+                 key="mean path"),
         Property("dx * xhat sums to zero over each channel (the variance's path)",
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=True),
-                 "the variance depends on every x too: subtract xhat * sum(dy * xhat)"),
-        Property("dx equals the reference backward", _check_bn_dx,
-                 "dx = gamma / (M sqrt(var + eps)) * (M dy - sum dy - xhat * sum(dy xhat)), with the "
-                 "biased variance; the property above that fails names the missing term"),
+                 "the variance depends on every x too: its path adds a term in xhat * sum(dy * xhat)",
+                 key="variance path"),
+        Property("dx equals the reference backward, variances below eps and eps 1e-3 included", _check_bn_dx,
+                 "collect the three paths (direct, through the mean, through the variance) with the "
+                 "biased variance, and eps inside the square root: sqrt(var + eps)", key="dx"),
+        keeps_dtype(st.tuples(bn_cases, DTYPES), _invoke_bn, named_outputs("dx", "dgamma", "dbeta")),
+        inputs_unchanged(st.tuples(bn_cases, DTYPES), _invoke_bn, "dy, x, gamma"),
+    ),
+    causes=(
+        cause("mean path", "dx", text="the mean's path is missing: the batch mean depends on every x of the "
+              "channel, which adds - sum(dy) / M to dx / (gamma / sqrt(var + eps))"),
+        cause("variance path", "dx", text="the variance's path is missing: the batch variance depends on every "
+              "x too, which adds - xhat * sum(dy * xhat) / M"),
+        cause("params", "dx", text="eps is in the wrong place: it belongs inside the square root, "
+              "1 / sqrt(var + eps), in xhat as in dx; the difference shows where the variance is below eps"),
+        cause("dx", text="the paths are right but eps is not: it belongs inside the square root, "
+              "1 / sqrt(var + eps); the difference shows where the variance is below eps"),
     ),
 )
 

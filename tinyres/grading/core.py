@@ -126,12 +126,15 @@ class Exercise:
         exact = [c for c in self.causes if c.failed == keys]
         if exact:
             return " + ".join(sorted(keys)), exact[0].text
+        if len(keys) == 1:
+            only = next(p for p in self.properties if (p.key or p.name) in keys)
+            return only.key or only.name, only.hint
         # The largest signature inside what failed; on a tie, the one listed first.
         partial = sorted((c for c in self.causes if c.failed < keys), key=lambda c: -len(c.failed))
         if partial:
             return " + ".join(sorted(partial[0].failed)), partial[0].text
         first = next(p for p in self.properties if (p.key or p.name) in keys)
-        return first.key or first.name, first.hint
+        return "the first failing property", first.hint
 
 
 @dataclass
