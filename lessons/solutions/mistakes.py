@@ -417,4 +417,79 @@ MISTAKES = (
              "        h = block(h)  # MISTAKE: the hook is on the output\n        h.register_hook("),
         ),
     ),
+    Mistake(
+        "ex17", "not_flipped",
+        effect="The spread gradient is correlated with the kernel as it is, not flipped: the backward of a "
+        "convolution is a correlation with the kernel turned by 180 degrees.",
+        fails="dx equals the reference",
+        replace=(("    flipped = w[:, :, ::-1, ::-1]  # (C_out, C_in, k, k), flipped in space",
+                  "    flipped = w  # MISTAKE: not flipped"),),
+    ),
+    Mistake(
+        "ex17", "rows_no_window_reads",
+        effect="The rows and columns past the last window are forgotten: dx is too small whenever the "
+        "stride does not divide H + 2p - k.",
+        fails="dx has x's shape",
+        cause="no window read are missing",
+        replace=(("    extra_h = H + 2 * padding - k - (Ho - 1) * stride\n"
+                  "    extra_w = W + 2 * padding - k - (Wo - 1) * stride",
+                  "    extra_h = extra_w = 0  # MISTAKE: the rows no window read are dropped"),),
+    ),
+    Mistake(
+        "ex18", "inverse_not_transposed",
+        effect="BT is M^-1 instead of its transpose: that computes the convolution's interpolation, not "
+        "the correlation's transposed one.",
+        fails="correlation of d with g",
+        replace=(("return H.T.copy(), G, np.linalg.inv(M).T", "return H.T.copy(), G, np.linalg.inv(M)  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex18", "evaluation_not_transposed",
+        effect="AT is H itself, the evaluation of a at the points, not its transpose: a (4, 2) matrix.",
+        fails="AT is (2, 4)",
+        replace=(("return H.T.copy(), G, np.linalg.inv(M).T", "return H, G, np.linalg.inv(M).T  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex19", "xavier",
+        effect="Variance 1 / fan_in (LeCun's, Xavier's for equal fans): a ReLU halves the second moment, so "
+        "30 layers shrink the signal 2^30 times.",
+        fails="30 layers keep",
+        cause="the gain is wrong",
+        replace=(("std = np.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in))",
+                  "std = np.sqrt(1.0 / fan_in)  # MISTAKE: no gain for the (leaky) ReLU"),),
+    ),
+    Mistake(
+        "ex19", "relu_gain_always",
+        effect="The ReLU's gain 2 whatever the slope: right for a = 0, too large for a leaky ReLU, 2^30 "
+        "too large over 30 linear layers (a = 1).",
+        fails="30 layers keep",
+        cause="the gain is wrong",
+        replace=(("std = np.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in))",
+                  "std = np.sqrt(2.0 / fan_in)  # MISTAKE: the slope is ignored"),),
+    ),
+    Mistake(
+        "ex19", "fan_in_channels_only",
+        effect="fan_in is C_in, forgetting the k * k kernel positions: a 3x3 conv's weights are 3 times too "
+        "large, a linear layer's right.",
+        fails="the weights' variance",
+        cause="fan_in is not",
+        replace=(("fan_in = int(np.prod(shape[1:]))", "fan_in = shape[1]  # MISTAKE: C_in, not C_in * k * k"),),
+    ),
+    Mistake(
+        "ex20", "backward_as_in_lesson_7",
+        effect="Lesson 7's row-by-row backward: the right J, but every parameter's .grad (and x.grad) is "
+        "changed, which would corrupt the next optimizer step.",
+        fails="leaves its inputs unchanged",
+        cause="touches no .grad",
+        replace=(("        (dx,) = tr.autograd.grad(out, x, grad_outputs=tr.Tensor(seed))\n"
+                  "        rows.append(dx.detach().numpy().ravel())",
+                  "        x.grad = None  # MISTAKE: backward adds into every parameter's .grad\n"
+                  "        out.backward(seed)\n"
+                  "        rows.append(x.grad.numpy().ravel().copy())"),),
+    ),
+    Mistake(
+        "ex20", "transposed",
+        effect="J transposed: J[j, k] = d out_k / d x_j; the same as J only where the Jacobian is symmetric.",
+        fails="J equals",
+        replace=(("    return np.array(rows, dtype=x.dtype)", "    return np.array(rows, dtype=x.dtype).T  # MISTAKE"),),
+    ),
 )

@@ -436,4 +436,134 @@ EX11 = Exercise(
     ),
 )
 
-EXERCISES = (EX08, EX09, EX10, EX11)
+
+# ---- ex17: dL/dx of a strided convolution, as a convolution ------------------------------------
+
+
+@st.composite
+def strided_cases(draw):
+    """Strides 1 to 3 over sizes the stride need not divide (the rows no window reads)."""
+    k = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k - 1))
+    low = max(1, k - 2 * padding)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(low, 7)),
+             draw(st.integers(low, 7)))
+    return shape, k, stride, padding, draw(SEEDS)
+
+
+def _strided_case(case, dtype=np.float64):
+    shape, k, stride, padding, seed = case
+    w = make_array((2, shape[1], k, k), "c", seed + 1, dtype)
+    x = make_array(shape, "c", seed, dtype)
+    y = conv_reference.conv2d_forward(x, w, np.zeros(2, dtype), **_pairs(k, stride, padding))
+    grad = make_array(y.shape, "c", seed + 3, dtype)
+    dx = conv_reference.conv2d_backward(grad, x, w, **_pairs(k, stride, padding))[0]
+    rest = (shape[2] + 2 * padding - k) % stride
+    example = (describe(grad=grad, w=w, x_shape=shape, stride=stride, padding=padding)
+               + (f" ({rest} input row(s) read by no window)" if rest else ""))
+    return grad, w, shape, stride, padding, dx, example
+
+
+def _check_input_gradient(mod: ModuleType, what: str) -> None:
+    def body(case):
+        grad, w, shape, stride, padding, dx, example = _strided_case(case)
+        got = np.asarray(call(mod.conv2d_input_gradient, grad, w, shape, stride, padding, example=example))
+        if what == "shape":
+            if got.shape != tuple(shape):
+                raise MismatchError(f"dx has shape {got.shape}, expected x's {tuple(shape)}", example)
+            return
+        if got.shape == tuple(shape):
+            compare("dx", dx, got, example)
+
+    for_examples(strided_cases(), body)
+
+
+def _invoke_input_gradient(mod: ModuleType, case):
+    case, dtype = case
+    grad, w, shape, stride, padding, _, example = _strided_case(case, dtype)
+    fn = lambda g, w: mod.conv2d_input_gradient(g, w, shape, stride, padding)  # noqa: E731
+    return fn, (grad, w), example + f", {np.dtype(dtype)}", dtype
+
+
+EX17 = Exercise(
+    "ex17", "05", "dL/dx of a strided convolution, as a convolution", "ex17_conv_input_gradient.py",
+    (
+        Property("dx has x's shape, also when the stride leaves rows no window reads",
+                 lambda mod: _check_input_gradient(mod, "shape"),
+                 "the rows past the last window got no gradient: pad the bottom and right by "
+                 "(H + 2p - k) % s more", key="shape"),
+        Property("dx equals the reference backward, strides 1 to 3", lambda mod: _check_input_gradient(mod, "values"),
+                 "spread dL/dy s apart (s - 1 zeros between), pad by k - 1 - p, and correlate with the "
+                 "kernel flipped in both spatial axes, summing over the output channels", key="values"),
+        keeps_dtype(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, named_outputs("dx")),
+        inputs_unchanged(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, "grad, w"),
+    ),
+    causes=(
+        cause("shape", text="the rows and columns no window read are missing: when (H + 2p - k) is not a "
+              "multiple of s, pad the spread gradient's bottom and right by the remainder too"),
+    ),
+)
+
+# ---- ex18: Winograd F(2, 3) from interpolation points ------------------------------------------
+
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0)
+point_cases = st.tuples(st.lists(st.sampled_from(POINTS), min_size=3, max_size=3, unique=True), SEEDS)
+
+
+def _winograd_case(case, dtype=np.float64):
+    points, seed = case
+    rng = np.random.default_rng(seed)
+    d, g = rng.standard_normal(4).astype(dtype), rng.standard_normal(3).astype(dtype)
+    return tuple(points), d, g, f"points {tuple(points)} and infinity, d {d.round(3).tolist()}, g {g.round(3).tolist()}"
+
+
+def _check_winograd_shapes(mod: ModuleType) -> None:
+    def body(case):
+        points, _, _, example = _winograd_case(case)
+        got = call(mod.winograd_f23, points, example=example)
+        for name, matrix, want in zip(("AT", "G", "BT"), got, ((2, 4), (4, 3), (4, 4))):
+            if np.shape(matrix) != want:
+                raise MismatchError(f"{name} has shape {np.shape(matrix)}, expected {want}", example)
+
+    for_examples(point_cases, body)
+
+
+def _check_winograd_values(mod: ModuleType) -> None:
+    def body(case):
+        points, d, g, example = _winograd_case(case)
+        transforms = call(mod.winograd_f23, points, example=example)
+        if [np.shape(t) for t in transforms] != [(2, 4), (4, 3), (4, 4)]:
+            return  # the shapes' property reports it
+        at, gm, bt = (np.asarray(t, dtype=np.float64) for t in transforms)
+        compare("AT [(G g) * (BT d)]", np.correlate(d, g, "valid"), at @ ((gm @ g) * (bt @ d)), example,
+                rtol=1e-9, atol=1e-9)
+        compare("correlate_f23(d, g, transforms)", np.correlate(d, g, "valid"),
+                call(mod.correlate_f23, d, g, transforms, example=example), example, rtol=1e-9, atol=1e-9)
+
+    for_examples(point_cases, body)
+
+
+def _invoke_winograd(mod: ModuleType, case):
+    case, dtype = case
+    points, d, g, example = _winograd_case(case, dtype)
+    fn = lambda d, g: mod.correlate_f23(d, g, mod.winograd_f23(points))  # noqa: E731
+    return fn, (d, g), example + f", {np.dtype(dtype)}", dtype
+
+
+EX18 = Exercise(
+    "ex18", "05", "Winograd F(2, 3) transforms from interpolation points", "ex18_winograd_transforms.py",
+    (
+        Property("AT is (2, 4), G (4, 3), BT (4, 4)", _check_winograd_shapes,
+                 "G evaluates g (3 coefficients) at 4 points, BT maps d (4) to 4 values, AT maps 4 products "
+                 "to 2 outputs", key="shapes"),
+        Property("AT [(G g) * (BT d)] is the correlation of d with g, for any three distinct points",
+                 _check_winograd_values,
+                 "the correlation y = T^T d is the transpose of the convolution a -> g * a = M^-1 ((G g) * "
+                 "(H a)): transpose that product, (M^-1)^T included", key="values"),
+        keeps_dtype(st.tuples(point_cases, DTYPES), _invoke_winograd, named_outputs("y")),
+        inputs_unchanged(st.tuples(point_cases, DTYPES), _invoke_winograd, "d, g"),
+    ),
+)
+
+EXERCISES = (EX08, EX09, EX10, EX11, EX17, EX18)
