@@ -24,7 +24,7 @@ def conv2d_input_gradient(
     grad: np.ndarray, w: np.ndarray, x_shape: tuple[int, int, int, int], stride: int, padding: int
 ) -> np.ndarray:
     """dL/dx for y = conv2d(x, w, stride, padding), from dL/dy = ``grad``; x_shape's shape."""
-    N, C_in, H, W = x_shape
+    N, _, H, W = x_shape
     k = w.shape[2]
     Ho, Wo = grad.shape[2:]
     # Dilate: the gradient of output pixel oh sits at row oh * stride.
