@@ -27,6 +27,7 @@ def winograd_f23(points: tuple[float, float, float]) -> tuple[np.ndarray, np.nda
     raise NotImplementedError
 
 
-def correlate_f23(d: np.ndarray, g: np.ndarray, transforms: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def correlate_f23(d: np.ndarray, g: np.ndarray, transforms: tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]) -> np.ndarray:
     """y (2,) = AT @ ((G @ g) * (BT @ d)), in d's dtype."""
     raise NotImplementedError

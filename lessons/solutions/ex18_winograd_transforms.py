@@ -36,7 +36,8 @@ def winograd_f23(points: tuple[float, float, float]) -> tuple[np.ndarray, np.nda
     return H.T.copy(), G, np.linalg.inv(M).T
 
 
-def correlate_f23(d: np.ndarray, g: np.ndarray, transforms: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def correlate_f23(d: np.ndarray, g: np.ndarray, transforms: tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]) -> np.ndarray:
     """y (2,) = AT @ ((G @ g) * (BT @ d)), in d's dtype."""
     AT, G, BT = (t.astype(d.dtype) for t in transforms)
     return AT @ ((G @ g.astype(d.dtype)) * (BT @ d))

@@ -65,7 +65,8 @@ MISTAKES = (
         "that already has a gradient, loses what was there (PyTorch accumulates).",
         fails=".grad accumulates",
         cause="PyTorch adds into .grad",
-        replace=(("node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.numpy() + grad)",
+        replace=(("node.grad = Tensor(grad.copy()) if node.grad is None"
+                  " else Tensor(node.grad.numpy() + grad)",
                   "node.grad = Tensor(grad.copy())  # MISTAKE: overwrites the gradient the leaf had"),),
     ),
     Mistake(
@@ -83,7 +84,8 @@ MISTAKES = (
              "                    stack.append((parent, False))",
              "        if node.grad_fn is not None:\n"
              "            for parent in node.grad_fn.inputs:\n"
-             "                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in seen:\n"
+             "                if isinstance(parent, Tensor) and parent.requires_grad"
+             " and id(parent) not in seen:\n"
              "                    stack.append((parent, False))"),
             ("        if isinstance(node, Tensor):  # a leaf: accumulate into what it already has",
              "        if node.grad_fn is None:  # a leaf: accumulate into what it already has"),
@@ -103,7 +105,8 @@ MISTAKES = (
         replace=(
             ("    grads = {id(order[0]): np.ones(root.shape, dtype=root.dtype)}",
              "    grads = {id(order[0]): np.ones(root.shape)}  # MISTAKE: float64 whatever root is"),
-            ("g = unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)", "g = unbroadcast(np.asarray(g), inp.shape)"),
+            ("g = unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)",
+             "g = unbroadcast(np.asarray(g), inp.shape)"),
         ),
     ),
     Mistake(
@@ -215,7 +218,8 @@ MISTAKES = (
     Mistake(
         "ex07", "buffer_in_place",
         effect="The momentum buffer is updated in place (buffer *= momentum; buffer += g): the numbers are "
-        "right, but the caller's array, which it may still hold (a saved state, a copy for logging), changes.",
+        "right, but the caller's array, which it may still hold (a saved state, a copy for logging), "
+        "changes.",
         fails="leaves its inputs unchanged",
         cause="changed p, g, buffer in place",
         replace=(("    buffer = g.copy() if buffer is None else momentum * buffer + g",
@@ -330,7 +334,7 @@ MISTAKES = (
         fails="variances below eps",
         cause="inside the square root",
         replace=(("inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
-                  "inv_std = 1.0 / (np.sqrt(x.var(axis=axes, keepdims=True)) + eps)  # MISTAKE: eps outside"),),
+                  "inv_std = 1.0 / (np.sqrt(x.var(axis=axes, keepdims=True)) + eps)  # MISTAKE: eps"),),
     ),
     Mistake(
         "ex12", "relu_before_add",
@@ -440,7 +444,8 @@ MISTAKES = (
         effect="BT is M^-1 instead of its transpose: that computes the convolution's interpolation, not "
         "the correlation's transposed one.",
         fails="correlation of d with g",
-        replace=(("return H.T.copy(), G, np.linalg.inv(M).T", "return H.T.copy(), G, np.linalg.inv(M)  # MISTAKE"),),
+        replace=(("return H.T.copy(), G, np.linalg.inv(M).T",
+                  "return H.T.copy(), G, np.linalg.inv(M)  # MISTAKE"),),
     ),
     Mistake(
         "ex18", "evaluation_not_transposed",
@@ -472,7 +477,8 @@ MISTAKES = (
         "large, a linear layer's right.",
         fails="the weights' variance",
         cause="fan_in is not",
-        replace=(("fan_in = int(np.prod(shape[1:]))", "fan_in = shape[1]  # MISTAKE: C_in, not C_in * k * k"),),
+        replace=(("fan_in = int(np.prod(shape[1:]))",
+                  "fan_in = shape[1]  # MISTAKE: C_in, not C_in * k * k"),),
     ),
     Mistake(
         "ex20", "backward_as_in_lesson_7",
@@ -490,6 +496,7 @@ MISTAKES = (
         "ex20", "transposed",
         effect="J transposed: J[j, k] = d out_k / d x_j; the same as J only where the Jacobian is symmetric.",
         fails="J equals",
-        replace=(("    return np.array(rows, dtype=x.dtype)", "    return np.array(rows, dtype=x.dtype).T  # MISTAKE"),),
+        replace=(("    return np.array(rows, dtype=x.dtype)",
+                  "    return np.array(rows, dtype=x.dtype).T  # MISTAKE"),),
     ),
 )

@@ -114,7 +114,8 @@ def _check_order(mod: ModuleType, what: str) -> None:
             if set(ids) != _reachable(root):
                 tensors = sum(isinstance(t, Tensor) and t.grad_fn is not None for t in order)
                 raise MismatchError(
-                    f"the order holds {len(ids)} nodes; the graph has {len(_reachable(root))} (ops and leaves)",
+                    f"the order holds {len(ids)} nodes; the graph has {len(_reachable(root))} "
+                    "(ops and leaves)",
                     example, (f"{tensors} of yours are tensors made by an op: the graph's nodes are the ops "
                               "(grad_fn) and the leaf tensors, reached through grad_fn.parents",),
                 )
@@ -217,7 +218,8 @@ EX01 = Exercise(
                  lambda mod: _check_order(mod, "nodes"),
                  "the nodes are root.grad_fn, each op's grad_fn.parents (ops, or leaf tensors), once each",
                  key="nodes"),
-        Property("topological_order puts every node before its parents", lambda mod: _check_order(mod, "order"),
+        Property("topological_order puts every node before its parents", lambda mod: _check_order(mod,
+                                                                                                  "order"),
                  "a node may be put in the order only after every node that uses it: add a node "
                  "after all its parents are done (post-order) and reverse the list", key="order"),
         Property("backward: every leaf's gradient equals Tensor.backward's, on graphs that reuse tensors "
@@ -377,7 +379,8 @@ EX03 = Exercise(
         Property("each element is the sum of the gradient over its broadcast copies",
                  _check_unbroadcast_values,
                  "sum, don't average or pick one copy: every copy of an element received gradient"),
-        keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, named_outputs("unbroadcast(grad, shape)")),
+        keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast,
+                              named_outputs("unbroadcast(grad, shape)")),
         inputs_unchanged(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, "grad, shape"),
     ),
 )
@@ -435,7 +438,8 @@ EX04 = Exercise(
                  _check_matmul_gradient,
                  "with square matrices a missing or misplaced transpose still has the right shape "
                  "but the wrong values"),
-        keeps_dtype(st.tuples(matmul_cases, DTYPES), _invoke_matmul, named_outputs("X @ Y", "dL/dX", "dL/dY")),
+        keeps_dtype(st.tuples(matmul_cases, DTYPES), _invoke_matmul, named_outputs("X @ Y", "dL/dX",
+                                                                                   "dL/dY")),
         inputs_unchanged(st.tuples(matmul_cases, DTYPES), _invoke_matmul, "X, Y, grad"),
     ),
 )

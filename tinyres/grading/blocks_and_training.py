@@ -126,7 +126,8 @@ def _block_properties(name: str, make_mine, make_truth, cases, what: str) -> tup
         case, dtype = case
         mine = call(make_mine(mod), *case[:3], example=example_of(case))
         mine = mine.float() if dtype == np.float32 else mine.double()
-        x = Tensor(np.random.default_rng(case[-1]).standard_normal((2, case[0], case[3], case[3])).astype(dtype))
+        x = Tensor(np.random.default_rng(case[-1]).standard_normal((2, case[0], case[3],
+                                                                                     case[3])).astype(dtype))
         return mine, (x,), example_of(case) + f", {np.dtype(dtype)}, train mode", dtype
 
     return (
@@ -446,7 +447,8 @@ def _check_init_depth(mod: ModuleType) -> None:
         # gives 2^+-29: [1/4, 4] separates them with room to spare.
         if not 0.25 < growth < 4:
             raise MismatchError(f"the pre-activations' mean square changes {growth:.3g} times over {depth} "
-                                "layers", example, ("the variance of each layer's output must equal its input's",))
+                                "layers", example,
+                                    ("the variance of each layer's output must equal its input's",))
 
     for_examples(st.tuples(st.just(None), SLOPES, SEEDS), body, max_examples=6)
 
@@ -528,12 +530,14 @@ EX20 = Exercise(
                  _check_jacobian,
                  "row k is the gradient of out.flat[k] with respect to x: one backward (or autograd.grad) "
                  "per output element, J[k, j] = d out_k / d x_j (not its transpose)", key="values"),
-        keeps_dtype(st.tuples(jacobian_cases, DTYPES), _invoke_jacobian, named_outputs("J"), JACOBIAN_EXAMPLES),
+        keeps_dtype(st.tuples(jacobian_cases, DTYPES), _invoke_jacobian, named_outputs("J"),
+                                                                                       JACOBIAN_EXAMPLES),
         inputs_unchanged(st.tuples(jacobian_cases, DTYPES), _invoke_jacobian, "block, x", JACOBIAN_EXAMPLES),
     ),
     causes=(
         cause("inputs", text="backward adds into .grad of x and of every parameter: measure with "
-              "tinyres.autograd.grad(out, x, grad_outputs=seed), which returns the gradient and touches no .grad"),
+              "tinyres.autograd.grad(out, x, grad_outputs=seed), which returns the gradient and "
+              "touches no .grad"),
     ),
 )
 

@@ -151,7 +151,8 @@ def _invoke_conv(mod: ModuleType, case):
     grad = make_array(y_shape, "c", seed + 3, dtype)
 
     def both(x, w, b, grad):
-        return (mod.conv2d_forward(x, w, b, stride, padding), *mod.conv2d_backward(grad, x, w, stride, padding))
+        return (mod.conv2d_forward(x, w, b, stride, padding), *mod.conv2d_backward(grad, x, w, stride,
+                                                                                   padding))
 
     return both, (x, w, b, grad), example + f", {np.dtype(dtype)}", dtype
 
@@ -243,7 +244,8 @@ def _invoke_im2col(mod: ModuleType, case):
     def both(x, cols):
         return mod.im2col(x, k, stride, padding), mod.col2im(cols, shape, k, stride, padding)
 
-    return both, (x, cols), describe(x=x, kernel=k, stride=stride, padding=padding) + f", {np.dtype(dtype)}", dtype
+    return both, (x, cols), describe(x=x, kernel=k, stride=stride,
+                                     padding=padding) + f", {np.dtype(dtype)}", dtype
 
 
 EX09 = Exercise(
@@ -258,7 +260,8 @@ EX09 = Exercise(
                  "share pixels"),
         Property("col2im equals the library's (adds overlaps, drops the padding)", _check_col2im,
                  "add into a padded image, then cut the padding off"),
-        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_im2col, named_outputs("im2col(x)", "col2im(cols)")),
+        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_im2col, named_outputs("im2col(x)",
+                                                                                   "col2im(cols)")),
         inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_im2col, "x, cols"),
     ),
 )
@@ -336,7 +339,8 @@ EX10 = Exercise(
 # learner). Scale 1e-3 gives variances of 1e-6, below eps = 1e-5: an eps in the wrong place
 # (added to the standard deviation, or left out) changes dx there.
 bn_cases = st.tuples(st.integers(2, 3), st.integers(1, 3), st.integers(2, 3), st.integers(1, 3),
-                     st.sampled_from(LAYOUTS), SEEDS, st.sampled_from([1.0, 1e-3]), st.sampled_from([1e-5, 1e-3]))
+                     st.sampled_from(LAYOUTS), SEEDS, st.sampled_from([1.0, 1e-3]), st.sampled_from([1e-5,
+                                                                                                     1e-3]))
 EPS = 1e-5
 
 
@@ -402,7 +406,8 @@ def _invoke_bn(mod: ModuleType, case):
     case, dtype = case
     x, dy, gamma, example = _bn_case(case)
     fn = lambda dy, x, gamma: mod.batchnorm_backward(dy, x, gamma, case[-1])  # noqa: E731
-    return fn, (dy.astype(dtype), x.astype(dtype), gamma.astype(dtype)), example + f", {np.dtype(dtype)}", dtype
+    args = (dy.astype(dtype), x.astype(dtype), gamma.astype(dtype))
+    return fn, args, example + f", {np.dtype(dtype)}", dtype
 
 
 EX11 = Exercise(
@@ -427,7 +432,8 @@ EX11 = Exercise(
     causes=(
         cause("mean path", "dx", text="the mean's path is missing: the batch mean depends on every x of the "
               "channel, which adds - sum(dy) / M to dx / (gamma / sqrt(var + eps))"),
-        cause("variance path", "dx", text="the variance's path is missing: the batch variance depends on every "
+        cause("variance path", "dx",
+              text="the variance's path is missing: the batch variance depends on every "
               "x too, which adds - xhat * sum(dy * xhat) / M"),
         cause("params", "dx", text="eps is in the wrong place: it belongs inside the square root, "
               "1 / sqrt(var + eps), in xhat as in dx; the difference shows where the variance is below eps"),
@@ -493,7 +499,8 @@ EX17 = Exercise(
                  lambda mod: _check_input_gradient(mod, "shape"),
                  "the rows past the last window got no gradient: pad the bottom and right by "
                  "(H + 2p - k) % s more", key="shape"),
-        Property("dx equals the reference backward, strides 1 to 3", lambda mod: _check_input_gradient(mod, "values"),
+        Property("dx equals the reference backward, strides 1 to 3", lambda mod: _check_input_gradient(mod,
+                                                                                                       "values"),
                  "spread dL/dy s apart (s - 1 zeros between), pad by k - 1 - p, and correlate with the "
                  "kernel flipped in both spatial axes, summing over the output channels", key="values"),
         keeps_dtype(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, named_outputs("dx")),
@@ -515,7 +522,8 @@ def _winograd_case(case, dtype=np.float64):
     points, seed = case
     rng = np.random.default_rng(seed)
     d, g = rng.standard_normal(4).astype(dtype), rng.standard_normal(3).astype(dtype)
-    return tuple(points), d, g, f"points {tuple(points)} and infinity, d {d.round(3).tolist()}, g {g.round(3).tolist()}"
+    example = f"points {tuple(points)} and infinity, d {d.round(3).tolist()}, g {g.round(3).tolist()}"
+    return tuple(points), d, g, example
 
 
 def _check_winograd_shapes(mod: ModuleType) -> None:

@@ -326,7 +326,8 @@ def _changed(before: Any, after: Any, name: str) -> str | None:
         grad = None if after.grad is None else after.grad.numpy()
         if not np.array_equal(before[0], after.detach().numpy(), equal_nan=True):
             return f"{name}'s values"
-        if (before[1] is None) != (grad is None) or (grad is not None and not np.array_equal(before[1], grad)):
+        if (before[1] is None) != (grad is None) or (grad is not None and not np.array_equal(before[1],
+                                                                                                    grad)):
             return f"{name}.grad"
         return None
     if isinstance(after, Module):
@@ -381,12 +382,14 @@ def inputs_unchanged(cases: Any, invoke: Callable[[ModuleType, Any], Invocation]
 
 
 def keeps_dtype(cases: Any, invoke: Callable[[ModuleType, Any], Invocation],
-                outputs: Callable[[Any, tuple[Any, ...]], dict[str, Any]], max_examples: int = MAX_EXAMPLES) -> Property:
+                outputs: Callable[[Any, tuple[Any, ...]], dict[str, Any]],
+                                                               max_examples: int = MAX_EXAMPLES) -> Property:
     """The property that float32 input gives float32 output and float64 float64.
 
     ``outputs(result, args)`` names the arrays (or Tensors) of the learner's result (or, for
-    a function that returns nothing, of its arguments) whose dtype must be the case's. A float64 result for float32 input doubles memory and hides the
-    float32 rounding the rest of the network sees.
+    a function that returns nothing, of its arguments) whose dtype must be the case's.
+    A float64 result for float32 input doubles memory and hides the float32 rounding the
+    rest of the network sees.
     """
 
     def check(mod: ModuleType) -> None:
