@@ -238,7 +238,7 @@ EX01 = Exercise(
                  "Python allows about 1,000 nested calls: walk the graph with an explicit stack", key="deep"),
         keeps_dtype(graphs_any_dtype, _invoke_backward,
                     lambda result, args: {f"the .grad of the leaf of shape {leaf.shape}": leaf.grad
-                                          for leaf in _leaves_of(args[0])}),
+                                          for leaf in _leaves_of(args[0]) if leaf.grad is not None}),
         inputs_unchanged(graphs_any_dtype, _invoke_backward, "root, the leaves' values"),
     ),
     causes=(

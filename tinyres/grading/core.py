@@ -192,7 +192,9 @@ class Report:
         if len(failed) == 1:
             lines.append(f"  hint: {text}")
         elif failed:  # one cause for the combination, not one (often wrong) hint per property
-            lines.append(f"  hint (from what fails together: {which}): {text}")
+            source = "the first failing property" if which == "the first failing property" else (
+                f"what fails together: {which}")
+            lines.append(f"  hint (from {source}): {text}")
         lines.append(f"  result: {self.summary()}")
         return "\n".join(lines)
 
