@@ -71,7 +71,46 @@ def test_planted_mistake_fails_on_the_property_it_names(mistake):
         f"expected a failure of the property mentioning {mistake.fails!r}; failed: {failed}\n{report.text()}"
     )
     text = report.text()
-    assert "Traceback" not in text and "hint:" in text and "smallest failing example" in text
+    assert "Traceback" not in text and "smallest failing example" in text
+    hint = [line for line in text.splitlines() if line.startswith("  hint")]
+    assert len(hint) == 1 and mistake.cause in hint[0], text  # one hint, naming the cause
+
+
+# The kinds of mistake a learner's own wrong solutions showed (issue 24), each with the planted
+# mistake that proves the grader catches it and names its cause.
+KINDS = {
+    "float64 for float32 input": "ex08_float64_output",
+    "a float64 seed gradient on a float32 graph": "ex01_float64_seed",
+    "the caller's array changed in place (x -= mean)": "ex11_centres_x_in_place",
+    "the caller's buffer changed in place": "ex07_buffer_in_place",
+    ".grad overwritten where PyTorch accumulates": "ex01_grad_overwritten",
+    "the log of an underflowed probability": "ex06_log_of_softmax",
+    "one maximum for the whole batch": "ex06_batch_max",
+    "a walk keyed by tensor, not by op": "ex01_keyed_by_tensor",
+    "eps in the wrong place (small variances)": "ex11_eps_outside_sqrt",
+}
+
+
+def test_each_mistake_kind_has_a_planted_mistake_that_names_its_cause():
+    by_file = {m.filename[:-3]: m for m in MISTAKES}
+    for kind, name in KINDS.items():
+        assert name in by_file and by_file[name].cause, kind
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_every_exercise_checks_the_dtype_and_that_its_inputs_are_unchanged(exercise):
+    keys = {p.key for p in exercise.properties}
+    assert "dtype" in keys
+    # ex19 takes no array (a shape, a slope, a generator): there is nothing to change in place.
+    assert "inputs" in keys or exercise.id == "ex19"
+
+
+def test_the_hint_is_chosen_by_the_combination_of_failed_properties():
+    ex = BY_ID["ex06"]
+    assert "one maximum for the whole batch" in ex.likely_cause(["rows"])[1]
+    assert "no maximum subtracted" in ex.likely_cause(["1e4", "rows"])[1]
+    assert "the sum, not of the mean" in ex.likely_cause(["gradient", "1/N", "1e4", "rows", "wrong class"])[1]
+    assert ex.likely_cause(["loss"])[1] == next(p.hint for p in ex.properties if p.key == "loss")
 
 
 def test_each_planted_mistake_is_a_marked_patch_of_a_known_exercise():
@@ -173,7 +212,7 @@ def test_check_solutions_passes_the_solution_and_shows_each_planted_mistake_fail
     assert "ex03_unbroadcast.py with the planted mistake mean" in out
     assert 'planted mistake mean (Averages over the copies' in out
     assert "caught: FAIL each element is the sum of the gradient over its broadcast copies" in out
-    assert "smallest failing example: grad" in out and "hint:" in out and "Traceback" not in out
+    assert "smallest failing example: grad" in out and "hint" in out and "Traceback" not in out
     assert out.splitlines()[-1] == "passed: 1; mistakes caught: 2"
 
 

@@ -1,14 +1,10 @@
 """Exercise 7 (lesson 04): one step of SGD with momentum and weight decay, PyTorch's form.
 
-For a parameter p, its gradient g, learning rate lr, momentum m and weight decay wd:
-
-    g = g + wd * p              # weight decay first: the gradient of (wd / 2) |p|^2
-    b = g                       # the momentum buffer, on the first step
-    b = m * b + g               # on later steps
-    p = p - lr * b
-
-The learning rate multiplies the whole buffer at each step (not each gradient as it
-enters the buffer), which matters when lr changes during training.
+For a parameter p, its gradient g, learning rate lr, momentum m and weight decay wd,
+PyTorch's ``torch.optim.SGD`` documents its update; reproduce it exactly: weight decay is
+the gradient of (wd / 2) |p|^2, the momentum buffer starts as the first step's gradient,
+and the learning rate is applied where PyTorch applies it (it matters once lr changes
+during training). Leave p, g and the buffer you are given unchanged: return new arrays.
 
 Check your work: ``tinyres check ex07``.
 """

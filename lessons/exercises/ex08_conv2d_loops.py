@@ -10,9 +10,9 @@ has H_out = (H + 2p - k) // s + 1 rows (and W_out columns likewise) and
 
 .. math::  y[n, o, oh, ow] = b[o] + \sum_{c, i, j} w[o, c, i, j]\, x[n, c, h, v]
 
-(a cross-correlation: the kernel is not flipped). Every product sends its gradient back
-along the same pair: dx[n, c, h, v] += w[o, c, i, j] dy[n, o, oh, ow],
-dw[o, c, i, j] += x[n, c, h, v] dy[n, o, oh, ow], and db[o] = sum of dy[:, o].
+(a cross-correlation: the kernel is not flipped). For the backward, ask of each product
+in that sum which three arrays it touches and what its derivative with respect to each
+is (lesson 5 section 2 derives dL/dx); keep the input's dtype.
 
 Check your work: ``tinyres check ex08``.
 """

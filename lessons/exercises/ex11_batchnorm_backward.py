@@ -5,15 +5,12 @@ variance of its M = N * H * W values:
 
 .. math::  \hat{x} = (x - \mu_c) / \sqrt{\sigma_c^2 + \epsilon}, \qquad y = \gamma_c \hat{x} + \beta_c
 
-mu and sigma depend on every x of the channel, and the three paths through them
-collapse into
-
-.. math::  \frac{\partial L}{\partial x} = \frac{\gamma_c}{M\sqrt{\sigma_c^2 + \epsilon}}
-           \Big(M\,dy - \sum dy - \hat{x} \sum (dy\,\hat{x})\Big)
-
-with the sums over the channel's values; dgamma = sum(dy * xhat) and dbeta = sum(dy),
-per channel. Two consequences you can check: dx sums to 0 over each channel (shifting
-a channel changes nothing after normalising), and so does dx * xhat (nor does scaling it).
+mu and sigma^2 depend on every x of the channel, so dL/dx has three paths: the direct
+one through x - mu, one through mu, one through sigma^2. Lesson 6 section 2 walks the
+first steps; collect the terms yourself, per channel, with the biased variance and eps
+inside the square root. dgamma and dbeta are per channel too. Two consequences you can
+check before running the grader: dx sums to 0 over each channel (shifting a channel
+changes nothing after normalising), and so does dx * xhat (nor does scaling it).
 
 Check your work: ``tinyres check ex11``.
 """

@@ -27,7 +27,7 @@ def numerical_gradient(
     you found it.
     """
     x = x.copy()
-    grad = np.zeros(x.shape)
+    grad = np.zeros(x.shape, dtype=x.dtype)
     for j in np.ndindex(x.shape):
         original = x[j]
         x[j] = original + eps

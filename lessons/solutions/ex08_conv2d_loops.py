@@ -27,7 +27,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad
     N, _, H, W = x.shape
     C_out, _, k, _ = w.shape
     Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
-    y = np.zeros((N, C_out, Ho, Wo))
+    y = np.zeros((N, C_out, Ho, Wo), dtype=x.dtype)  # float32 in, float32 out
     for oh in range(Ho):
         for ow in range(Wo):
             for i in range(k):
@@ -44,7 +44,7 @@ def conv2d_backward(
     """(dx, dw, db) of x's, w's and (C_out,) shapes, from dL/dy = ``grad``."""
     _, _, H, W = x.shape
     k = w.shape[2]
-    dx, dw = np.zeros(x.shape), np.zeros(w.shape)
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
     for oh in range(grad.shape[2]):
         for ow in range(grad.shape[3]):
             for i in range(k):

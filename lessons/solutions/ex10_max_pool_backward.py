@@ -17,7 +17,7 @@ import numpy as np
 
 def max_pool2d_backward(grad: np.ndarray, x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
     """dL/dx (x's shape (N, C, H, W)) from dL/dy = ``grad`` of shape (N, C, H_out, W_out)."""
-    dx = np.zeros(x.shape)
+    dx = np.zeros(x.shape, dtype=grad.dtype)
     for oh in range(grad.shape[2]):
         for ow in range(grad.shape[3]):
             window = x[:, :, oh * stride : oh * stride + kernel, ow * stride : ow * stride + kernel]

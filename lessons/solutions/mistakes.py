@@ -16,11 +16,12 @@ MISTAKES = (
         "ex01", "preorder",
         effect="The order is a depth-first pre-order: a tensor used twice can be reached before its "
         "second consumer, and passes on an incomplete gradient.",
-        fails="every tensor before its inputs",
+        fails="every node before its parents",
+        cause="post-order",
         replace=(
             ("stack.append((node, True))",
              "order.append(node)  # MISTAKE: pre-order; a reused tensor may precede one of its consumers"),
-            ("return order[::-1]  # post-order puts inputs first; reversed, every node precedes its inputs",
+            ("return order[::-1]  # post-order puts parents first; reversed, every node precedes its parents",
              "return order"),
         ),
     ),
@@ -30,35 +31,83 @@ MISTAKES = (
         "recursion limit.",
         fails="10,000 ops",
         replace=((
-            "    stack: list[tuple[Tensor, bool]] = [(root, False)]\n"
+            "    stack: list[tuple[Node, bool]] = [(root if root.grad_fn is None else root.grad_fn, False)]\n"
             "    while stack:\n"
             "        node, inputs_done = stack.pop()\n"
-            "        if inputs_done:  # every input is already in ``order``: post-order\n"
+            "        if inputs_done:  # every parent is already in ``order``: post-order\n"
             "            order.append(node)\n"
             "            continue\n"
             "        if id(node) in seen:\n"
             "            continue\n"
             "        seen.add(id(node))\n"
             "        stack.append((node, True))\n"
-            "        if node.grad_fn is not None:\n"
-            "            for inp in node.grad_fn.inputs:\n"
-            "                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:\n"
-            "                    stack.append((inp, False))\n"
-            "    return order[::-1]",
+            "        if isinstance(node, Function):\n"
+            "            for parent in node.parents:\n"
+            "                if parent is not None and id(parent) not in seen:\n"
+            "                    stack.append((parent, False))\n",
             "\n"
-            "    def visit(node: Tensor) -> None:  # MISTAKE: recursion, one call per op in the chain\n"
+            "    def visit(node: Node) -> None:  # MISTAKE: recursion, one call per op in the chain\n"
             "        if id(node) in seen:\n"
             "            return\n"
             "        seen.add(id(node))\n"
-            "        if node.grad_fn is not None:\n"
-            "            for inp in node.grad_fn.inputs:\n"
-            "                if isinstance(inp, Tensor) and inp.requires_grad:\n"
-            "                    visit(inp)\n"
+            "        if isinstance(node, Function):\n"
+            "            for parent in node.parents:\n"
+            "                if parent is not None:\n"
+            "                    visit(parent)\n"
             "        order.append(node)\n"
             "\n"
-            "    visit(root)\n"
-            "    return order[::-1]",
+            "    visit(root if root.grad_fn is None else root.grad_fn)\n",
         ),),
+    ),
+    Mistake(
+        "ex01", "grad_overwritten",
+        effect="Each backward sets .grad instead of adding to it: a second backward call, or a leaf "
+        "that already has a gradient, loses what was there (PyTorch accumulates).",
+        fails=".grad accumulates",
+        cause="PyTorch adds into .grad",
+        replace=(("node.grad = Tensor(grad.copy()) if node.grad is None"
+                  " else Tensor(node.grad.numpy() + grad)",
+                  "node.grad = Tensor(grad.copy())  # MISTAKE: overwrites the gradient the leaf had"),),
+    ),
+    Mistake(
+        "ex01", "keyed_by_tensor",
+        effect="The walk follows grad_fn.inputs and keys gradients by tensor: after `out = x * 3; "
+        "out += x` the Tensor out stands for two nodes, and x.grad is [1, 1] where the engine gives [4, 4].",
+        fails="by op",
+        cause="keyed by tensor",
+        replace=(
+            ("    stack: list[tuple[Node, bool]] = [(root if root.grad_fn is None else root.grad_fn, False)]",
+             "    stack: list[tuple[Node, bool]] = [(root, False)]  # MISTAKE: tensors, not ops"),
+            ("        if isinstance(node, Function):\n"
+             "            for parent in node.parents:\n"
+             "                if parent is not None and id(parent) not in seen:\n"
+             "                    stack.append((parent, False))",
+             "        if node.grad_fn is not None:\n"
+             "            for parent in node.grad_fn.inputs:\n"
+             "                if isinstance(parent, Tensor) and parent.requires_grad"
+             " and id(parent) not in seen:\n"
+             "                    stack.append((parent, False))"),
+            ("        if isinstance(node, Tensor):  # a leaf: accumulate into what it already has",
+             "        if node.grad_fn is None:  # a leaf: accumulate into what it already has"),
+            ("        for parent, inp, g in zip(node.parents, node.inputs, node.backward(grad)):\n"
+             "            if parent is None or g is None:",
+             "        for inp, g in zip(node.grad_fn.inputs, node.grad_fn.backward(grad)):\n"
+             "            parent = inp\n"
+             "            if not isinstance(inp, Tensor) or not inp.requires_grad or g is None:"),
+        ),
+    ),
+    Mistake(
+        "ex01", "float64_seed",
+        effect="The seed gradient is np.ones(root.shape), float64, and nothing casts it back: a float32 "
+        "graph gets float64 gradients.",
+        fails="float32 in, float32 out",
+        cause="the seed gradient",
+        replace=(
+            ("    grads = {id(order[0]): np.ones(root.shape, dtype=root.dtype)}",
+             "    grads = {id(order[0]): np.ones(root.shape)}  # MISTAKE: float64 whatever root is"),
+            ("g = unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)",
+             "g = unbroadcast(np.asarray(g), inp.shape)"),
+        ),
     ),
     Mistake(
         "ex02", "input_not_output",
@@ -119,6 +168,25 @@ MISTAKES = (
                   "shifted = logits  # MISTAKE: no max subtracted, exp overflows for large logits"),),
     ),
     Mistake(
+        "ex06", "batch_max",
+        effect="One maximum for the whole batch instead of each row's: a row 1e3 below the batch's "
+        "largest logit has every exponential underflow to 0, and its loss is inf.",
+        fails="rows lie far apart",
+        cause="one maximum for the whole batch",
+        replace=(("shifted = logits - logits.max(axis=1, keepdims=True)",
+                  "shifted = logits - logits.max()  # MISTAKE: one maximum for the whole batch"),),
+    ),
+    Mistake(
+        "ex06", "log_of_softmax",
+        effect="The loss is the log of the softmax probability: for a confidently wrong class the "
+        "probability underflows to 0 and the loss is inf (log-softmax would give a finite 800).",
+        fails="confidently wrong class",
+        cause="the log of an underflowed probability",
+        replace=(("    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                  "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+                  "    log_p = np.log(p)  # MISTAKE: the log of a probability that can underflow to 0"),),
+    ),
+    Mistake(
         "ex06", "sum_gradient",
         effect="The loss is the mean over the batch but the gradient is the sum's: N times too large.",
         fails="the mean's, not the sum's",
@@ -148,6 +216,20 @@ MISTAKES = (
         ),
     ),
     Mistake(
+        "ex07", "buffer_in_place",
+        effect="The momentum buffer is updated in place (buffer *= momentum; buffer += g): the numbers are "
+        "right, but the caller's array, which it may still hold (a saved state, a copy for logging), "
+        "changes.",
+        fails="leaves its inputs unchanged",
+        cause="changed p, g, buffer in place",
+        replace=(("    buffer = g.copy() if buffer is None else momentum * buffer + g",
+                  "    if buffer is None:\n"
+                  "        buffer = g.copy()\n"
+                  "    else:  # MISTAKE: writes into the caller's buffer\n"
+                  "        buffer *= momentum\n"
+                  "        buffer += g"),),
+    ),
+    Mistake(
         "ex08", "backward_ignores_padding",
         effect="The backward forgets the padding offset: gradients land shifted by the padding.",
         fails="dx equals the reference",
@@ -160,6 +242,15 @@ MISTAKES = (
             "                    if 0 <= h < H and 0 <= v < W:\n"
             "                        g = grad",
         ),),
+    ),
+    Mistake(
+        "ex08", "float64_output",
+        effect="The forward's output is np.zeros(shape), float64 whatever the input: a float32 network "
+        "silently computes its convolutions in float64 and doubles their memory.",
+        fails="float32 in, float32 out",
+        cause="float64 whatever the input",
+        replace=(("    y = np.zeros((N, C_out, Ho, Wo), dtype=x.dtype)  # float32 in, float32 out",
+                  "    y = np.zeros((N, C_out, Ho, Wo))  # MISTAKE: float64 whatever x is"),),
     ),
     Mistake(
         "ex08", "flipped_kernel",
@@ -226,6 +317,24 @@ MISTAKES = (
         fails="dx * xhat sums to zero",
         replace=(("m * dy - dbeta.reshape(per_channel) - xhat * dgamma.reshape(per_channel)",
                   "m * dy - dbeta.reshape(per_channel)  # MISTAKE: the variance's term is missing"),),
+    ),
+    Mistake(
+        "ex11", "centres_x_in_place",
+        effect="`x -= mean` centres the caller's array in place: dx is right, but the layer's input, which "
+        "the caller still holds (for the next backward, for the skip connection), is changed.",
+        fails="leaves its inputs unchanged",
+        cause="changed",
+        replace=(("    xhat = (x - mean) * inv_std",
+                  "    x -= mean  # MISTAKE: changes the caller's array\n    xhat = x * inv_std"),),
+    ),
+    Mistake(
+        "ex11", "eps_outside_sqrt",
+        effect="eps added to the standard deviation instead of the variance: the same where the variance "
+        "is much larger than eps, wrong where it is not.",
+        fails="variances below eps",
+        cause="inside the square root",
+        replace=(("inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
+                  "inv_std = 1.0 / (np.sqrt(x.var(axis=axes, keepdims=True)) + eps)  # MISTAKE: eps"),),
     ),
     Mistake(
         "ex12", "relu_before_add",
@@ -311,5 +420,83 @@ MISTAKES = (
             ("        h.register_hook(",
              "        h = block(h)  # MISTAKE: the hook is on the output\n        h.register_hook("),
         ),
+    ),
+    Mistake(
+        "ex17", "not_flipped",
+        effect="The spread gradient is correlated with the kernel as it is, not flipped: the backward of a "
+        "convolution is a correlation with the kernel turned by 180 degrees.",
+        fails="dx equals the reference",
+        replace=(("    flipped = w[:, :, ::-1, ::-1]  # (C_out, C_in, k, k), flipped in space",
+                  "    flipped = w  # MISTAKE: not flipped"),),
+    ),
+    Mistake(
+        "ex17", "rows_no_window_reads",
+        effect="The rows and columns past the last window are forgotten: dx is too small whenever the "
+        "stride does not divide H + 2p - k.",
+        fails="dx has x's shape",
+        cause="no window read are missing",
+        replace=(("    extra_h = H + 2 * padding - k - (Ho - 1) * stride\n"
+                  "    extra_w = W + 2 * padding - k - (Wo - 1) * stride",
+                  "    extra_h = extra_w = 0  # MISTAKE: the rows no window read are dropped"),),
+    ),
+    Mistake(
+        "ex18", "inverse_not_transposed",
+        effect="BT is M^-1 instead of its transpose: that computes the convolution's interpolation, not "
+        "the correlation's transposed one.",
+        fails="correlation of d with g",
+        replace=(("return H.T.copy(), G, np.linalg.inv(M).T",
+                  "return H.T.copy(), G, np.linalg.inv(M)  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex18", "evaluation_not_transposed",
+        effect="AT is H itself, the evaluation of a at the points, not its transpose: a (4, 2) matrix.",
+        fails="AT is (2, 4)",
+        replace=(("return H.T.copy(), G, np.linalg.inv(M).T", "return H, G, np.linalg.inv(M).T  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex19", "xavier",
+        effect="Variance 1 / fan_in (LeCun's, Xavier's for equal fans): a ReLU halves the second moment, so "
+        "30 layers shrink the signal 2^30 times.",
+        fails="30 layers keep",
+        cause="the gain is wrong",
+        replace=(("std = np.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in))",
+                  "std = np.sqrt(1.0 / fan_in)  # MISTAKE: no gain for the (leaky) ReLU"),),
+    ),
+    Mistake(
+        "ex19", "relu_gain_always",
+        effect="The ReLU's gain 2 whatever the slope: right for a = 0, too large for a leaky ReLU, 2^30 "
+        "too large over 30 linear layers (a = 1).",
+        fails="30 layers keep",
+        cause="the gain is wrong",
+        replace=(("std = np.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in))",
+                  "std = np.sqrt(2.0 / fan_in)  # MISTAKE: the slope is ignored"),),
+    ),
+    Mistake(
+        "ex19", "fan_in_channels_only",
+        effect="fan_in is C_in, forgetting the k * k kernel positions: a 3x3 conv's weights are 3 times too "
+        "large, a linear layer's right.",
+        fails="the weights' variance",
+        cause="fan_in is not",
+        replace=(("fan_in = int(np.prod(shape[1:]))",
+                  "fan_in = shape[1]  # MISTAKE: C_in, not C_in * k * k"),),
+    ),
+    Mistake(
+        "ex20", "backward_as_in_lesson_7",
+        effect="Lesson 7's row-by-row backward: the right J, but every parameter's .grad (and x.grad) is "
+        "changed, which would corrupt the next optimizer step.",
+        fails="leaves its inputs unchanged",
+        cause="touches no .grad",
+        replace=(("        (dx,) = tr.autograd.grad(out, x, grad_outputs=tr.Tensor(seed))\n"
+                  "        rows.append(dx.detach().numpy().ravel())",
+                  "        x.grad = None  # MISTAKE: backward adds into every parameter's .grad\n"
+                  "        out.backward(seed)\n"
+                  "        rows.append(x.grad.numpy().ravel().copy())"),),
+    ),
+    Mistake(
+        "ex20", "transposed",
+        effect="J transposed: J[j, k] = d out_k / d x_j; the same as J only where the Jacobian is symmetric.",
+        fails="J equals",
+        replace=(("    return np.array(rows, dtype=x.dtype)",
+                  "    return np.array(rows, dtype=x.dtype).T  # MISTAKE"),),
     ),
 )

@@ -14,12 +14,12 @@ Needs hypothesis (``pip install -e ".[lessons]"``).
 
 from __future__ import annotations
 
-from tinyres.grading import autograd, kernels, models
+from tinyres.grading import autograd, blocks_and_training, conv_pool_norm
 from tinyres.grading.core import Exercise, Report, grade
 
 # In the order of the lessons (and of their ids).
 EXERCISES: tuple[Exercise, ...] = tuple(
-    sorted(autograd.EXERCISES + kernels.EXERCISES + models.EXERCISES, key=lambda e: e.id)
+    sorted(autograd.EXERCISES + conv_pool_norm.EXERCISES + blocks_and_training.EXERCISES, key=lambda e: e.id)
 )
 BY_ID = {e.id: e for e in EXERCISES}
 

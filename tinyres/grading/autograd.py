@@ -13,9 +13,20 @@ import numpy as np
 from hypothesis import strategies as st
 
 import tinyres as tr
-from tinyres.engine import Tensor, unbroadcast
+from tinyres.engine import Function, Tensor, unbroadcast
 from tinyres.gradcheck import check_gradients
-from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, describe, for_examples
+from tinyres.grading.core import (
+    Exercise,
+    MismatchError,
+    Property,
+    call,
+    cause,
+    compare,
+    describe,
+    for_examples,
+    inputs_unchanged,
+    keeps_dtype,
+)
 from tinyres.grading.strategies import LAYOUTS, broadcastable_pairs, make_array, shapes
 from tinyres.nn import functional as F
 
@@ -26,91 +37,149 @@ SEEDS = st.integers(0, 3)
 # ---- ex01: backward in topological order ------------------------------------------------------
 
 # A random graph: leaves of three shapes that broadcast together, then ops whose operands
-# are drawn from everything made so far, so tensors are reused (the case a naive walk gets wrong).
+# are drawn from everything made so far, so tensors are reused (the case a naive walk gets
+# wrong), and in-place additions (`t += u`), which give one Tensor object a new grad_fn:
+# a walk keyed by tensor instead of by op loses the gradient of the tensor's old value.
 LEAF_SHAPES = ((2, 3), (3,), (2, 1))
 BINARY = {"+": tr.Tensor.__add__, "*": tr.Tensor.__mul__, "-": tr.Tensor.__sub__}
+OPS = ["+", "*", "-", "tanh", "+="]
 graphs = st.tuples(
     SEEDS,
-    st.lists(
-        st.tuples(st.sampled_from(["+", "*", "-", "tanh"]), st.integers(0, 99), st.integers(0, 99)),
-        min_size=1, max_size=8,
-    ),
+    st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 99), st.integers(0, 99)), min_size=1, max_size=8),
 )
+graphs_any_dtype = st.tuples(graphs, st.sampled_from([np.float32, np.float64]))
 
 
-# Reuse that a pre-order walk gets wrong: t0 = a + a; t1 = t0 + a, and a diamond through tanh.
-REUSE = ((0, [("+", 0, 0), ("+", 3, 0)]), (1, [("*", 0, 1), ("tanh", 3, 0), ("*", 3, 4)]))
+# Reuse that a pre-order walk gets wrong: t0 = a + a; t1 = t0 + a, and a diamond through tanh;
+# lesson 1's in-place example, `out = a * b; out += a`.
+REUSE = ((0, [("+", 0, 0), ("+", 3, 0)]), (1, [("*", 0, 1), ("tanh", 3, 0), ("*", 3, 4)]),
+         (2, [("*", 0, 1), ("+=", 0, 0)]))
 
 
-def _build(graph) -> tuple[Tensor, list[Tensor], str]:
-    """The graph's root (a sum) and leaves, on fresh float64 tensors, and a description."""
+def _build(graph, dtype=np.float64) -> tuple[Tensor, list[Tensor], str]:
+    """The graph's root (a sum) and leaves, on fresh tensors of ``dtype``, and a description.
+
+    ``+=`` adds in place into the newest tensor when an op made it and no op has read it
+    yet (and tanh, which saves its output, did not make it); otherwise it is a plain +.
+    """
     seed, ops = graph
     rng = np.random.default_rng(seed)
-    leaves = [Tensor(rng.uniform(-1, 1, s), requires_grad=True) for s in LEAF_SHAPES]
-    nodes, names, words = list(leaves), ["a", "b", "c"], []
+    leaves = [Tensor(rng.uniform(-1, 1, s).astype(dtype), requires_grad=True) for s in LEAF_SHAPES]
+    nodes, names, words, fresh = list(leaves), ["a", "b", "c"], [], False
     for op, i, j in ops:
         x, y = nodes[i % len(nodes)], nodes[j % len(nodes)]
         nx, ny = names[i % len(nodes)], names[j % len(nodes)]
+        if op == "+=" and fresh and np.broadcast_shapes(nodes[-1].shape, y.shape) == nodes[-1].shape:
+            nodes[-1] += y  # the same Tensor object, a new grad_fn
+            words.append(f"{names[-1]} += {ny}")
+            fresh = False
+            continue
+        op = "+" if op == "+=" else op
         nodes.append(x.tanh() if op == "tanh" else BINARY[op](x, y))
-        names.append(f"t{len(words)}")
+        fresh = op != "tanh"
+        names.append(f"t{len(names) - 3}")
         words.append(f"{names[-1]} = tanh({nx})" if op == "tanh" else f"{names[-1]} = {nx} {op} {ny}")
     root = nodes[-1].sum()
     leaf_words = ", ".join(f"{n} {s}" for n, s in zip("abc", LEAF_SHAPES))
-    return root, leaves, f"leaves {leaf_words}; {'; '.join(words)}; root = {names[-1]}.sum()"
+    kind = "" if dtype == np.float64 else f" {np.dtype(dtype)}"
+    return root, leaves, f"leaves{kind} {leaf_words}; {'; '.join(words)}; root = {names[-1]}.sum()"
+
+
+def _node(t: Tensor):
+    return t if t.grad_fn is None else t.grad_fn
+
+
+def _parents(node) -> list:
+    return [p for p in node.parents if p is not None] if isinstance(node, Function) else []
 
 
 def _reachable(root: Tensor) -> set[int]:
-    seen, stack = set(), [root]
+    seen, stack = set(), [_node(root)]
     while stack:
         node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.grad_fn is not None:
-            stack.extend(t for t in node.grad_fn.inputs if isinstance(t, Tensor) and t.requires_grad)
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(_parents(node))
     return seen
 
 
-def _check_order(mod: ModuleType) -> None:
+def _check_order(mod: ModuleType, what: str) -> None:
     def body(graph):
         root, _, example = _build(graph)
         order = call(mod.topological_order, root, example=example)
         ids = [id(t) for t in order]
-        if len(set(ids)) != len(ids):
-            raise MismatchError("a tensor appears more than once in the order", example)
-        if set(ids) != _reachable(root):
-            raise MismatchError(
-                f"the order holds {len(ids)} tensors; the graph has {len(_reachable(root))}", example
-            )
-        if ids[0] != id(root):
-            raise MismatchError("the root is not first", example)
+        if what == "nodes":
+            if len(set(ids)) != len(ids):
+                raise MismatchError("a node appears more than once in the order", example)
+            if set(ids) != _reachable(root):
+                tensors = sum(isinstance(t, Tensor) and t.grad_fn is not None for t in order)
+                raise MismatchError(
+                    f"the order holds {len(ids)} nodes; the graph has {len(_reachable(root))} "
+                    "(ops and leaves)",
+                    example, (f"{tensors} of yours are tensors made by an op: the graph's nodes are the ops "
+                              "(grad_fn) and the leaf tensors, reached through grad_fn.parents",),
+                )
+            if ids[0] != id(_node(root)):
+                raise MismatchError("root.grad_fn is not first", example)
+            return
         position = {i: k for k, i in enumerate(ids)}
         for node in order:
-            for inp in node.grad_fn.inputs if node.grad_fn else ():
-                if isinstance(inp, Tensor) and position.get(id(inp), len(ids)) < position[id(node)]:
+            for parent in _parents(node):
+                if id(parent) in position and position[id(parent)] < position[id(node)]:
                     raise MismatchError(
-                        f"a tensor made by {type(node.grad_fn).__name__} (position {position[id(node)]}) "
-                        f"comes after its input (position {position[id(inp)]})",
-                        example,
+                        f"{type(node).__name__} (position {position[id(node)]}) comes after its input's "
+                        f"node (position {position[id(parent)]})", example,
                         ("that input would pass its gradient on before receiving this consumer's share",),
                     )
 
     for_examples(graphs, body, REUSE)
 
 
+def _leaf_grads(leaves) -> list[np.ndarray]:
+    return [np.zeros(leaf.shape) if leaf.grad is None else np.asarray(leaf.grad.numpy(), np.float64)
+            for leaf in leaves]
+
+
+def _truth(graph) -> list[np.ndarray]:
+    root, leaves, _ = _build(graph)
+    root.backward()
+    return _leaf_grads(leaves)
+
+
 def _check_backward(mod: ModuleType) -> None:
     def body(graph):
+        truth = _truth(graph)
         root, leaves, example = _build(graph)
-        root.backward()
-        truth = [leaf.grad for leaf in leaves]
-        root, leaves, _ = _build(graph)
         call(mod.backward, root, example=example)
-        for name, leaf, want in zip("abc", leaves, truth):
-            want = np.zeros(leaf.shape) if want is None else want.numpy()
-            got = np.zeros(leaf.shape) if leaf.grad is None else np.asarray(leaf.grad)
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves)):
             compare(f"the gradient of leaf {name}", want, got, example)
 
     for_examples(graphs, body, REUSE)
+
+
+def _check_accumulates(mod: ModuleType) -> None:
+    def body(graph):
+        truth = _truth(graph)
+        root, leaves, example = _build(graph)
+        earlier = [np.random.default_rng(k).uniform(-1, 1, leaf.shape) for k, leaf in enumerate(leaves)]
+        for leaf, g in zip(leaves, earlier):
+            leaf.grad = Tensor(g.copy())
+        call(mod.backward, root, example=example + "; every leaf already has a .grad")
+        call(mod.backward, root, example=example + "; every leaf already has a .grad")
+        for name, want, had, got in zip("abc", truth, earlier, _leaf_grads(leaves)):
+            compare(f"leaf {name}'s .grad after two backward calls", had + 2 * want, got,
+                    example + "; every leaf already has a .grad; backward called twice",)
+
+    for_examples(graphs, body, REUSE[:1])
+
+
+def _check_inplace_example(mod: ModuleType) -> None:
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    out = x * 3
+    out += x
+    example = "x = [1., 2.] (requires grad); out = x * 3; out += x; backward(out.sum())"
+    call(mod.backward, out.sum(), example=example)
+    compare("x.grad", [4.0, 4.0], _leaf_grads([x])[0], example, rtol=0, atol=0)
 
 
 def _check_deep_chain(mod: ModuleType) -> None:
@@ -123,21 +192,90 @@ def _check_deep_chain(mod: ModuleType) -> None:
     compare("the gradient of x", [1.0001**10_000], x.grad, example, rtol=1e-9)
 
 
+def _invoke_backward(mod: ModuleType, case):
+    graph, dtype = case
+    root, leaves, example = _build(graph, dtype)
+    return (lambda r, _values: mod.backward(r)), (root, [t.detach().numpy() for t in leaves]), example, dtype
+
+
+def _leaves_of(root: Tensor) -> list[Tensor]:
+    """The leaf tensors ``root`` depends on (that require grad)."""
+    seen, stack, leaves = set(), [_node(root)], []
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(_parents(node))
+            if isinstance(node, Tensor):
+                leaves.append(node)
+    return leaves
+
+
 EX01 = Exercise(
     "ex01", "01", "backward in topological order", "ex01_backward.py",
     (
-        Property("topological_order: each tensor once, root first, every tensor before its inputs",
-                 _check_order,
-                 "a tensor may be put in the order only after every tensor that uses it: add a node "
-                 "after all its inputs are done (post-order) and reverse the list"),
-        Property("backward: every leaf's gradient equals Tensor.backward's, on graphs that reuse tensors",
-                 _check_backward,
-                 "accumulate (+=) the gradients of a tensor used twice, unbroadcast each to its input's "
-                 "shape, and pass a gradient on only when it is complete"),
+        Property("topological_order holds each node (op or leaf) once, root's op first",
+                 lambda mod: _check_order(mod, "nodes"),
+                 "the nodes are root.grad_fn, each op's grad_fn.parents (ops, or leaf tensors), once each",
+                 key="nodes"),
+        Property("topological_order puts every node before its parents", lambda mod: _check_order(mod,
+                                                                                                  "order"),
+                 "a node may be put in the order only after every node that uses it: add a node "
+                 "after all its parents are done (post-order) and reverse the list", key="order"),
+        Property("backward: every leaf's gradient equals Tensor.backward's, on graphs that reuse tensors "
+                 "and add in place", _check_backward,
+                 "accumulate (+=) the gradients of a node used twice, unbroadcast each to its input's "
+                 "shape, and pass a gradient on only when it is complete", key="values"),
+        Property("by op: out = x * 3; out += x gives x.grad [4, 4], as in the engine", _check_inplace_example,
+                 "after `out += x` the Tensor object `out` has a new grad_fn, and its old value is "
+                 "another node: key the gradients by node (grad_fn, or the leaf) and follow "
+                 "grad_fn.parents, not grad_fn.inputs", key="by op"),
+        Property(".grad accumulates: two backward calls, and a leaf that already has a gradient",
+                 _check_accumulates,
+                 "PyTorch adds into .grad (that is why training loops call zero_grad): "
+                 "leaf.grad = old + new, not new", key="accumulate"),
         Property("backward works on a chain of 10,000 ops (no recursion)", _check_deep_chain,
-                 "Python allows about 1,000 nested calls: walk the graph with an explicit stack"),
+                 "Python allows about 1,000 nested calls: walk the graph with an explicit stack", key="deep"),
+        keeps_dtype(graphs_any_dtype, _invoke_backward,
+                    lambda result, args: {f"the .grad of the leaf of shape {leaf.shape}": leaf.grad
+                                          for leaf in _leaves_of(args[0]) if leaf.grad is not None}),
+        inputs_unchanged(graphs_any_dtype, _invoke_backward, "root, the leaves' values"),
+    ),
+    causes=(
+        cause("order", "values", text="an order that is not post-order: a node used twice passes its "
+              "gradient on before its second consumer sends its share; append a node after its parents "
+              "(post-order) and reverse"),
+        cause("nodes", "values", "by op", text="a walk keyed by tensor: key the order and the gradients by "
+              "node (grad_fn, or the leaf itself) and follow grad_fn.parents, not the tensors"),
+        cause("values", "by op", text="a walk keyed by tensor: `t += u` gives the Tensor object t a new "
+              "grad_fn, so t's old value is a different node; key the gradients by node (grad_fn, or the "
+              "leaf itself) and follow grad_fn.parents"),
+        cause("dtype", text="the seed gradient (the root's 1) or a gradient on the way has another dtype "
+              "than its tensor: make the seed np.ones(root.shape, dtype=root.dtype) and cast each input's "
+              "gradient to the input's dtype"),
     ),
 )
+
+
+# ---- calling a learner's Function directly, for the dtype and unchanged-inputs properties ---------
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def forward_backward(cls):
+    """A function (inputs..., grad) -> (output, *input gradients) running ``cls`` by hand."""
+
+    def run(*arrays):
+        fn = cls()
+        out = fn.forward(*arrays[:-1])
+        return (out, *fn.backward(arrays[-1]))
+
+    return run
+
+
+def named_outputs(*names: str):
+    """``outputs`` for ``keeps_dtype``: the result's items under ``names`` (a lone result if one)."""
+    return lambda result, args: dict(zip(names, result if len(names) > 1 else (result,)))
 
 # ---- ex02: Tanh --------------------------------------------------------------------------------
 
@@ -176,6 +314,12 @@ def _check_tanh_gradient(mod: ModuleType) -> None:
     for_examples(array_cases, body)
 
 
+def _invoke_tanh(mod: ModuleType, case):
+    (shape, layout, seed), dtype = case
+    x, g = make_array(shape, layout, seed, dtype), make_array(shape, "c", seed + 1, dtype)
+    return forward_backward(mod.Tanh), (x, g), describe(x=x) + f", {np.dtype(dtype)}", dtype
+
+
 EX02 = Exercise(
     "ex02", "01", "the Tanh function", "ex02_tanh.py",
     (
@@ -183,6 +327,8 @@ EX02 = Exercise(
                  "return np.tanh(x) itself, not a copy of x"),
         Property("backward matches central differences (float64)", _check_tanh_gradient,
                  "d tanh(x)/dx = 1 - tanh(x)^2: square the saved output z, not the input x"),
+        keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_tanh, named_outputs("tanh(x)", "dL/dx")),
+        inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_tanh, "x, grad"),
     ),
 )
 
@@ -218,6 +364,12 @@ def _check_unbroadcast_values(mod: ModuleType) -> None:
     for_examples(pair_cases, body)
 
 
+def _invoke_unbroadcast(mod: ModuleType, case):
+    case, dtype = case
+    grad, shape, example = _unbroadcast_case(case)
+    return mod.unbroadcast, (grad.astype(dtype), shape), example + f", {np.dtype(dtype)}", dtype
+
+
 EX03 = Exercise(
     "ex03", "02", "unbroadcast", "ex03_unbroadcast.py",
     (
@@ -227,6 +379,9 @@ EX03 = Exercise(
         Property("each element is the sum of the gradient over its broadcast copies",
                  _check_unbroadcast_values,
                  "sum, don't average or pick one copy: every copy of an element received gradient"),
+        keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast,
+                              named_outputs("unbroadcast(grad, shape)")),
+        inputs_unchanged(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, "grad, shape"),
     ),
 )
 
@@ -266,6 +421,13 @@ def _check_matmul_gradient(mod: ModuleType) -> None:
     for_examples(matmul_cases, body)
 
 
+def _invoke_matmul(mod: ModuleType, case):
+    case, dtype = case
+    x, y, example = _matmul_inputs(case)
+    g = np.random.default_rng(case[-1]).standard_normal((x.shape[0], y.shape[1])).astype(dtype)
+    return forward_backward(mod.MatMul), (x.astype(dtype), y.astype(dtype), g), example, dtype
+
+
 EX04 = Exercise(
     "ex04", "02", "the MatMul function", "ex04_matmul.py",
     (
@@ -276,6 +438,9 @@ EX04 = Exercise(
                  _check_matmul_gradient,
                  "with square matrices a missing or misplaced transpose still has the right shape "
                  "but the wrong values"),
+        keeps_dtype(st.tuples(matmul_cases, DTYPES), _invoke_matmul, named_outputs("X @ Y", "dL/dX",
+                                                                                   "dL/dY")),
+        inputs_unchanged(st.tuples(matmul_cases, DTYPES), _invoke_matmul, "X, Y, grad"),
     ),
 )
 
@@ -320,6 +485,14 @@ def _check_numeric_order(mod: ModuleType) -> None:
     for_examples(array_cases, body)
 
 
+def _invoke_numeric(mod: ModuleType, case):
+    (shape, layout, seed), dtype = case
+    x, v = make_array(shape, layout, seed, dtype), make_array(shape, "c", seed + 1, dtype)
+    # eps = 1e-2: in float32 a smaller step is lost in the rounding of x + eps.
+    fn = lambda f, a, u: mod.numerical_gradient(f, a, u, 1e-2)  # noqa: E731
+    return fn, (_smooth, x, v), describe(x=x, f="tanh(x) * x.sum()", eps=1e-2) + f", {np.dtype(dtype)}", dtype
+
+
 EX05 = Exercise(
     "ex05", "03", "the numeric gradient (central differences)", "ex05_numerical_gradient.py",
     (
@@ -331,6 +504,8 @@ EX05 = Exercise(
                  _check_numeric_order,
                  "a one-sided difference (f(x + eps) - f(x)) / eps is only accurate to order eps: "
                  "use (f(x + eps) - f(x - eps)) / (2 eps)"),
+        keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_numeric, named_outputs("the numeric gradient")),
+        inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_numeric, "f, x, upstream"),
     ),
 )
 
@@ -348,11 +523,67 @@ def _ce_case(case):
     return logits, target, f"logits ({n}, {c}) of scale {scale:g}, target {target.tolist()}"
 
 
+# The hard cases of a stable softmax, drawn: rows shifted far apart (one maximum for the
+# whole batch underflows every other row), each with its largest logit at a drawn position;
+# and a confidently wrong class (its probability underflows to 0, so log(softmax) is -inf
+# where log-softmax is a finite -800).
+@st.composite
+def far_apart_rows(draw):
+    n, c = draw(st.integers(2, 4)), draw(st.integers(2, 5))
+    offsets = draw(st.lists(st.sampled_from([0.0, 1e3, -1e3, 3e2]), min_size=n, max_size=n))
+    peaks = draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n))
+    return n, c, draw(SEEDS), tuple(offsets), tuple(peaks)
+
+
+def _rows_case(case):
+    n, c, seed, offsets, peaks = case
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, c)) + np.array(offsets)[:, None]
+    logits[np.arange(n), peaks] += 5.0  # each row's extreme, anywhere in the row
+    target = rng.integers(0, c, n)
+    return logits, target, (f"logits ({n}, {c}), row offsets {list(offsets)}, each row's largest at "
+                            f"{list(peaks)}, target {target.tolist()}")
+
+
+@st.composite
+def wrong_class(draw):
+    n, c = draw(st.integers(1, 4)), draw(st.integers(2, 5))
+    return n, c, draw(SEEDS), draw(st.integers(0, n - 1)), draw(st.sampled_from([800.0, 2000.0]))
+
+
+def _wrong_case(case):
+    n, c, seed, row, margin = case
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, c))
+    target = rng.integers(0, c, n)
+    logits[row, target[row]] -= margin  # the model is sure of another class
+    return logits, target, (f"logits ({n}, {c}), target {target.tolist()}; row {row}'s target logit is "
+                            f"{margin:g} below the others")
+
+
 def _ce_truth(logits, target):
     x = Tensor(logits.copy(), requires_grad=True)
     loss = F.cross_entropy(x, Tensor(target))
     loss.backward()
     return loss.item(), x.grad.numpy()
+
+
+def _check_ce_hard(mod: ModuleType, draw, make) -> None:
+    def body(case):
+        logits, target, example = make(case)
+        with np.errstate(all="ignore"):
+            loss, grad = call(mod.softmax_cross_entropy, logits.copy(), target, example=example)
+        want_loss, want_grad = _ce_truth(logits, target)
+        compare("the loss", want_loss, loss, example)
+        compare("dloss/dlogits", want_grad, grad, example)
+
+    for_examples(draw, body)
+
+
+def _invoke_ce(mod: ModuleType, case):
+    case, dtype = case
+    logits, target, example = _ce_case(case)
+    return mod.softmax_cross_entropy, (logits.astype(dtype), target), example + f", {np.dtype(dtype)}", dtype
 
 
 def _check_ce_loss(mod: ModuleType) -> None:
@@ -398,13 +629,37 @@ EX06 = Exercise(
     "ex06", "04", "softmax cross-entropy: loss and gradient", "ex06_softmax_cross_entropy.py",
     (
         Property("the loss equals tinyres's cross_entropy (mean over the batch)", _check_ce_loss,
-                 "loss = mean over rows of -log softmax(row)[target]; use log-sum-exp for log softmax"),
+                 "loss = mean over rows of -log softmax(row)[target]; use log-sum-exp for log softmax",
+                 key="loss"),
         Property("the gradient equals autograd's", _check_ce_gradient,
-                 "dloss/dlogits = (softmax - onehot(target)) / N"),
+                 "dloss/dlogits = (softmax - onehot(target)) / N", key="gradient"),
         Property("the gradient is the mean's, not the sum's (scales with 1/N)", _check_ce_batch_scale,
-                 "the loss is a mean over N rows, so its gradient is divided by N too"),
+                 "the loss is a mean over N rows, so its gradient is divided by N too", key="1/N"),
         Property("finite and exact for logits of 1e4 (no overflow)", _check_ce_large,
-                 "exp(1e4) is inf: subtract each row's maximum before exponentiating"),
+                 "exp(1e4) is inf: subtract each row's maximum before exponentiating", key="1e4"),
+        Property("exact when the rows lie far apart (1e3) with their largest logit anywhere",
+                 lambda mod: _check_ce_hard(mod, far_apart_rows(), _rows_case),
+                 "subtract each row's own maximum (axis=1, keepdims=True): one maximum for the whole "
+                 "batch leaves the other rows' exponentials at 0", key="rows"),
+        Property("exact for a confidently wrong class (its probability underflows to 0)",
+                 lambda mod: _check_ce_hard(mod, wrong_class(), _wrong_case),
+                 "log(softmax) is log(0) = -inf when the target's probability underflows: compute "
+                 "log-softmax as shifted - log(sum(exp(shifted))) and never take the log of a probability",
+                 key="wrong class"),
+        keeps_dtype(st.tuples(logit_cases, DTYPES), _invoke_ce,
+                    lambda result, args: {"dloss/dlogits": result[1]}),
+        inputs_unchanged(st.tuples(logit_cases, DTYPES), _invoke_ce, "logits, target"),
+    ),
+    causes=(
+        cause("gradient", "1/N", text="the gradient of the sum, not of the mean: the loss is a mean over "
+              "N rows, so divide the gradient by N too"),
+        cause("1e4", "rows", text="no maximum subtracted: exp of a large logit overflows to inf; subtract "
+              "each row's maximum before exponentiating"),
+        cause("rows", text="one maximum for the whole batch: a row far below it has every exponential "
+              "underflow to 0 and log(0) = -inf; subtract each row's own maximum (axis=1, keepdims=True)"),
+        cause("wrong class", text="the log of an underflowed probability: exp(-800) is 0 in float64, so "
+              "log(softmax) is -inf; compute log-softmax as shifted - log(sum(exp(shifted))) and take the "
+              "loss from it"),
     ),
 )
 

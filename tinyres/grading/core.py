@@ -79,11 +79,32 @@ def torch_or_skip() -> ModuleType:
 
 @dataclass(frozen=True)
 class Property:
-    """One thing the grader checks; ``hint`` names the usual mistake when it fails."""
+    """One thing the grader checks; ``hint`` names the usual mistake when it alone fails.
+
+    ``key`` is a short name the exercise's ``causes`` use to name combinations of failures.
+    """
 
     name: str
     check: Callable[[ModuleType], None]
     hint: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The likely cause when exactly the properties ``failed`` (their keys) fail together.
+
+    A wrong solution usually fails several properties at once, and each property's own
+    hint then names one of several possible slips; the combination says which. The
+    signatures come from the planted mistakes: each names the cause its report must show.
+    """
+
+    failed: frozenset[str]
+    text: str
+
+
+def cause(*failed: str, text: str) -> Cause:
+    return Cause(frozenset(failed), text)
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,27 @@ class Exercise:
     title: str
     filename: str  # the stub the learner edits, "ex08_conv2d_loops.py"
     properties: tuple[Property, ...]
+    causes: tuple[Cause, ...] = ()
+
+    def likely_cause(self, failed: list[str]) -> tuple[str, str]:
+        """(what failed, the hint) for the failed properties' keys (or names): the cause whose
+        signature is exactly that set; else the one matching the most of them; else the
+        first failing property's own hint."""
+        if not failed:
+            return "", ""
+        keys = frozenset(failed)
+        exact = [c for c in self.causes if c.failed == keys]
+        if exact:
+            return " + ".join(sorted(keys)), exact[0].text
+        if len(keys) == 1:
+            only = next(p for p in self.properties if (p.key or p.name) in keys)
+            return only.key or only.name, only.hint
+        # The largest signature inside what failed; on a tie, the one listed first.
+        partial = sorted((c for c in self.causes if c.failed < keys), key=lambda c: -len(c.failed))
+        if partial:
+            return " + ".join(sorted(partial[0].failed)), partial[0].text
+        first = next(p for p in self.properties if (p.key or p.name) in keys)
+        return "the first failing property", first.hint
 
 
 @dataclass
@@ -115,6 +157,11 @@ class Report:
     @property
     def passed(self) -> bool:
         return self.state == "passed"
+
+    def hint(self) -> tuple[str, str]:
+        """(the failed properties it is inferred from, the likely cause); ('', '') if none failed."""
+        by_name = {p.name: p.key or p.name for p in self.exercise.properties}
+        return self.exercise.likely_cause([by_name[r.name] for r in self.results if not r.passed])
 
     def summary(self) -> str:
         """One line: the state, with the count of passing properties when it failed."""
@@ -140,7 +187,14 @@ class Report:
                 if m.example:
                     lines.append(f"        smallest failing example: {m.example}")
                 lines.extend(f"        {d}" for d in m.details)
-                lines.append(f"        hint: {r.hint}")
+        failed = [r for r in self.results if not r.passed]
+        which, text = self.hint()
+        if len(failed) == 1:
+            lines.append(f"  hint: {text}")
+        elif failed:  # one cause for the combination, not one (often wrong) hint per property
+            source = "the first failing property" if which == "the first failing property" else (
+                f"what fails together: {which}")
+            lines.append(f"  hint (from {source}): {text}")
         lines.append(f"  result: {self.summary()}")
         return "\n".join(lines)
 
@@ -236,6 +290,129 @@ def for_examples(
     for case in explicit:
         test = hypothesis.example(case)(test)
     settings(GRADER_SETTINGS, max_examples=max_examples)(test)()
+
+
+# ---- the properties every exercise has: inputs left unchanged, the input's dtype kept --------
+
+# What a check calls: the learner's function, its arguments, the example's description,
+# and the float dtype the case was drawn in. ``invoke(mod, case)`` returns one.
+Invocation = tuple[Callable[..., Any], tuple[Any, ...], str, Any]
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of everything in ``value`` a function could change in place: arrays, a
+    Tensor's data and gradient, a module's parameters, buffers and gradients."""
+    from tinyres.engine import Tensor
+    from tinyres.nn import Module
+
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, Tensor):
+        return (value.detach().numpy().copy(), None if value.grad is None else value.grad.numpy().copy())
+    if isinstance(value, Module):
+        grads = {k: None if p.grad is None else p.grad.numpy().copy() for k, p in value.named_parameters()}
+        return ({k: v.numpy().copy() for k, v in value.state_dict().items()}, grads)
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value]
+    return None
+
+
+def _changed(before: Any, after: Any, name: str) -> str | None:
+    """Where ``after`` no longer equals its ``before`` snapshot, in words; None if unchanged."""
+    from tinyres.engine import Tensor
+    from tinyres.nn import Module
+
+    if isinstance(after, np.ndarray):
+        return None if np.array_equal(before, after, equal_nan=True) else f"{name}'s values"
+    if isinstance(after, Tensor):
+        grad = None if after.grad is None else after.grad.numpy()
+        if not np.array_equal(before[0], after.detach().numpy(), equal_nan=True):
+            return f"{name}'s values"
+        if (before[1] is None) != (grad is None) or (grad is not None and not np.array_equal(before[1],
+                                                                                                    grad)):
+            return f"{name}.grad"
+        return None
+    if isinstance(after, Module):
+        state, grads = before
+        for key, value in after.state_dict().items():
+            if key in state and not np.array_equal(state[key], value.numpy(), equal_nan=True):
+                return f"{name}'s {key}"
+        for key, param in after.named_parameters():
+            grad = None if param.grad is None else param.grad.numpy()
+            old = grads.get(key)
+            if (old is None) != (grad is None) or (grad is not None and not np.array_equal(old, grad)):
+                return f"{name}'s {key}.grad"
+        return None
+    if isinstance(after, (list, tuple)):
+        for k, (b, a) in enumerate(zip(before, after)):
+            found = _changed(b, a, f"{name}[{k}]")
+            if found:
+                return found
+    return None
+
+
+def inputs_unchanged(cases: Any, invoke: Callable[[ModuleType, Any], Invocation], names: str,
+                     max_examples: int = MAX_EXAMPLES) -> Property:
+    """The property that the learner's function leaves every argument as it found it.
+
+    ``names`` are the arguments' names, comma-separated. The caller's array is the
+    caller's: ``x -= mean`` on it changes data the caller still uses (the next layer's
+    input, the optimizer's parameter), though the function's own result may be right.
+    """
+    arg_names = [n.strip() for n in names.split(",")]
+
+    def check(mod: ModuleType) -> None:
+        def body(case: Any) -> None:
+            fn, args, example, _ = invoke(mod, case)
+            before = [_snapshot(a) for a in args]
+            try:
+                call(fn, *args, example=example)
+            except MismatchError:  # a crash: the properties of the values report it
+                return
+            for name, old, arg in zip(arg_names, before, args):
+                where = _changed(old, arg, name)
+                if where:
+                    raise MismatchError(f"your code changed {where} in place", example,
+                                        (f"{name} belongs to the caller: compute on a copy, or write "
+                                         "x = x - m instead of x -= m",))
+
+        for_examples(cases, body, max_examples=max_examples)
+
+    return Property("leaves its inputs unchanged (no in-place change of the caller's arrays)", check,
+                    f"something changed {names} in place: `a -= b`, `a *= b`, `a[...] = ` and "
+                    "`np.add(a, b, out=a)` write into the caller's array; use a = a - b", key="inputs")
+
+
+def keeps_dtype(cases: Any, invoke: Callable[[ModuleType, Any], Invocation],
+                outputs: Callable[[Any, tuple[Any, ...]], dict[str, Any]],
+                                                               max_examples: int = MAX_EXAMPLES) -> Property:
+    """The property that float32 input gives float32 output and float64 float64.
+
+    ``outputs(result, args)`` names the arrays (or Tensors) of the learner's result (or, for
+    a function that returns nothing, of its arguments) whose dtype must be the case's.
+    A float64 result for float32 input doubles memory and hides the float32 rounding the
+    rest of the network sees.
+    """
+
+    def check(mod: ModuleType) -> None:
+        def body(case: Any) -> None:
+            fn, args, example, dtype = invoke(mod, case)
+            try:
+                result = call(fn, *args, example=example)
+            except MismatchError:  # a crash: the properties of the values report it
+                return
+            for name, value in outputs(result, args).items():
+                array = value.detach().numpy() if hasattr(value, "detach") else value
+                got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+                if got != np.dtype(dtype):
+                    raise MismatchError(f"{name} is {got} for {np.dtype(dtype)} input", example,
+                                        (f"expected {np.dtype(dtype)}: the result keeps the input's dtype",))
+
+        for_examples(cases, body, max_examples=max_examples)
+
+    return Property("float32 in, float32 out; float64 in, float64 out", check,
+                    "an array made with np.zeros(shape) or np.ones(shape) is float64 whatever the input: "
+                    "pass dtype=x.dtype (or use np.zeros_like)", key="dtype")
 
 
 # ---- loading and grading ----------------------------------------------------------------------

@@ -31,7 +31,9 @@ class Mistake:
     """A wrong solution: ``replace`` applied in order to the reference solution of ``exercise``.
 
     ``fails`` is a few words of the property that the grader must fail on it: a mistake
-    that fails only other properties, or none, shows that a check is missing.
+    that fails only other properties, or none, shows that a check is missing. ``cause``
+    is a few words the report's hint must hold: the cause named from the combination of
+    properties that fail (empty: any hint).
     """
 
     exercise: str  # "ex11"
@@ -39,6 +41,7 @@ class Mistake:
     effect: str  # what goes wrong, in one sentence
     fails: str
     replace: tuple[tuple[str, str], ...]
+    cause: str = ""
 
     @property
     def filename(self) -> str:
@@ -105,6 +108,9 @@ def grade_mistake(exercise: Exercise, mistake: Mistake, solution: Path, limit: f
 
 
 def caught_by(report: Report, mistake: Mistake) -> str | None:
-    """The name of the failed property that holds ``mistake.fails``; None if none failed."""
+    """The name of the failed property that holds ``mistake.fails``; None if none failed, or
+    if the report's hint does not name ``mistake.cause``."""
     failed = [r.name for r in report.results if not r.passed and mistake.fails in r.name]
-    return failed[0] if report.state == "failed" and failed else None
+    if report.state != "failed" or not failed or mistake.cause not in report.hint()[1]:
+        return None
+    return failed[0]

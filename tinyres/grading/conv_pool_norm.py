@@ -14,15 +14,18 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tinyres.engine import Function, Tensor
-from tinyres.grading.autograd import SEEDS, gradcheck_or_raise
+from tinyres.grading.autograd import DTYPES, SEEDS, gradcheck_or_raise, named_outputs
 from tinyres.grading.core import (
     Exercise,
     MismatchError,
     Property,
     call,
+    cause,
     compare,
     describe,
     for_examples,
+    inputs_unchanged,
+    keeps_dtype,
     torch_or_skip,
 )
 from tinyres.grading.strategies import LAYOUTS, make_array
@@ -139,6 +142,21 @@ def _check_conv_torch(mod: ModuleType) -> None:
     for_examples(conv_cases(), body)
 
 
+def _invoke_conv(mod: ModuleType, case):
+    case, dtype = case
+    x, w, b, example = _conv_inputs(case)
+    _, _, stride, padding, _, seed = case
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    y_shape = conv_reference.conv2d_forward(x, w, b, **_pairs(w.shape[2], stride, padding)).shape
+    grad = make_array(y_shape, "c", seed + 3, dtype)
+
+    def both(x, w, b, grad):
+        return (mod.conv2d_forward(x, w, b, stride, padding), *mod.conv2d_backward(grad, x, w, stride,
+                                                                                   padding))
+
+    return both, (x, w, b, grad), example + f", {np.dtype(dtype)}", dtype
+
+
 EX08 = Exercise(
     "ex08", "05", "conv2d with loops, forward and backward", "ex08_conv2d_loops.py",
     (
@@ -154,6 +172,8 @@ EX08 = Exercise(
                  "the backward must be exactly the transpose (the vector-Jacobian product) of your forward"),
         Property("forward and backward equal PyTorch's conv2d", _check_conv_torch,
                  "PyTorch computes the same cross-correlation: compare your loops with the reference"),
+        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_conv, named_outputs("y", "dx", "dw", "db")),
+        inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_conv, "x, w, b, grad"),
     ),
 )
 
@@ -215,6 +235,19 @@ def _check_transpose(mod: ModuleType) -> None:
     for_examples(conv_cases(overlapping=True), body)
 
 
+def _invoke_im2col(mod: ModuleType, case):
+    case, dtype = case
+    shape, k, stride, padding, layout, seed = case
+    x = make_array(shape, layout, seed, dtype)
+    cols = make_array(_cols_truth(x, k, stride, padding).shape, "c", seed + 1, dtype)
+
+    def both(x, cols):
+        return mod.im2col(x, k, stride, padding), mod.col2im(cols, shape, k, stride, padding)
+
+    return both, (x, cols), describe(x=x, kernel=k, stride=stride,
+                                     padding=padding) + f", {np.dtype(dtype)}", dtype
+
+
 EX09 = Exercise(
     "ex09", "05", "im2col and col2im", "ex09_im2col.py",
     (
@@ -227,6 +260,9 @@ EX09 = Exercise(
                  "share pixels"),
         Property("col2im equals the library's (adds overlaps, drops the padding)", _check_col2im,
                  "add into a padded image, then cut the padding off"),
+        keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_im2col, named_outputs("im2col(x)",
+                                                                                   "col2im(cols)")),
+        inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_im2col, "x, cols"),
     ),
 )
 
@@ -274,6 +310,13 @@ def _check_pool_conserves(mod: ModuleType) -> None:
     for_examples(pool_cases(), body)
 
 
+def _invoke_pool(mod: ModuleType, case):
+    case, dtype = case
+    x, grad, k, stride, _, example = _pool_case(case)
+    fn = lambda g, a: mod.max_pool2d_backward(g, a, k, stride)  # noqa: E731
+    return fn, (grad.astype(dtype), x.astype(dtype)), example + f", {np.dtype(dtype)}", dtype
+
+
 EX10 = Exercise(
     "ex10", "05", "max-pool backward with ties", "ex10_max_pool_backward.py",
     (
@@ -284,29 +327,34 @@ EX10 = Exercise(
         Property("dx equals the reference (first maximum wins; overlapping windows add up)",
                  _check_pool_reference,
                  "when stride < kernel one element can win several windows: add (+=) their gradients"),
+        keeps_dtype(st.tuples(pool_cases(), DTYPES), _invoke_pool, named_outputs("dx")),
+        inputs_unchanged(st.tuples(pool_cases(), DTYPES), _invoke_pool, "grad, x"),
     ),
 )
 
 # ---- ex11: batch-norm backward --------------------------------------------------------------------
 
-bn_cases = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-                     st.sampled_from(LAYOUTS), SEEDS)
+# M = N * H * W >= 4 values per channel, also after shrinking: with M = 2 both values sit
+# at +-1 after normalising and eps alone decides the expected dx (2e-5, meaningless to a
+# learner). Scale 1e-3 gives variances of 1e-6, below eps = 1e-5: an eps in the wrong place
+# (added to the standard deviation, or left out) changes dx there.
+bn_cases = st.tuples(st.integers(2, 3), st.integers(1, 3), st.integers(2, 3), st.integers(1, 3),
+                     st.sampled_from(LAYOUTS), SEEDS, st.sampled_from([1.0, 1e-3]), st.sampled_from([1e-5,
+                                                                                                     1e-3]))
 EPS = 1e-5
 
 
 def _bn_case(case):
-    n, c, h, w, layout, seed = case
-    if n * h * w == 1:  # one value per channel: the variance is 0 and xhat is 0
-        n = 2
-    x = make_array((n, c, h, w), layout, seed)
+    n, c, h, w, layout, seed, scale = case[:7]
+    x = scale * make_array((n, c, h, w), layout, seed)
     dy = make_array(x.shape, layout, seed + 1)
     gamma = make_array((c,), "c", seed + 2, low=0.5, high=2.0)
-    return x, dy, gamma, describe(x=x, dy=dy)
+    return x, dy, gamma, describe(x=x, dy=dy) + (f", x of scale {scale:g}" if scale != 1 else "")
 
 
-def _bn_truth(x, dy, gamma):
+def _bn_truth(x, dy, gamma, eps=EPS):
     rows = x.reshape(x.shape[0], x.shape[1], -1)
-    _, mean, _, inv_std = batchnorm_reference.train_forward(rows, gamma, np.zeros_like(gamma), EPS)
+    _, mean, _, inv_std = batchnorm_reference.train_forward(rows, gamma, np.zeros_like(gamma), eps)
     dx, dgamma, dbeta = batchnorm_reference.batch_norm_backward(
         dy.reshape(rows.shape), rows, mean, inv_std, gamma, True
     )
@@ -346,27 +394,184 @@ def _check_bn_channel_sums(mod: ModuleType, weight_by_xhat: bool) -> None:
 def _check_bn_dx(mod: ModuleType) -> None:
     def body(case):
         x, dy, gamma, example = _bn_case(case)
-        dx = _bn_truth(x, dy, gamma)[0]
-        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, EPS, example=example)[0], example)
+        eps = case[-1]
+        example += f", eps {eps:g}"
+        dx = _bn_truth(x, dy, gamma, eps)[0]
+        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0], example)
 
     for_examples(bn_cases, body)
+
+
+def _invoke_bn(mod: ModuleType, case):
+    case, dtype = case
+    x, dy, gamma, example = _bn_case(case)
+    fn = lambda dy, x, gamma: mod.batchnorm_backward(dy, x, gamma, case[-1])  # noqa: E731
+    args = (dy.astype(dtype), x.astype(dtype), gamma.astype(dtype))
+    return fn, args, example + f", {np.dtype(dtype)}", dtype
 
 
 EX11 = Exercise(
     "ex11", "06", "batch-norm backward (compact form)", "ex11_batchnorm_backward.py",
     (
         Property("dgamma = sum(dy * xhat) and dbeta = sum(dy), per channel", _check_bn_params,
-                 "sum over the batch and both spatial axes (0, 2, 3), one value per channel"),
+                 "sum over the batch and both spatial axes (0, 2, 3), one value per channel", key="params"),
         Property("dx sums to zero over each channel (the mean's path)",
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=False),
-                 "the mean depends on every x of the channel: subtract sum(dy) (the - sum dy term)"),
+                 "the mean depends on every x of the channel: its path adds a term -sum(dy) / M",
+                 key="mean path"),
         Property("dx * xhat sums to zero over each channel (the variance's path)",
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=True),
-                 "the variance depends on every x too: subtract xhat * sum(dy * xhat)"),
-        Property("dx equals the reference backward", _check_bn_dx,
-                 "dx = gamma / (M sqrt(var + eps)) * (M dy - sum dy - xhat * sum(dy xhat)), with the "
-                 "biased variance; the property above that fails names the missing term"),
+                 "the variance depends on every x too: its path adds a term in xhat * sum(dy * xhat)",
+                 key="variance path"),
+        Property("dx equals the reference backward, variances below eps and eps 1e-3 included", _check_bn_dx,
+                 "collect the three paths (direct, through the mean, through the variance) with the "
+                 "biased variance, and eps inside the square root: sqrt(var + eps)", key="dx"),
+        keeps_dtype(st.tuples(bn_cases, DTYPES), _invoke_bn, named_outputs("dx", "dgamma", "dbeta")),
+        inputs_unchanged(st.tuples(bn_cases, DTYPES), _invoke_bn, "dy, x, gamma"),
+    ),
+    causes=(
+        cause("mean path", "dx", text="the mean's path is missing: the batch mean depends on every x of the "
+              "channel, which adds - sum(dy) / M to dx / (gamma / sqrt(var + eps))"),
+        cause("variance path", "dx",
+              text="the variance's path is missing: the batch variance depends on every "
+              "x too, which adds - xhat * sum(dy * xhat) / M"),
+        cause("params", "dx", text="eps is in the wrong place: it belongs inside the square root, "
+              "1 / sqrt(var + eps), in xhat as in dx; the difference shows where the variance is below eps"),
+        cause("dx", text="the paths are right but eps is not: it belongs inside the square root, "
+              "1 / sqrt(var + eps); the difference shows where the variance is below eps"),
     ),
 )
 
-EXERCISES = (EX08, EX09, EX10, EX11)
+
+# ---- ex17: dL/dx of a strided convolution, as a convolution ------------------------------------
+
+
+@st.composite
+def strided_cases(draw):
+    """Strides 1 to 3 over sizes the stride need not divide (the rows no window reads)."""
+    k = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k - 1))
+    low = max(1, k - 2 * padding)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(low, 7)),
+             draw(st.integers(low, 7)))
+    return shape, k, stride, padding, draw(SEEDS)
+
+
+def _strided_case(case, dtype=np.float64):
+    shape, k, stride, padding, seed = case
+    w = make_array((2, shape[1], k, k), "c", seed + 1, dtype)
+    x = make_array(shape, "c", seed, dtype)
+    y = conv_reference.conv2d_forward(x, w, np.zeros(2, dtype), **_pairs(k, stride, padding))
+    grad = make_array(y.shape, "c", seed + 3, dtype)
+    dx = conv_reference.conv2d_backward(grad, x, w, **_pairs(k, stride, padding))[0]
+    rest = (shape[2] + 2 * padding - k) % stride
+    example = (describe(grad=grad, w=w, x_shape=shape, stride=stride, padding=padding)
+               + (f" ({rest} input row(s) read by no window)" if rest else ""))
+    return grad, w, shape, stride, padding, dx, example
+
+
+def _check_input_gradient(mod: ModuleType, what: str) -> None:
+    def body(case):
+        grad, w, shape, stride, padding, dx, example = _strided_case(case)
+        got = np.asarray(call(mod.conv2d_input_gradient, grad, w, shape, stride, padding, example=example))
+        if what == "shape":
+            if got.shape != tuple(shape):
+                raise MismatchError(f"dx has shape {got.shape}, expected x's {tuple(shape)}", example)
+            return
+        if got.shape == tuple(shape):
+            compare("dx", dx, got, example)
+
+    for_examples(strided_cases(), body)
+
+
+def _invoke_input_gradient(mod: ModuleType, case):
+    case, dtype = case
+    grad, w, shape, stride, padding, _, example = _strided_case(case, dtype)
+    fn = lambda g, w: mod.conv2d_input_gradient(g, w, shape, stride, padding)  # noqa: E731
+    return fn, (grad, w), example + f", {np.dtype(dtype)}", dtype
+
+
+EX17 = Exercise(
+    "ex17", "05", "dL/dx of a strided convolution, as a convolution", "ex17_conv_input_gradient.py",
+    (
+        Property("dx has x's shape, also when the stride leaves rows no window reads",
+                 lambda mod: _check_input_gradient(mod, "shape"),
+                 "the rows past the last window got no gradient: pad the bottom and right by "
+                 "(H + 2p - k) % s more", key="shape"),
+        Property("dx equals the reference backward, strides 1 to 3", lambda mod: _check_input_gradient(mod,
+                                                                                                       "values"),
+                 "spread dL/dy s apart (s - 1 zeros between), pad by k - 1 - p, and correlate with the "
+                 "kernel flipped in both spatial axes, summing over the output channels", key="values"),
+        keeps_dtype(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, named_outputs("dx")),
+        inputs_unchanged(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, "grad, w"),
+    ),
+    causes=(
+        cause("shape", text="the rows and columns no window read are missing: when (H + 2p - k) is not a "
+              "multiple of s, pad the spread gradient's bottom and right by the remainder too"),
+    ),
+)
+
+# ---- ex18: Winograd F(2, 3) from interpolation points ------------------------------------------
+
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0)
+point_cases = st.tuples(st.lists(st.sampled_from(POINTS), min_size=3, max_size=3, unique=True), SEEDS)
+
+
+def _winograd_case(case, dtype=np.float64):
+    points, seed = case
+    rng = np.random.default_rng(seed)
+    d, g = rng.standard_normal(4).astype(dtype), rng.standard_normal(3).astype(dtype)
+    example = f"points {tuple(points)} and infinity, d {d.round(3).tolist()}, g {g.round(3).tolist()}"
+    return tuple(points), d, g, example
+
+
+def _check_winograd_shapes(mod: ModuleType) -> None:
+    def body(case):
+        points, _, _, example = _winograd_case(case)
+        got = call(mod.winograd_f23, points, example=example)
+        for name, matrix, want in zip(("AT", "G", "BT"), got, ((2, 4), (4, 3), (4, 4))):
+            if np.shape(matrix) != want:
+                raise MismatchError(f"{name} has shape {np.shape(matrix)}, expected {want}", example)
+
+    for_examples(point_cases, body)
+
+
+def _check_winograd_values(mod: ModuleType) -> None:
+    def body(case):
+        points, d, g, example = _winograd_case(case)
+        transforms = call(mod.winograd_f23, points, example=example)
+        if [np.shape(t) for t in transforms] != [(2, 4), (4, 3), (4, 4)]:
+            return  # the shapes' property reports it
+        at, gm, bt = (np.asarray(t, dtype=np.float64) for t in transforms)
+        compare("AT [(G g) * (BT d)]", np.correlate(d, g, "valid"), at @ ((gm @ g) * (bt @ d)), example,
+                rtol=1e-9, atol=1e-9)
+        compare("correlate_f23(d, g, transforms)", np.correlate(d, g, "valid"),
+                call(mod.correlate_f23, d, g, transforms, example=example), example, rtol=1e-9, atol=1e-9)
+
+    for_examples(point_cases, body)
+
+
+def _invoke_winograd(mod: ModuleType, case):
+    case, dtype = case
+    points, d, g, example = _winograd_case(case, dtype)
+    fn = lambda d, g: mod.correlate_f23(d, g, mod.winograd_f23(points))  # noqa: E731
+    return fn, (d, g), example + f", {np.dtype(dtype)}", dtype
+
+
+EX18 = Exercise(
+    "ex18", "05", "Winograd F(2, 3) transforms from interpolation points", "ex18_winograd_transforms.py",
+    (
+        Property("AT is (2, 4), G (4, 3), BT (4, 4)", _check_winograd_shapes,
+                 "G evaluates g (3 coefficients) at 4 points, BT maps d (4) to 4 values, AT maps 4 products "
+                 "to 2 outputs", key="shapes"),
+        Property("AT [(G g) * (BT d)] is the correlation of d with g, for any three distinct points",
+                 _check_winograd_values,
+                 "the correlation y = T^T d is the transpose of the convolution a -> g * a = M^-1 ((G g) * "
+                 "(H a)): transpose that product, (M^-1)^T included", key="values"),
+        keeps_dtype(st.tuples(point_cases, DTYPES), _invoke_winograd, named_outputs("y")),
+        inputs_unchanged(st.tuples(point_cases, DTYPES), _invoke_winograd, "d, g"),
+    ),
+)
+
+EXERCISES = (EX08, EX09, EX10, EX11, EX17, EX18)

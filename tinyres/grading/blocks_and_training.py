@@ -17,8 +17,19 @@ from hypothesis import strategies as st
 import tinyres as tr
 from tinyres import nn
 from tinyres.engine import Tensor
-from tinyres.grading.autograd import SEEDS
-from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, for_examples, torch_or_skip
+from tinyres.grading.autograd import DTYPES, SEEDS, named_outputs
+from tinyres.grading.core import (
+    Exercise,
+    MismatchError,
+    Property,
+    call,
+    cause,
+    compare,
+    for_examples,
+    inputs_unchanged,
+    keeps_dtype,
+    torch_or_skip,
+)
 from tinyres.models import blocks as library
 from tinyres.optim import SGD
 
@@ -111,7 +122,17 @@ def _block_properties(name: str, make_mine, make_truth, cases, what: str) -> tup
 
         for_examples(cases, body, max_examples=BLOCK_EXAMPLES)
 
+    def invoke(mod, case):
+        case, dtype = case
+        mine = call(make_mine(mod), *case[:3], example=example_of(case))
+        mine = mine.float() if dtype == np.float32 else mine.double()
+        x = Tensor(np.random.default_rng(case[-1]).standard_normal((2, case[0], case[3],
+                                                                                     case[3])).astype(dtype))
+        return mine, (x,), example_of(case) + f", {np.dtype(dtype)}, train mode", dtype
+
     return (
+        keeps_dtype(st.tuples(cases, DTYPES), invoke, named_outputs("the output"), BLOCK_EXAMPLES),
+        inputs_unchanged(st.tuples(cases, DTYPES), invoke, "x", BLOCK_EXAMPLES),
         Property(f"state-dict keys, shapes and parameter count equal torchvision's {name}", keys,
                  "use torchvision's attribute names and bias=False on every convolution"),
         Property("output equals the library's with the same weights, training mode",
@@ -201,9 +222,20 @@ def _check_stage_output(mod: ModuleType) -> None:
     for_examples(stage_cases, body, max_examples=BLOCK_EXAMPLES)
 
 
+def _invoke_stage(mod: ModuleType, case):
+    case, dtype = case
+    mine, _, example = _stage_pair(mod, case)
+    mine = mine.float() if dtype == np.float32 else mine.double()
+    x = Tensor(np.random.default_rng(1).standard_normal((2, case[1], 4, 4)).astype(dtype))
+    return mine, (x,), example + f", {np.dtype(dtype)}", dtype
+
+
 EX15 = Exercise(
     "ex15", "09", "one ResNet stage (_make_layer)", "ex15_make_layer.py",
     (
+        keeps_dtype(st.tuples(stage_cases, DTYPES), _invoke_stage, named_outputs("the stage's output"),
+                    BLOCK_EXAMPLES),
+        inputs_unchanged(st.tuples(stage_cases, DTYPES), _invoke_stage, "x", BLOCK_EXAMPLES),
         Property("state-dict keys, shapes and parameter count equal torchvision's stage", _check_stage_keys,
                  "only the first block gets the stride and, when stride != 1 or the channels change, "
                  "the 1x1 conv + BN downsample; the later blocks take planes * expansion channels"),
@@ -255,9 +287,22 @@ def _check_norms(mod: ModuleType) -> None:
     for_examples(norm_cases, body)
 
 
+def _invoke_norms(mod: ModuleType, case):
+    case, dtype = case
+    blocks, x, loss_fn, example = _norm_case(case)
+    blocks = blocks.float() if dtype == np.float32 else blocks
+    x = x.astype(dtype)
+    fn = lambda x_values: mod.block_gradient_norms(blocks, Tensor(x_values, requires_grad=True), loss_fn)  # noqa: E731
+    return fn, (x,), example + f", {np.dtype(dtype)}", dtype
+
+
 EX16 = Exercise(
     "ex16", "10", "per-block gradient norms with hooks", "ex16_block_gradient_norms.py",
     (
+        keeps_dtype(st.tuples(norm_cases, DTYPES), _invoke_norms,
+                    lambda result, args: {"the norms": np.asarray(result)}
+                    if np.asarray(result).dtype != np.float64 else {}),
+        inputs_unchanged(st.tuples(norm_cases, DTYPES), _invoke_norms, "x"),
         Property("one norm of dL/d(block input) per block, first block first", _check_norms,
                  "hook each block's input (before calling the block), not its output, and store the "
                  "norms by block index: hooks fire last block first"),
@@ -324,6 +369,17 @@ def _check_sgd_torch(mod: ModuleType) -> None:
     for_examples(sgd_cases, body)
 
 
+def _invoke_sgd(mod: ModuleType, case):
+    (momentum, weight_decay, steps, seed), dtype = case
+    rng = np.random.default_rng(seed)
+    p, g = rng.standard_normal((3, 2)).astype(dtype), rng.standard_normal((3, 2)).astype(dtype)
+    buffer = rng.standard_normal((3, 2)).astype(dtype) if momentum and steps > 1 else None
+    fn = lambda p, g, buffer: mod.sgd_step(p, g, buffer, 0.1, momentum, weight_decay)  # noqa: E731
+    example = (f"p (3, 2) {np.dtype(dtype)}, buffer {'None' if buffer is None else '(3, 2)'}, lr 0.1, "
+               f"momentum {momentum}, weight_decay {weight_decay}")
+    return fn, (p, g, buffer), example, dtype
+
+
 EX07 = Exercise(
     "ex07", "04", "an SGD step with momentum and weight decay", "ex07_sgd_step.py",
     (
@@ -338,7 +394,151 @@ EX07 = Exercise(
                  "keep lr out of the buffer: b = momentum * b + g, p = p - lr * b"),
         Property("equals torch.optim.SGD", _check_sgd_torch,
                  "tinyres's SGD and PyTorch's agree: compare your order of decay, momentum and lr"),
+        keeps_dtype(st.tuples(sgd_cases, DTYPES), _invoke_sgd,
+                    lambda result, args: {"the new p": result[0]} | (
+                        {} if result[1] is None else {"the new buffer": result[1]})),
+        inputs_unchanged(st.tuples(sgd_cases, DTYPES), _invoke_sgd, "p, g, buffer"),
     ),
 )
 
-EXERCISES = (EX12, EX13, EX14, EX15, EX16, EX07)
+
+
+# ---- ex19: Kaiming's variance argument -----------------------------------------------------------
+
+SLOPES = st.sampled_from([0.0, 0.5, 1.0])  # ReLU, a leaky ReLU, the identity: gains 2, 1.6, 1
+init_cases = st.tuples(st.sampled_from([(512, 256), (64, 16, 3, 3), (128, 8, 5, 5)]), SLOPES, SEEDS)
+
+
+def _check_init_variance(mod: ModuleType) -> None:
+    def body(case):
+        shape, slope, seed = case
+        example = f"shape {shape}, negative_slope {slope}"
+        w = np.asarray(call(mod.kaiming_normal, shape, slope, np.random.default_rng(seed), np.float64,
+                            example=example))
+        if w.shape != shape:
+            raise MismatchError(f"the weights have shape {w.shape}, expected {shape}", example)
+        fan_in = int(np.prod(shape[1:]))
+        want = 2.0 / ((1.0 + slope**2) * fan_in)
+        # Over >= 131,072 draws the sample variance is within 0.4% (one standard deviation) of the
+        # true one: 5% is 12 standard deviations, and the seeds are fixed.
+        got = float(np.mean(w.astype(np.float64) ** 2))
+        if not 0.95 < got / want < 1.05:
+            raise MismatchError(f"the weights' variance is {got:.4g}, the argument gives {want:.4g} "
+                                f"({got / want:.3g} times)", example,
+                                (f"fan_in = {fan_in} (inputs per output: C_in * k * k)",))
+
+    for_examples(init_cases, body)
+
+
+def _check_init_depth(mod: ModuleType) -> None:
+    def body(case):
+        _, slope, seed = case
+        rng, width, depth = np.random.default_rng(seed), 256, 30
+        example = f"{depth} layers of width {width}, LeakyReLU({slope}), inputs of unit variance"
+        x = np.random.default_rng(100 + seed).standard_normal((64, width))
+        ratios = []
+        y = x
+        for layer in range(depth):
+            w = np.asarray(call(mod.kaiming_normal, (width, width), slope, rng, np.float64, example=example))
+            y = np.where(y > 0, y, slope * y) @ w.T if layer else y @ w.T
+            ratios.append(float(np.mean(y**2)))
+        growth = ratios[-1] / ratios[0]
+        # Exact Kaiming weights keep it within 10% here; half or double the variance per layer
+        # gives 2^+-29: [1/4, 4] separates them with room to spare.
+        if not 0.25 < growth < 4:
+            raise MismatchError(f"the pre-activations' mean square changes {growth:.3g} times over {depth} "
+                                "layers", example,
+                                    ("the variance of each layer's output must equal its input's",))
+
+    for_examples(st.tuples(st.just(None), SLOPES, SEEDS), body, max_examples=6)
+
+
+def _invoke_init(mod: ModuleType, case):
+    (shape, slope, seed), dtype = case
+    fn = lambda shape: mod.kaiming_normal(shape, slope, np.random.default_rng(seed), dtype)  # noqa: E731
+    return fn, (shape,), f"shape {shape}, negative_slope {slope}, dtype {np.dtype(dtype)}", dtype
+
+
+EX19 = Exercise(
+    "ex19", "10", "Kaiming's initialisation, derived", "ex19_kaiming_init.py",
+    (
+        Property("the weights' variance is 2 / ((1 + a^2) fan_in), fan_in = C_in * k * k for a conv",
+                 _check_init_variance,
+                 "fan_in counts every input of one output: C_in * k * k for a (C_out, C_in, k, k) kernel",
+                 key="variance"),
+        Property("30 layers keep the pre-activations' variance (within a factor of 4)", _check_init_depth,
+                 "E[leaky(y)^2] = (1 + a^2) / 2 Var(y) for symmetric y: the variance that keeps the scale is "
+                 "2 / ((1 + a^2) fan_in)", key="depth"),
+        keeps_dtype(st.tuples(init_cases, DTYPES), _invoke_init, named_outputs("the weights")),
+    ),
+    causes=(
+        cause("variance", "depth", text="the gain is wrong: half of a symmetric y is scaled by a, so "
+              "E[leaky(y)^2] = (1 + a^2) / 2 Var(y), and the weights need variance 2 / ((1 + a^2) fan_in)"),
+        cause("variance", text="the gain is right but fan_in is not: a conv's output reads C_in * k * k "
+              "inputs, not C_in"),
+    ),
+)
+
+# ---- ex20: a residual block's Jacobian ---------------------------------------------------------------
+
+jacobian_cases = st.tuples(st.sampled_from(["BasicBlock", "PreActBlock"]), st.integers(1, 2), SEEDS)
+JACOBIAN_EXAMPLES = 4
+
+
+def _jacobian_case(case, dtype=np.float64, mode="train"):
+    kind, n, seed = case
+    tr.manual_seed(seed)
+    block = getattr(library, kind)(2, 2)
+    block = (block.float() if dtype == np.float32 else block.double())
+    getattr(block, mode)()
+    x = Tensor(np.random.default_rng(seed).standard_normal((n, 2, 3, 3)).astype(dtype), requires_grad=True)
+    return block, x, f"{kind}(2, 2) in {mode} mode, x ({n}, 2, 3, 3) {np.dtype(dtype)}"
+
+
+def _jacobian_truth(block, x) -> np.ndarray:
+    rows, out = [], block(x)
+    for k in range(out.numel()):
+        seed = np.zeros(out.shape, dtype=out.dtype)
+        seed.flat[k] = 1.0
+        (dx,) = tr.autograd.grad(block(x), x, grad_outputs=Tensor(seed))
+        rows.append(dx.numpy().ravel())
+    return np.array(rows)
+
+
+def _check_jacobian(mod: ModuleType) -> None:
+    def body(case):
+        block, x, example = _jacobian_case(case)
+        want = _jacobian_truth(block, x)
+        got = call(mod.block_jacobian, block, x, example=example)
+        compare("J", want, got, example, rtol=1e-9, atol=1e-12)
+
+    for_examples(jacobian_cases, body, max_examples=JACOBIAN_EXAMPLES)
+
+
+def _invoke_jacobian(mod: ModuleType, case):
+    case, dtype = case
+    block, x, example = _jacobian_case(case, dtype, mode="eval")
+    for t in (x, *block.parameters()):  # a .grad from an earlier step, which must survive
+        t.grad = Tensor(np.ones(t.shape, dtype=dtype))
+    return mod.block_jacobian, (block, x), example + "; x and every parameter have a .grad", dtype
+
+
+EX20 = Exercise(
+    "ex20", "07", "a residual block's Jacobian, no .grad changed", "ex20_block_jacobian.py",
+    (
+        Property("J equals the block's Jacobian (train mode, a batch: batch norm couples the images)",
+                 _check_jacobian,
+                 "row k is the gradient of out.flat[k] with respect to x: one backward (or autograd.grad) "
+                 "per output element, J[k, j] = d out_k / d x_j (not its transpose)", key="values"),
+        keeps_dtype(st.tuples(jacobian_cases, DTYPES), _invoke_jacobian, named_outputs("J"),
+                                                                                       JACOBIAN_EXAMPLES),
+        inputs_unchanged(st.tuples(jacobian_cases, DTYPES), _invoke_jacobian, "block, x", JACOBIAN_EXAMPLES),
+    ),
+    causes=(
+        cause("inputs", text="backward adds into .grad of x and of every parameter: measure with "
+              "tinyres.autograd.grad(out, x, grad_outputs=seed), which returns the gradient and "
+              "touches no .grad"),
+    ),
+)
+
+EXERCISES = (EX12, EX13, EX14, EX15, EX16, EX07, EX19, EX20)
