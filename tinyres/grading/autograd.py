@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres.engine import Tensor, unbroadcast
-from tinyres.gradcheck import check_gradients
 from tinyres.grading.core import Exercise, MismatchError, Property, call, compare, describe, for_examples
-from tinyres.grading.strategies import LAYOUTS, broadcastable_pairs, make_array, shapes
 from tinyres.nn import functional as F
+from tinyres.testing.gradcheck import check_gradients
+from tinyres.testing.strategies import LAYOUTS, broadcastable_pairs, make_array, shapes
 
 # A few seeds only: the shapes, layouts and graphs vary the cases, and a small range lets
 # hypothesis shrink a failure quickly.

@@ -27,9 +27,9 @@ import numpy as np
 
 import tinyres
 from tinyres.engine import Tensor
-from tinyres.gradcheck import InputCheck, check_gradients
 from tinyres.models.blocks import SubsamplePad
 from tinyres.ops.elementwise import Cast
+from tinyres.testing.gradcheck import InputCheck, check_gradients
 
 
 @dataclass(frozen=True)
