@@ -13,7 +13,7 @@ element of a larger array). Kernels that assume C order fail on the other two.
 >>> from tinyres.testing.strategies import tensors
 >>> @given(x=tensors(shape=(2, 3), layout="transposed"))
 ... def test_layout(x):
-...     assert x.shape == (2, 3) and not x.numpy().flags.c_contiguous
+...     assert x.shape == (2, 3) and not x.detach().numpy().flags.c_contiguous
 >>> test_layout()
 """
 
