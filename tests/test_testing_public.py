@@ -249,6 +249,12 @@ def readme_section_code() -> str:
 
 def test_the_readme_example_passes_a_right_backward_and_shrinks_a_wrong_one(tmp_path):
     (tmp_path / "test_cube.py").write_text(readme_section_code())
+    # Only fewer examples than hypothesis's default 100, for CI's time (the file is the README's).
+    (tmp_path / "conftest.py").write_text(
+        "from hypothesis import settings\n"
+        "settings.register_profile('short', max_examples=25)\n"
+        "settings.load_profile('short')\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("HYPOTHESIS_PROFILE", None)  # the user's defaults, not the suite's profile
     run = subprocess.run(
