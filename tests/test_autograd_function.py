@@ -117,7 +117,7 @@ def test_saved_tensors_after_backward_is_pytorchs_error():
 
     Keep.apply(tr.ones(2, requires_grad=True)).sum().backward()
     with pytest.raises(RuntimeError, match="Trying to backward through the graph a second time"):
-        ctxs[0].saved_tensors
+        _ = ctxs[0].saved_tensors
 
 
 def returning(grads_of):
@@ -219,5 +219,5 @@ def test_a_forward_returning_something_else_than_one_tensor_is_refused():
         def forward(ctx, x):
             return x, x
 
-    with pytest.raises(TypeError, match="must return one Tensor .* got tuple"):
+    with pytest.raises(TypeError, match=r"must return one Tensor .* got tuple"):
         Pair.apply(tr.ones(2, requires_grad=True))

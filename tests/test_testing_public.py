@@ -64,7 +64,7 @@ def test_assert_close_message_has_torchs_lines_and_the_worst_values():
 def test_assert_close_refuses_other_shapes_dtypes_and_half_given_tolerances():
     with pytest.raises(AssertionError, match=r"attribute 'shape' do not match: \(3,\) != \(2,\)"):
         assert_close(tr.ones(3), tr.ones(2))
-    with pytest.raises(AssertionError, match="'dtype' do not match: tinyres.float32 != tinyres.float64"):
+    with pytest.raises(AssertionError, match=r"'dtype' do not match: tinyres\.float32 != tinyres\.float64"):
         assert_close(tr.ones(2), tr.ones(2, dtype=tr.float64))
     assert_close(tr.ones(2), tr.ones(2, dtype=tr.float64), check_dtype=False)
     with pytest.raises(ValueError, match="but got no atol"):
@@ -266,5 +266,6 @@ def test_the_readme_example_passes_a_right_backward_and_shrinks_a_wrong_one(tmp_
     assert re.search(r"FAILED test_cube.py::test_wrong_cube\b", out), out
     assert "1 failed, 2 passed" in out, out
     # The counterexample the README shows, shrunk to one element.
-    shown = re.search(r"fails: \"Falsifying example: test_wrong_cube\(x=(tensor\(\[[^\]]*\])", readme_section_code())
+    readme = readme_section_code()
+    shown = re.search(r"fails: \"Falsifying example: test_wrong_cube\(x=(tensor\(\[[^\]]*\])", readme)
     assert shown and f"x={shown.group(1)}" in out, out

@@ -8,7 +8,8 @@ grader alike:
   differences in float64 under a random upstream gradient, float32 against a float64
   truth, dtypes kept, inputs unchanged, saved tensors guarded against in-place
   changes); see ``tinyres.testing.properties``.
-- ``gradcheck(fn, inputs)``: the finite-difference check alone (also ``tinyres.gradcheck``, the same function).
+- ``gradcheck(fn, inputs)``: the finite-difference check alone (``tinyres.gradcheck`` is
+  the same function).
 - ``assert_close(actual, expected)``: ``torch.testing.assert_close`` for tinyres.
 - ``tinyres.testing.strategies``: hypothesis strategies drawing Tensors (shapes,
   non-contiguous layouts, values kept off kinks), broadcastable shape pairs and
