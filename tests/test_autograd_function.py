@@ -143,6 +143,7 @@ WRONG = {
     "one bare tensor": lambda g: g,
     "wrong shape": lambda g: (g[0], g.sum(0), None),
     "not broadcastable to the input": lambda g: (g.sum(0), g, None),
+    "not broadcastable at all": lambda g: (g.sum(1), g.sum(0), None),
     "a gradient for the number": lambda g: (g, g.sum(0), g),
     "not a tensor": lambda g: (1.0, g.sum(0), None),
 }

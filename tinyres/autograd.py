@@ -129,7 +129,7 @@ class _CustomBackward(_EngineFunction):
                     f"function {name} returned a gradient different than None at position {i + 1}, "
                     "but the corresponding forward input was not a Variable"
                 )
-            if g is not None and np.broadcast_shapes(inp.shape, g.shape) != g.shape:
+            if g is not None and not _expandable(inp.shape, g.shape):
                 raise RuntimeError(
                     f"Function {name} returned an invalid gradient at index {i} - got {list(g.shape)} "
                     f"but expected shape compatible with {list(inp.shape)}"
@@ -143,6 +143,14 @@ class _CustomBackward(_EngineFunction):
 
     def __repr__(self) -> str:
         return f"<{self.user.__name__}Backward>"
+
+
+def _expandable(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts to ``to`` (then the gradient is summed back to ``shape``)."""
+    try:
+        return np.broadcast_shapes(shape, to) == tuple(to)
+    except ValueError:
+        return False
 
 
 class Function:
