@@ -62,9 +62,8 @@ class FunctionCtx:
     backward reads go through ``save_for_backward``, which records their versions.
     """
 
-    def __init__(self, needs_input_grad: tuple[bool, ...], name: str) -> None:
+    def __init__(self, needs_input_grad: tuple[bool, ...]) -> None:
         self.needs_input_grad = needs_input_grad
-        self._name = name
         self._to_save: tuple[Any, ...] = ()
         self._saved: tuple[tuple[Any, SavedVersion | None], ...] | None = None
         self._non_differentiable: list[Tensor] = []
@@ -177,7 +176,7 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run ``forward`` and, if a Tensor argument requires grad, record the call for backward."""
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        ctx = FunctionCtx(needs, cls.__name__)
+        ctx = FunctionCtx(needs)
         with no_grad():
             out = cls.forward(ctx, *args, **kwargs)
         if not isinstance(out, Tensor):
@@ -190,15 +189,13 @@ class Function:
             ctx._saved = tuple((t, None) for t in ctx._to_save)
             return out
         result = _CustomBackward.apply(*args, output=out._data, ctx=ctx, user=cls)
-        if not (result._is_view or any(out is a for a in args)):
+        if not result._is_view:
             # ``out`` was made inside forward: the result is the same memory, one counter,
             # so an in-place change to the returned tensor is seen by a saved ``out``.
             result._version_counter = out._version_counter
         # Saved now, after forward: their versions as backward must find them.
-        ctx._saved = tuple(
-            (None, None) if t is None else (result if t is out else t, _saved(result if t is out else t))
-            for t in ctx._to_save
-        )
+        kept = [result if t is out else t for t in ctx._to_save]  # backward sees the returned tensor
+        ctx._saved = tuple((t, None if t is None else _saved(t)) for t in kept)
         return result
 
 
