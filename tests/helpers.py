@@ -16,8 +16,8 @@ import pytest
 import tinyres
 import tinyres.data
 
-# The strategies are shared with the exercise grader, so they live in the package.
-from tinyres.grading.strategies import (  # noqa: F401  (re-exported for the tests)
+# The strategies are public (tinyres.testing), shared with the op table and the exercise grader.
+from tinyres.testing.strategies import (  # noqa: F401  (re-exported for the tests)
     arrays,
     away_from,
     broadcastable_pairs,

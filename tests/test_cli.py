@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyres.checks import CASES
 from tinyres.cli import main
 from tinyres.cli.bench import script_path
+from tinyres.testing.op_table import CASES
 
 
 def test_help_lists_the_commands(capsys):

@@ -1,4 +1,4 @@
-"""The op table (``tinyres.checks.CASES``) drives every check of every op: finite
+"""The op table (``tinyres.testing.op_table.CASES``) drives every check of every op: finite
 differences, drawn seeds and layouts, tier agreement, PyTorch. A ``Function`` subclass
 that no case reaches fails ``test_every_function_is_in_the_table``."""
 
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import tinyres
 from tinyres import kernels
-from tinyres.checks import CASES, case_inputs, run_case
 from tinyres.engine import Function
+from tinyres.testing.op_table import CASES, case_inputs, run_case
 
 
 def tinyres_functions() -> set[type]:
@@ -49,7 +49,7 @@ def functions_reached(name: str) -> set[type]:
 def test_every_function_is_in_the_table():
     reached = set().union(*(functions_reached(name) for name in CASES))
     missing = sorted(f"{f.__module__}.{f.__qualname__}" for f in tinyres_functions() - reached)
-    assert not missing, f"Function subclasses with no case in tinyres/checks.py: {missing}"
+    assert not missing, f"Function subclasses with no case in tinyres/testing/op_table.py: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

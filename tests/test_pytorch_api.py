@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import nn
-from tinyres.gradcheck import relative_error
 from tinyres.nn import functional as F
+from tinyres.testing.gradcheck import relative_error
 
 
 def leaf(a):

@@ -22,8 +22,8 @@ import pytest
 
 import tinyres
 from tinyres import kernels
-from tinyres.checks import CASES, case_inputs
 from tinyres.engine import SavedVersion, Tensor
+from tinyres.testing.op_table import CASES, case_inputs
 
 MESSAGE = "modified by an inplace operation"
 

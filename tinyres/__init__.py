@@ -30,7 +30,6 @@ from tinyres.creation import (
 )
 from tinyres.engine import Function, Tensor
 from tinyres.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from tinyres.gradcheck import GradcheckError, gradcheck
 from tinyres.kernels.threads import get_num_threads, set_num_threads
 from tinyres.model_summary import summary
 from tinyres.ops import (
@@ -78,6 +77,7 @@ from tinyres.ops import (
 )
 from tinyres.plumbing import Generator, Size, device
 from tinyres.serialization import load, save
+from tinyres.testing.gradcheck import GradcheckError, gradcheck
 from tinyres.tuning import tune
 
 float = float32

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from tinyres.arguments import seed
-from tinyres.checks import CASES, run_case
+from tinyres.testing.op_table import CASES, run_case
 
 NAME = "gradcheck"
 HELP = "check every op's backward against central differences (float64) and print a table"

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres.engine import Function, Tensor, unbroadcast
-from tinyres.gradcheck import check_gradients
 from tinyres.grading.core import (
     Exercise,
     MismatchError,
@@ -27,8 +26,9 @@ from tinyres.grading.core import (
     inputs_unchanged,
     keeps_dtype,
 )
-from tinyres.grading.strategies import LAYOUTS, broadcastable_pairs, make_array, shapes
 from tinyres.nn import functional as F
+from tinyres.testing.gradcheck import check_gradients
+from tinyres.testing.strategies import LAYOUTS, broadcastable_pairs, make_array, shapes
 
 # A few seeds only: the shapes, layouts and graphs vary the cases, and a small range lets
 # hypothesis shrink a failure quickly.

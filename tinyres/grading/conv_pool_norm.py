@@ -28,9 +28,9 @@ from tinyres.grading.core import (
     keeps_dtype,
     torch_or_skip,
 )
-from tinyres.grading.strategies import LAYOUTS, make_array
 from tinyres.kernels import batchnorm_reference, conv_reference, pool_reference
 from tinyres.kernels import im2col_numpy as im2col_tier
+from tinyres.testing.strategies import LAYOUTS, make_array
 
 
 @st.composite

@@ -27,9 +27,9 @@ import numpy as np
 
 import tinyres
 from tinyres.engine import Tensor
-from tinyres.gradcheck import InputCheck, check_gradients
 from tinyres.models.blocks import SubsamplePad
 from tinyres.ops.elementwise import Cast
+from tinyres.testing.gradcheck import InputCheck, check_gradients
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,27 @@ register("conv2d_unbatched", _functional("conv2d", padding=1), _normal((2, 4, 3)
 register("conv2d_grouped", _functional("conv2d", stride=2, padding=1, groups=2),
          _normal((2, 4, 5, 5), (6, 2, 3, 3), (6,)))
 register("conv2d_depthwise", _functional("conv2d", padding=1, groups=3), _normal((2, 3, 4, 4), (3, 1, 3, 3)))
+
+# ---- a custom op in PyTorch's protocol (tinyres.autograd.Function) ------------------------
+def _custom_mul(lib: Any, x: Any, y: Any) -> Any:
+    """x * y written as a user writes a custom op, for tinyres and PyTorch alike; y
+    broadcasts, so the gradient backward returns for it is summed to its shape."""
+
+    class Mul(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, a: Any, b: Any) -> Any:
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            a, b = ctx.saved_tensors
+            return grad * b, grad * a
+
+    return Mul.apply(x, y)
+
+
+register("autograd_function", _custom_mul, _normal((3, 4), (4,)))
 
 # ---- models: option A's shortcut (tinyres.models.blocks) ------------------------------
 register("subsample_pad", lambda lib, x: SubsamplePad.apply(x, stride=2, out_channels=5), _one((2, 3, 5, 4)),
