@@ -88,6 +88,8 @@ KINDS = {
     "one maximum for the whole batch": "ex06_batch_max",
     "a walk keyed by tensor, not by op": "ex01_keyed_by_tensor",
     "eps in the wrong place (small variances)": "ex11_eps_outside_sqrt",
+    "float32 accuracy lost to an intermediate in float16": "ex04_half_precision",
+    "float32 accuracy lost to a sum that cancels (E[x^2] - E[x]^2)": "ex11_one_pass_variance",
 }
 
 
