@@ -230,6 +230,9 @@ def test_check_solutions_fails_a_mistake_not_caught_or_not_built(tmp_path, monke
         "MISTAKES = (\n"
         "    Mistake('ex03', 'harmless', 'a new name', 'the input', (('extra = ', 'extra = 0 + '),)),\n"
         "    Mistake('ex03', 'stale', 'old', 'the input', (('return grad.total()', 'return grad'),)),\n"
+        "    Mistake('ex03', 'unnamed', 'mean', 'sum of the gradient', ((\n"
+        "        'return grad.sum(axis=ones, keepdims=True)',\n"
+        "        'return grad.mean(axis=ones, keepdims=True)'),), cause='words no hint holds'),\n"
         ")\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -238,7 +241,9 @@ def test_check_solutions_fails_a_mistake_not_caught_or_not_built(tmp_path, monke
     rows = {line.split()[4]: line for line in out.splitlines() if "planted mistake" in line}
     assert 'NOT caught: it should fail "the input", it passes every check' in rows["harmless"]
     assert "cannot build it: planted mistake ex03_stale.py: the text to replace is not found" in rows["stale"]
-    assert "passed: 1" in out and "mistakes not caught: 1" in out and "mistakes not built: 1" in out
+    assert ('NOT caught: it fails "sum of the gradient" as it should, but the hint does not name the cause '
+            '"words no hint holds" (hint: sum, don\'t average') in rows["unnamed"]
+    assert "passed: 1" in out and "mistakes not caught: 2" in out and "mistakes not built: 1" in out
 
 
 def test_check_solutions_refuses_an_unreadable_list_of_mistakes_in_one_line(tmp_path, monkeypatch, capsys):
