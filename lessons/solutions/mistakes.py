@@ -146,6 +146,17 @@ MISTAKES = (
                   "return grad @ self.y, self.x.T @ grad  # MISTAKE: Y, not Y.T"),),
     ),
     Mistake(
+        "ex04", "half_precision",
+        effect="float32 input is multiplied in float16 (as mixed-precision training does on a GPU) and cast "
+        "back: float64 and the dtype are right, but a float32 product keeps only about 3 digits.",
+        fails="float32 results as accurate",
+        cause="float16",
+        replace=(("        return x @ y",
+                  "        if x.dtype == np.float32:  # MISTAKE: half precision, cast back to float32\n"
+                  "            return (x.astype(np.float16) @ y.astype(np.float16)).astype(np.float32)\n"
+                  "        return x @ y"),),
+    ),
+    Mistake(
         "ex05", "one_sided",
         effect="A one-sided (forward) difference: right to about 1e-6 with eps = 1e-6, but its error "
         "shrinks only like eps, not eps^2.",
@@ -335,6 +346,16 @@ MISTAKES = (
         cause="inside the square root",
         replace=(("inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
                   "inv_std = 1.0 / (np.sqrt(x.var(axis=axes, keepdims=True)) + eps)  # MISTAKE: eps"),),
+    ),
+    Mistake(
+        "ex11", "one_pass_variance",
+        effect="The variance in one pass, E[x^2] - E[x]^2: right in float64, but it cancels: its float32 "
+        "error grows with (mean / spread)^2, a thousand times the two-pass error at a mean of 1e3 spreads.",
+        fails="float32 results as accurate",
+        cause="E[x^2] - E[x]^2",
+        replace=(("inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
+                  "inv_std = 1.0 / np.sqrt((x * x).mean(axis=axes, keepdims=True) - mean * mean + eps)"
+                  "  # MISTAKE: one pass"),),
     ),
     Mistake(
         "ex12", "relu_before_add",

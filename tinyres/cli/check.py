@@ -122,6 +122,11 @@ def _check_mistake(ex: Exercise, mistake: Mistake, solution: Path, full: bool, l
         failed = caught_by(report, mistake)
         if failed:
             verdict, why = "mistakes caught", f"caught: FAIL {failed}"
+        elif any(mistake.fails in r.name for r in report.results if not r.passed):
+            # The right property fails, but a learner who made this mistake would be sent elsewhere.
+            verdict = "mistakes not caught"
+            why = (f'NOT caught: it fails "{mistake.fails}" as it should, but the hint does not name the '
+                   f'cause "{mistake.cause}" (hint: {report.hint()[1]})')
         else:
             verdict, why = "mistakes not caught", f'NOT caught: it should fail "{mistake.fails}", ' + (
                 "it passes every check" if report.passed else f"it is {report.summary()}")

@@ -22,9 +22,11 @@ from tinyres.grading.core import (
     cause,
     compare,
     describe,
+    float32_accurate,
     for_examples,
     inputs_unchanged,
     keeps_dtype,
+    magnitudes,
 )
 from tinyres.nn import functional as F
 from tinyres.testing.gradcheck import check_gradients
@@ -329,6 +331,11 @@ EX02 = Exercise(
                  "d tanh(x)/dx = 1 - tanh(x)^2: square the saved output z, not the input x"),
         keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_tanh, named_outputs("tanh(x)", "dL/dx")),
         inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_tanh, "x, grad"),
+        # tanh and 1 - z^2 are within a few ulps of |tanh x| and of |grad|: no sum, n = 1.
+        float32_accurate(array_cases, _invoke_tanh, named_outputs("tanh(x)", "dL/dx"), "ex02_tanh.py",
+                         size=lambda args: 1,
+                         scale=lambda run, args, case: {"tanh(x)": np.abs(np.tanh(args[0])),
+                                                        "dL/dx": np.abs(args[1])}),
     ),
 )
 
@@ -382,6 +389,10 @@ EX03 = Exercise(
         keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast,
                               named_outputs("unbroadcast(grad, shape)")),
         inputs_unchanged(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, "grad, shape"),
+        float32_accurate(pair_cases, _invoke_unbroadcast, named_outputs("unbroadcast(grad, shape)"),
+                         "ex03_unbroadcast.py",
+                         size=lambda args: args[0].size // max(1, int(np.prod(args[1]))),  # copies summed
+                         scale=magnitudes(0)),
     ),
 )
 
@@ -425,7 +436,8 @@ def _invoke_matmul(mod: ModuleType, case):
     case, dtype = case
     x, y, example = _matmul_inputs(case)
     g = np.random.default_rng(case[-1]).standard_normal((x.shape[0], y.shape[1])).astype(dtype)
-    return forward_backward(mod.MatMul), (x.astype(dtype), y.astype(dtype), g), example, dtype
+    args = (x.astype(dtype), y.astype(dtype), g)
+    return forward_backward(mod.MatMul), args, example + f", {np.dtype(dtype)}", dtype
 
 
 EX04 = Exercise(
@@ -441,6 +453,14 @@ EX04 = Exercise(
         keeps_dtype(st.tuples(matmul_cases, DTYPES), _invoke_matmul, named_outputs("X @ Y", "dL/dX",
                                                                                    "dL/dY")),
         inputs_unchanged(st.tuples(matmul_cases, DTYPES), _invoke_matmul, "X, Y, grad"),
+        # Each output is a dot product of at most max(n, k, m) terms; its scale |X| @ |Y| (and so on).
+        float32_accurate(matmul_cases, _invoke_matmul, named_outputs("X @ Y", "dL/dX", "dL/dY"),
+                         "ex04_matmul.py", size=lambda args: max(args[0].shape + args[1].shape),
+                         scale=magnitudes()),
+    ),
+    causes=(
+        cause("float32 accuracy", text="float32 precision lost, though float64 is right: an intermediate in "
+              "float16 (or another cast down) keeps about 3 digits; compute in the inputs' own dtype"),
     ),
 )
 
@@ -649,6 +669,14 @@ EX06 = Exercise(
         keeps_dtype(st.tuples(logit_cases, DTYPES), _invoke_ce,
                     lambda result, args: {"dloss/dlogits": result[1]}),
         inputs_unchanged(st.tuples(logit_cases, DTYPES), _invoke_ce, "logits, target"),
+        # log-sum-exp of C logits: exp turns an absolute error u * |logit| into a relative one, so the
+        # scale is the largest |logit| (the loss) and that times the largest |gradient| (1 / N).
+        float32_accurate(logit_cases, _invoke_ce, lambda result, args: {"the loss": result[0],
+                                                                        "dloss/dlogits": result[1]},
+                         "ex06_softmax_cross_entropy.py", size=lambda args: args[0].shape[1],
+                         scale=lambda run, args, case: {
+                             "the loss": 1 + np.abs(args[0]).max(),
+                             "dloss/dlogits": (1 + np.abs(args[0]).max()) / len(args[0])}),
     ),
     causes=(
         cause("gradient", "1/N", text="the gradient of the sum, not of the mean: the loss is a mean over "

@@ -25,6 +25,7 @@ from tinyres.grading.core import (
     call,
     cause,
     compare,
+    float32_accurate,
     for_examples,
     inputs_unchanged,
     keeps_dtype,
@@ -380,6 +381,10 @@ def _invoke_sgd(mod: ModuleType, case):
     return fn, (p, g, buffer), example, dtype
 
 
+def _sgd_outputs(result, args) -> dict:
+    return {"the new p": result[0]} | ({} if result[1] is None else {"the new buffer": result[1]})
+
+
 EX07 = Exercise(
     "ex07", "04", "an SGD step with momentum and weight decay", "ex07_sgd_step.py",
     (
@@ -395,9 +400,13 @@ EX07 = Exercise(
         Property("equals torch.optim.SGD", _check_sgd_torch,
                  "tinyres's SGD and PyTorch's agree: compare your order of decay, momentum and lr"),
         keeps_dtype(st.tuples(sgd_cases, DTYPES), _invoke_sgd,
-                    lambda result, args: {"the new p": result[0]} | (
-                        {} if result[1] is None else {"the new buffer": result[1]})),
+                    _sgd_outputs),
         inputs_unchanged(st.tuples(sgd_cases, DTYPES), _invoke_sgd, "p, g, buffer"),
+        # A few elementwise operations: n = 3 and the scale of their terms, |p| + |g| + |buffer|.
+        float32_accurate(sgd_cases, _invoke_sgd, _sgd_outputs, "ex07_sgd_step.py", size=lambda args: 3,
+                         scale=lambda run, args, case: dict.fromkeys(
+                             ("the new p", "the new buffer"),
+                             sum(np.abs(a) for a in args if a is not None) + np.abs(args[0]))),
     ),
 )
 

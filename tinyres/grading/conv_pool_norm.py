@@ -23,9 +23,11 @@ from tinyres.grading.core import (
     cause,
     compare,
     describe,
+    float32_accurate,
     for_examples,
     inputs_unchanged,
     keeps_dtype,
+    magnitudes,
     torch_or_skip,
 )
 from tinyres.kernels import batchnorm_reference, conv_reference, pool_reference
@@ -174,6 +176,10 @@ EX08 = Exercise(
                  "PyTorch computes the same cross-correlation: compare your loops with the reference"),
         keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_conv, named_outputs("y", "dx", "dw", "db")),
         inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_conv, "x, w, b, grad"),
+        # y sums C_in * k * k products, dw and db N * Ho * Wo: the scale is the same sums of |terms|.
+        float32_accurate(conv_cases(), _invoke_conv, named_outputs("y", "dx", "dw", "db"),
+                         "ex08_conv2d_loops.py", size=lambda args: max(args[1][0].size, args[3][:, 0].size),
+                         scale=magnitudes()),
     ),
 )
 
@@ -263,6 +269,10 @@ EX09 = Exercise(
         keeps_dtype(st.tuples(conv_cases(), DTYPES), _invoke_im2col, named_outputs("im2col(x)",
                                                                                    "col2im(cols)")),
         inputs_unchanged(st.tuples(conv_cases(), DTYPES), _invoke_im2col, "x, cols"),
+        float32_accurate(conv_cases(), _invoke_im2col, named_outputs("im2col(x)", "col2im(cols)"),
+                         "ex09_im2col.py",
+                         size=lambda args: args[1].shape[1] // args[0].shape[1],  # k * k windows
+                         scale=magnitudes()),
     ),
 )
 
@@ -329,6 +339,9 @@ EX10 = Exercise(
                  "when stride < kernel one element can win several windows: add (+=) their gradients"),
         keeps_dtype(st.tuples(pool_cases(), DTYPES), _invoke_pool, named_outputs("dx")),
         inputs_unchanged(st.tuples(pool_cases(), DTYPES), _invoke_pool, "grad, x"),
+        # dx sums the gradients of the windows an input wins (linear in grad; x only picks the winner).
+        float32_accurate(pool_cases(), _invoke_pool, named_outputs("dx"), "ex10_max_pool_backward.py",
+                         size=lambda args: args[0].size, scale=magnitudes(0)),
     ),
 )
 
@@ -410,6 +423,35 @@ def _invoke_bn(mod: ModuleType, case):
     return fn, args, example + f", {np.dtype(dtype)}", dtype
 
 
+# For float32 accuracy: channels whose mean lies 1e3 of their spread away from 0 as well, where
+# x - mean cancels. Two-pass (mean, then the mean of (x - mean)^2) loses about kappa * u there;
+# one pass, E[x^2] - E[x]^2, about kappa^2 * u, a thousand times more.
+bn_offset_cases = st.tuples(bn_cases, st.sampled_from([0.0, 1e3]))
+
+
+def _invoke_bn_offset(mod: ModuleType, case):
+    (base, offset), dtype = case
+    fn, (dy, x, gamma), example, dtype = _invoke_bn(mod, (base, dtype))
+    x = (x + np.asarray(offset * base[6], dtype)).astype(dtype)
+    where = f", each channel's mean {offset:g} times its spread" if offset else ""
+    return fn, (dy, x, gamma), example + where, dtype
+
+
+def _bn_scales(run, args, case) -> dict:
+    """The scale of batch norm's float32 error. kappa = 1 + max|x| / sqrt(var + eps) per channel is
+    its conditioning: x - mean is known to u * max|x|, which is kappa * u in units of the spread."""
+    dy, x, gamma = args
+    axes = (0, 2, 3)
+    inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + case[0][-1])  # case's eps
+    xhat = (x - x.mean(axis=axes, keepdims=True)) * inv_std
+    kappa = 1 + np.abs(x).max(axis=axes, keepdims=True) * inv_std
+    per = gamma.reshape(1, -1, 1, 1) * inv_std
+    dx = kappa * per * (np.abs(dy) + np.abs(dy).mean(axis=axes, keepdims=True)
+                        + np.abs(xhat) * np.abs(dy * xhat).mean(axis=axes, keepdims=True))
+    return {"dx": dx, "dgamma": (kappa * np.abs(dy) * (1 + np.abs(xhat))).sum(axis=axes),
+            "dbeta": np.abs(dy).sum(axis=axes)}
+
+
 EX11 = Exercise(
     "ex11", "06", "batch-norm backward (compact form)", "ex11_batchnorm_backward.py",
     (
@@ -428,6 +470,9 @@ EX11 = Exercise(
                  "biased variance, and eps inside the square root: sqrt(var + eps)", key="dx"),
         keeps_dtype(st.tuples(bn_cases, DTYPES), _invoke_bn, named_outputs("dx", "dgamma", "dbeta")),
         inputs_unchanged(st.tuples(bn_cases, DTYPES), _invoke_bn, "dy, x, gamma"),
+        float32_accurate(bn_offset_cases, _invoke_bn_offset, named_outputs("dx", "dgamma", "dbeta"),
+                         "ex11_batchnorm_backward.py", size=lambda args: args[1][:, 0].size,  # M = N H W
+                         scale=_bn_scales),
     ),
     causes=(
         cause("mean path", "dx", text="the mean's path is missing: the batch mean depends on every x of the "
@@ -437,6 +482,9 @@ EX11 = Exercise(
               "x too, which adds - xhat * sum(dy * xhat) / M"),
         cause("params", "dx", text="eps is in the wrong place: it belongs inside the square root, "
               "1 / sqrt(var + eps), in xhat as in dx; the difference shows where the variance is below eps"),
+        cause("float32 accuracy", text="float32 precision lost, though float64 is right: the variance as "
+              "E[x^2] - E[x]^2 cancels when a channel's mean is large against its spread (in float32 it can "
+              "even come out negative); subtract the mean first, var = mean((x - mean)^2), as x.var() does"),
         cause("dx", text="the paths are right but eps is not: it belongs inside the square root, "
               "1 / sqrt(var + eps); the difference shows where the variance is below eps"),
     ),
@@ -505,6 +553,9 @@ EX17 = Exercise(
                  "kernel flipped in both spatial axes, summing over the output channels", key="values"),
         keeps_dtype(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, named_outputs("dx")),
         inputs_unchanged(st.tuples(strided_cases(), DTYPES), _invoke_input_gradient, "grad, w"),
+        float32_accurate(strided_cases(), _invoke_input_gradient, named_outputs("dx"),
+                         "ex17_conv_input_gradient.py", size=lambda args: args[1][:, 0].size,
+                         scale=magnitudes()),
     ),
     causes=(
         cause("shape", text="the rows and columns no window read are missing: when (H + 2p - k) is not a "

@@ -14,6 +14,7 @@ A learner's exception never reaches them as a traceback: ``call`` turns
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import signal
 import sys
@@ -413,6 +414,122 @@ def keeps_dtype(cases: Any, invoke: Callable[[ModuleType, Any], Invocation],
     return Property("float32 in, float32 out; float64 in, float64 out", check,
                     "an array made with np.zeros(shape) or np.ones(shape) is float64 whatever the input: "
                     "pass dtype=x.dtype (or use np.zeros_like)", key="dtype")
+
+
+# ---- float32 accuracy: the learner's float32 result against the float64 truth --------------------
+
+EPS32 = float(np.finfo(np.float32).eps)  # 2^-23: the spacing of float32 numbers at 1
+# The factor of the tolerance over n * eps32 * scale. The classic bound for a sum or dot product of
+# n terms computed in float32 is |error| <= n * u * sum|terms| (u = eps32 / 2, Higham, Accuracy and
+# Stability of Numerical Algorithms, 3.1); the + 2 in (n + 2) covers the few roundings that come
+# after the sum (a scaling, a subtraction, exp or tanh, each within an ulp or two in NumPy). Factor 4
+# leaves room for an order of operations other than the reference's. Measured on ex04, ex08 and ex11:
+# PyTorch's own float32 results on the same cases stay within a sixteenth of this tolerance (they pass
+# with factor 0.25, fail with 0.1; tests/test_grading.py holds them to an eighth). A product through
+# float16 (eps 2^-10) was off by 3,750 eps32 * scale; E[x^2] - E[x]^2 by 178, against 24 allowed.
+ACCURACY_FACTOR = 4.0
+
+
+@functools.cache
+def reference_solution(filename: str) -> ModuleType:
+    """The reference solution ``lessons/solutions/<filename>`` beside the package, imported once."""
+    path = Path(__file__).resolve().parents[2] / "lessons" / "solutions" / filename
+    if not path.is_file():
+        raise UnavailableError(f"the reference solution {filename} is not beside the package")
+    return load(path)
+
+
+def upcast(value: Any) -> Any:
+    """``value`` with each float32 array (also in a list or tuple) turned into float64, the same values."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        return value.astype(np.float64)
+    if isinstance(value, (list, tuple)):
+        return type(value)(upcast(v) for v in value)
+    return value
+
+
+def magnitudes(*positions: int) -> Callable[..., dict[str, Any]]:
+    """The ``scale`` of a function linear in each argument at ``positions`` (all float arrays if none):
+    the function itself run on their absolute values gives, per element, sum |terms|, the size the
+    rounding errors of the sum are relative to (a result near 0 by cancellation keeps its large scale)."""
+
+    def scale(run: Callable[[tuple], dict[str, Any]], args: tuple, case: Any) -> dict[str, Any]:
+        chosen = positions or tuple(k for k, a in enumerate(args) if isinstance(a, np.ndarray))
+        return run(tuple(np.abs(a) if k in chosen else a for k, a in enumerate(args)))
+
+    return scale
+
+
+def _normwise(run: Callable[[tuple], dict[str, Any]], args: tuple, case: Any) -> dict[str, Any]:
+    """The default ``scale``: the largest |value| of each output (a normwise error bound)."""
+    return {name: np.max(np.abs(value)) if np.size(value) else 1.0 for name, value in run(args).items()}
+
+
+def float32_accurate(cases: Any, invoke: Callable[[ModuleType, Any], Invocation],
+                     outputs: Callable[[Any, tuple[Any, ...]], dict[str, Any]], reference: str,
+                     size: Callable[[tuple], int], scale: Callable[..., dict[str, Any]] = _normwise,
+                     max_examples: int = MAX_EXAMPLES) -> Property:
+    """The property that a float32 result is as accurate as float32 arithmetic allows.
+
+    ``invoke(mod, (case, np.float32))`` gives the learner's float32 call. The truth is the
+    reference solution (``lessons/solutions/<reference>``) run in float64 on the same values
+    (the float32 inputs, upcast exactly). Each output element must be within
+
+        ACCURACY_FACTOR * (n + 2) * eps32 * scale
+
+    of it, where n = ``size(args)`` is the longest sum behind one output (the problem's size)
+    and ``scale(run, args, case)`` the magnitude the error is relative to, per output (its
+    conditioning; by default the output's largest |value|); ``run(args)`` runs the reference.
+    A float64 check cannot see an intermediate kept in float16, or a formula that cancels
+    catastrophically only in float32.
+    """
+
+    def check(mod: ModuleType) -> None:
+        ref = reference_solution(reference)
+
+        def body(case: Any) -> None:
+            fn, args, example, _ = invoke(mod, (case, np.float32))
+            ref_fn, _, _, _ = invoke(ref, (case, np.float32))
+            args64 = upcast(args)
+
+            def run(a: tuple) -> dict[str, Any]:
+                with np.errstate(all="ignore"):
+                    return outputs(ref_fn(*a), a)
+
+            truth, scales, n = run(args64), scale(run, args64, case), size(args64)
+            try:
+                with np.errstate(all="ignore"):
+                    result = call(fn, *[a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                                  example=example)
+            except MismatchError:  # a crash: the properties of the values report it
+                return
+            for name, value in outputs(result, args).items():
+                got = np.asarray(value.detach().numpy() if hasattr(value, "detach") else value, np.float64)
+                want = np.asarray(truth[name], np.float64)
+                if got.shape != want.shape:
+                    return  # the shape properties report it
+                unit = EPS32 * np.broadcast_to(np.asarray(scales[name], np.float64), want.shape)
+                tol = ACCURACY_FACTOR * (n + 2) * unit
+                error = np.abs(got - want)
+                bad = ~(error <= tol)  # NaN counts as bad
+                if bad.any():
+                    with np.errstate(all="ignore"):  # a scale of 0 (an exact 0 expected) gives inf
+                        ratio = np.where(bad, np.nan_to_num(error / unit, nan=np.inf), -1.0)
+                    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), want.shape))
+                    raise MismatchError(
+                        f"{name} in float32 is off by {ratio[index]:.3g} eps32 * scale at index {index}; "
+                        f"float32 arithmetic done well stays within {ACCURACY_FACTOR * (n + 2):g} "
+                        f"(4 (n + 2) with n = {n})", example,
+                        (f"float64 truth {want[index]:.9g}, yours {got[index]:.9g}, "
+                         f"scale {unit[index] / EPS32:.3g}",
+                         "the truth is the reference solution run in float64 on the same float32 values"))
+
+        for_examples(cases, body, max_examples=max_examples)
+
+    return Property("float32 results as accurate as float32 allows (against the float64 truth)", check,
+                    "something loses float32 precision: an intermediate in float16, or a formula that "
+                    "cancels (E[x^2] - E[x]^2, a sum of large terms of opposite sign); keep every step in "
+                    "the input's dtype and subtract before you square", key="float32 accuracy")
 
 
 # ---- loading and grading ----------------------------------------------------------------------
