@@ -31,3 +31,6 @@ html_static_path = ["_static"]
 html_css_files = ["tinyres.css"]
 html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
 html_show_sourcelink = False
+html_favicon = "_static/favicon.png"  # drawn by the build
+# Without a default the theme's script logs "invalid theme mode" as a console error on a first visit.
+html_context = {"default_mode": "light"}

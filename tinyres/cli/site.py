@@ -31,7 +31,8 @@ API_MODULES = ["tinyres", "tinyres.engine", "tinyres.autograd", "tinyres.gradche
                "tinyres.nn.functional", "tinyres.nn.init", "tinyres.models", "tinyres.optim",
                "tinyres.data", "tinyres.training", "tinyres.viz", "tinyres.kernels",
                "tinyres.demos.vanishing", "tinyres.demos.playground"]
-PAGES = ["README.md", "docs/architecture.md", "lessons/README.md", "lessons/exercises/README.md"]
+PAGES = ["README.md", "docs/architecture.md", "benchmarks/README.md", "lessons/README.md",
+         "lessons/exercises/README.md"]
 
 
 def _fix_links(text: str, page: Path, stage: Path, repo: Path) -> str:
@@ -56,6 +57,15 @@ def _fix_links(text: str, page: Path, stage: Path, repo: Path) -> str:
         return label  # a folder or a missing file: the words stay, the link goes
 
     return LINK.sub(fix, text)
+
+
+def _favicon(path: Path) -> None:
+    """The browser asks every site for an icon; without one its console logs a failed load."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(0.32, 0.32), dpi=100)
+    fig.text(0.5, 0.5, "tr", ha="center", va="center", fontsize=14, weight="bold", color="tab:orange")
+    fig.savefig(path, transparent=True)
 
 
 def _playground_html(choices, folder: str) -> str:
@@ -126,6 +136,7 @@ def build(repo: Path, out: Path, notebooks: Path, lessons: list[Path]) -> float:
         static = stage / "_static"
         shutil.copytree(CONF / "_static", static)
         es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+        (static / "mathjax").mkdir()
         for part in ["tex-chtml-full.js", "output/chtml/fonts/woff-v2", "a11y", "ui", "input/tex/extensions"]:
             copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
             copy(es5 / part, static / "mathjax" / part)
@@ -174,11 +185,14 @@ lessons/exercises/README
 
 README
 docs/architecture
+benchmarks/README
 api
 ```
 """)
-        modules = "\n".join(f"```{{automodule}} {m}\n:members:\n```\n" for m in API_MODULES)
-        (stage / "api.md").write_text(f"# API reference\n\nFrom the docstrings.\n\n{modules}")
+        # reStructuredText: autodoc's output is parsed in the page's language, and the docstrings are rST.
+        modules = "\n".join(f".. automodule:: {m}\n   :members:\n" for m in API_MODULES)
+        (stage / "api.rst").write_text(f"API reference\n=============\n\nFrom the docstrings.\n\n{modules}")
+        _favicon(static / "favicon.png")
 
         command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "auto", str(stage), str(out)]
         done = subprocess.run(command, capture_output=True, text=True)

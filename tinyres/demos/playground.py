@@ -102,8 +102,9 @@ def playground():
         fig.savefig(png, format="png", dpi=90)
         # The outputs set directly (not printed inside `with plot:`), so the same callback works
         # where nothing captures the prints, as in the tests.
+        image = base64.b64encode(png.getvalue()).decode()
         plot.outputs = ({"output_type": "display_data", "metadata": {},
-                         "data": {"image/png": base64.b64encode(png.getvalue()).decode(), "text/plain": text}},)
+                         "data": {"image/png": image, "text/plain": text}},)
         numbers.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
 
     for w in controls.values():
