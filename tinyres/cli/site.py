@@ -140,7 +140,9 @@ def build(repo: Path, out: Path, notebooks: Path, lessons: list[Path]) -> float:
         for part in ["tex-chtml-full.js", "output/chtml/fonts/woff-v2", "a11y", "ui", "input/tex/extensions"]:
             copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
             copy(es5 / part, static / "mathjax" / part)
+        drawn = time.perf_counter()
         choices = grid(static / "playground")
+        print(f"playground pictures: {len(choices)} in {time.perf_counter() - drawn:.0f} s", flush=True)
         playground = _playground_html(choices, "../_static/playground")
 
         for page in PAGES:
@@ -195,7 +197,9 @@ api
         _favicon(static / "favicon.png")
 
         command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "auto", str(stage), str(out)]
+        sphinx_start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
+        print(f"sphinx-build: {time.perf_counter() - sphinx_start:.0f} s", flush=True)
         warnings = [line for line in done.stderr.splitlines() if line.strip()]
         (out / "build-warnings.txt").parent.mkdir(parents=True, exist_ok=True)
         (out / "build-warnings.txt").write_text("\n".join(warnings) + "\n")
