@@ -81,3 +81,14 @@ def test_lessons_by_number_or_name_and_a_clear_error_for_an_unknown_one():
         "02-broadcasting", "03-checking-gradients"]
     with pytest.raises(ValueError, match="no lesson 99"):
         lesson_files(LESSONS, ["99"])
+
+
+def test_site_with_missing_notebooks_is_one_clear_line(tmp_path, capsys):
+    from tinyres.cli import main
+
+    code = main(["lessons", "--site", str(tmp_path / "site"), "--notebooks", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    # with the docs extra: the notebooks are named; without it: the extra is
+    assert "no notebook of 01-tensors-and-autograd" in err or '.[docs]' in err
+    assert not (tmp_path / "site").exists()

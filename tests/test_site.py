@@ -60,3 +60,22 @@ def test_every_page_of_the_built_site_loads_whole():
     assert len(lessons) >= 13 and len(pages) > len(lessons), "not a built site"
     problems = check_site(root)
     assert not problems, "\n".join(f"{page}: {p}" for page, found in problems.items() for p in found)
+
+
+@pytest.mark.skipif("TINYRES_SITE" not in os.environ,
+                    reason="set TINYRES_SITE to a built site (CI builds one)")
+def test_the_playground_pictures_cover_every_choice_the_page_offers():
+    import itertools
+    import math
+    import re
+
+    from tinyres.demos.playground import GRID, Choice
+
+    root = Path(os.environ["TINYRES_SITE"])
+    page = next(root.glob("lessons/10-*.html")).read_text()
+    assert page.count('<select data-part="') == len(GRID)
+    for values in itertools.product(*GRID.values()):
+        stem = Choice(**dict(zip(GRID, values))).stem()
+        assert (root / "_static" / "playground" / f"{stem}.png").is_file(), stem
+    assert len(list((root / "_static" / "playground").glob("*.png"))) == math.prod(map(len, GRID.values()))
+    assert re.search(r'<option value="false">off</option>', page)

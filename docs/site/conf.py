@@ -34,3 +34,15 @@ html_show_sourcelink = False
 html_favicon = "_static/favicon.png"  # drawn by the build
 # Without a default the theme's script logs "invalid theme mode" as a console error on a first visit.
 html_context = {"default_mode": "light"}
+
+
+def _norm_bars(app, what, name, obj, options, lines) -> None:
+    """Docstrings write a norm as ``|x|``, which reStructuredText reads as a substitution (an
+    error, and a link to nowhere): escape the bars, except in doctests and indented blocks."""
+    for i, line in enumerate(lines):
+        if line and not line[0].isspace() and not line.startswith((">>>", "...", "+", "|")):
+            lines[i] = line.replace("|", "\\|")
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _norm_bars)

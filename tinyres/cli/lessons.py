@@ -328,6 +328,12 @@ def _site(args: argparse.Namespace, folder: Path, paths: list[Path]) -> int:
     if args.names:
         print("tinyres lessons --site builds every lesson: leave out the lesson names", file=sys.stderr)
         return 2
+    if args.notebooks is not None:
+        missing = [p.stem for p in paths if not (args.notebooks / f"{p.stem}.ipynb").is_file()]
+        if missing:
+            print(f"tinyres lessons --site: no notebook of {', '.join(missing)} in {args.notebooks} "
+                  f"(make them with tinyres lessons --execute --out {args.notebooks})", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory() as tmp:
         notebooks = args.notebooks
         if notebooks is None:

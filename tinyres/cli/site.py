@@ -72,10 +72,12 @@ def _playground_html(choices, folder: str) -> str:
     """Selectors over the precomputed pictures of ``playground.grid`` (no kernel, no CDN)."""
     from tinyres.demos.playground import GRID
 
+    def option(name: str, value) -> str:  # booleans as "true"/"false", which the script compares
+        label = ("on" if value else "off") if name == "residual" else value
+        return f'<option value="{str(value).lower()}">{label}</option>'
+
     selects = "".join(
-        f'<label>{name} <select data-part="{name}">'
-        + "".join(f'<option value="{v}">{v if name != "residual" else ("on" if v else "off")}</option>'
-                  for v in values)
+        f'<label>{name} <select data-part="{name}">' + "".join(option(name, v) for v in values)
         + "</select></label> " for name, values in GRID.items())
     first = choices[0].stem()
     return f"""<div class="tinyres-playground">
