@@ -40,7 +40,7 @@ def _norm_bars(app, what, name, obj, options, lines) -> None:
     """Docstrings write a norm as ``|x|``, which reStructuredText reads as a substitution (an
     error, and a link to nowhere): escape the bars, except in doctests and indented blocks."""
     for i, line in enumerate(lines):
-        if line and not line[0].isspace() and not line.startswith((">>>", "...", "+", "|")):
+        if line and not line[0].isspace() and not line.startswith((">>>", "...")):
             lines[i] = line.replace("|", "\\|")
 
 

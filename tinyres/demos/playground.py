@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tinyres.demos.nets import ACTIVATIONS, INITS, NORMS, blocks_for_depth
 from tinyres.demos.vanishing import Setting, measure
@@ -62,6 +63,7 @@ def picture(choice: Choice) -> tuple[Figure, str]:
     fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     ax = fig.subplots()
     ax.semilogy(blocks, norms, "o-", ms=3, color="tab:orange" if choice.residual else "tab:blue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # blocks are counted, not measured
     ax.set_xlabel("block (1 = next to the input)")
     ax.set_ylabel("|dLoss/d(block input)|")
     ax.set_title(f"{'residual' if choice.residual else 'plain'} net, depth {choice.depth}", fontsize=11)
