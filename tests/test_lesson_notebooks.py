@@ -43,6 +43,9 @@ def test_every_lesson_converts_with_every_code_block(path):
     assert not any("<!-- skip" in c.source for c in notebook.cells)
     assert not any("```pycon" in c.source for c in notebook.cells)  # every transcript became code
     assert code[0].source == "%matplotlib inline"  # figures a cell returns are shown
+    # JupyterLab opens a lesson's .md with plain jupytext: the transcripts must stay text there
+    plain = jupytext.read(path, fmt="md")
+    assert not any(c.cell_type == "code" and c.source.lstrip().startswith(">>>") for c in plain.cells)
 
 
 @pytest.mark.parametrize("path", lesson_files(LESSONS, []), ids=lambda p: p.stem)
