@@ -8,6 +8,8 @@ and an API reference from the docstrings (autodoc). The book theme is the one ma
 course-like sites. Nothing is executed here: the notebooks arrive executed.
 """
 
+import re
+
 project = "tinyres"
 author = "the tinyres authors"
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
@@ -36,13 +38,17 @@ html_favicon = "_static/favicon.png"  # drawn by the build
 html_context = {"default_mode": "light"}
 
 
-def _norm_bars(app, what, name, obj, options, lines) -> None:
-    """Docstrings write a norm as ``|x|``, which reStructuredText reads as a substitution (an
-    error, and a link to nowhere): escape the bars, except in doctests and indented blocks."""
+LONE_STAR = re.compile(r"(?<=[\s(,\[])\*(?=[\s),\]]|$)")  # "(N, C, *)": a shape, not emphasis
+
+
+def _plain_text_marks(app, what, name, obj, options, lines) -> None:
+    """Docstrings write a norm as ``|x|`` and any trailing dimensions as ``*``, which
+    reStructuredText reads as a substitution and the start of emphasis (errors, rendered as
+    links to nowhere): escape them, except in doctests and indented blocks."""
     for i, line in enumerate(lines):
         if line and not line[0].isspace() and not line.startswith((">>>", "...")):
-            lines[i] = line.replace("|", "\\|")
+            lines[i] = LONE_STAR.sub(r"\\*", line.replace("|", "\\|"))
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _norm_bars)
+    app.connect("autodoc-process-docstring", _plain_text_marks)
