@@ -25,13 +25,26 @@ def fmt(x: float) -> str:
     return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
 
-def caption(fig: Figure, words: str, title: str | None = None, width: int = 150, room: float = 0.07) -> None:
+def caption(
+    fig: Figure, words: str, title: str | None = None, width: int = 150, room: float | None = None
+) -> None:
     """Write ``words`` (the demo's sentence) under the plots and ``title`` over them, then lay
-    the plots out in the space left (``room``: the fraction of the height kept for the words)."""
+    the plots out in the space the words leave.
+
+    The words' height is measured once drawn, not guessed: a fixed fraction of the figure
+    (``room``, kept for callers, is now the least that is kept) let a long sentence's third
+    line run over the x-axis labels.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     if title is not None:
         fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, width)), ha="center", va="bottom", fontsize=8.5)
-    fig.tight_layout(rect=(0, room, 1, 0.97 if title is not None else 1))
+    text = fig.text(0.5, 0.01, "\n".join(textwrap.wrap(words, width)), ha="center", va="bottom", fontsize=8.5)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # a renderer to measure the text with
+    top_of_words = text.get_window_extent(fig.canvas.get_renderer()).y1 / fig.bbox.height
+    bottom = max(top_of_words + 0.01, room or 0.0)
+    fig.tight_layout(rect=(0, bottom, 1, 0.97 if title is not None else 1))
 
 
 def out_dir(path: str | Path) -> Path:
