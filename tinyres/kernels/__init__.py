@@ -46,6 +46,8 @@ from tinyres.kernels import (
     batchnorm_numba,
     batchnorm_reference,
     conv_reference,
+    direct_numba,
+    direct_reference,
     im2col_numba,
     im2col_numpy,
     pool_numba,
@@ -142,6 +144,8 @@ def conv_algorithm(
     (8,128,28,28)->128 (131 against 99).
     """
     name, tile = _algorithm.get()
+    if name == "direct" and dilation == (1, 1):
+        return name, None
     fits = w_shape is not None and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
     if name == "winograd" and fits:
         return name, tile
@@ -183,6 +187,8 @@ register("conv2d/im2col", "numpy", im2col_numpy)
 register("conv2d/im2col", "numba", im2col_numba)
 register("conv2d/winograd", "reference", winograd_reference)  # also the numpy tier's: the readable one
 register("conv2d/winograd", "numba", winograd_numba)
+register("conv2d/direct", "reference", direct_reference)  # also the numpy tier's: the readable one
+register("conv2d/direct", "numba", direct_numba)  # float32; float64 runs im2col_numba inside
 register("batch_norm", "reference", batchnorm_reference)
 register("batch_norm", "numba", batchnorm_numba)
 register("max_pool2d", "reference", pool_reference)
