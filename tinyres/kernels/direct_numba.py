@@ -23,6 +23,7 @@ weight gradient's chunks), written with the explicit 16 x float32 vector type of
 Only **float32** has compiled kernels (the vector type is 16 float32). Float64 inputs
 run ``im2col_numba`` instead, through this module's ``forward``/``backward``, so a
 float64 network under ``use_algorithm("direct")`` is correct and as fast as before.
+So does float32 with ``NUMBA_DISABLE_JIT=1``: the vector type exists only in compiled code.
 
 The kernels take integer addresses and check nothing: ``conv2d_forward`` and
 ``conv2d_backward`` check every shape, dtype and layout first (``_check``) and allocate
@@ -39,6 +40,7 @@ True
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -213,6 +215,11 @@ def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
     return sizes
 
 
+def _compiled(x: np.ndarray) -> bool:
+    """Whether these kernels run (float32, JIT on), rather than im2col_numba's."""
+    return x.dtype == np.float32 and not numba.config.DISABLE_JIT
+
+
 def _tiles(count: int) -> int:
     return -(-count // PIXELS)
 
@@ -224,7 +231,7 @@ def conv2d_forward(
     Ho, Wo = _check(x, w, stride, padding, dilation)
     if b is not None:
         expect("b", b, shape=(w.shape[0],), dtype=x.dtype)
-    if x.dtype != np.float32:
+    if not _compiled(x):
         return im2col_numba.conv2d_forward(x, w, b, stride, padding, dilation)
     N, C, _, _ = x.shape
     C_out, _, kH, kW = w.shape
@@ -246,7 +253,7 @@ def conv2d_backward(
     N, C, H, W = x.shape
     C_out, _, kH, kW = w.shape
     expect("grad", grad, shape=(N, C_out, Ho, Wo), dtype=x.dtype)
-    if x.dtype != np.float32:
+    if not _compiled(x):
         return im2col_numba.conv2d_backward(grad, x, w, stride, padding, dilation, input_grad, bias_grad)
     dy, x_nhwc = to_channels_last(grad), to_channels_last(x)
     bounds = chunks(N)
@@ -270,7 +277,7 @@ def forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
 ) -> tuple[np.ndarray, tuple]:
     """The tier protocol's forward: (y, saved). Float64 runs im2col_numba's (saved says so)."""
-    if x.dtype != np.float32:
+    if not _compiled(x):
         y, saved = im2col_numba.forward(x, w, b, stride, padding, dilation)
         return y, (im2col_numba, saved)
     x = from_channels_last(to_channels_last(x))  # one copy at most, kept for the backward
