@@ -66,6 +66,11 @@ VECTOR = LANES * BYTES
 # Tiles per group: the group's pixels are run through every output-channel block in turn,
 # so their input rows stay in L1/L2 while the blocks' weights (one block: kH*kW*C*64 bytes) are swept.
 GROUP = 16
+# Output pixels per band of the weight gradient: every tap's sweep runs over one band of
+# rows (whole rows, about this many pixels: 16 KB of a 16-channel block of dy) before the
+# next band, so the band stays in L1/L2 for all kH*kW taps instead of streaming the whole
+# sample from L3 once per tap (the 7x7 stem's dy is 3.2 MB a sample: 19 -> GFLOP/s, see README).
+BAND_PIXELS = 256
 
 
 @njit(inline="always")
@@ -76,37 +81,71 @@ def _put(where, vector, lanes):  # pragma: no cover - compiled
         store_first(where, vector, lanes)
 
 
+@njit(inline="always")
+def _microkernel(x0, x1, x2, x3, x4, x5, w, count, acc0, acc1, acc2, acc3, acc4, acc5):  # pragma: no cover
+    """acc_t += sum over k < count of x_t[k] * w[k] (a vector), for the 6 pixels' runs x_t."""
+    for c in range(count):
+        wv = load(w + c * VECTOR)
+        acc0 = fma(broadcast(x0 + c * BYTES), wv, acc0)
+        acc1 = fma(broadcast(x1 + c * BYTES), wv, acc1)
+        acc2 = fma(broadcast(x2 + c * BYTES), wv, acc2)
+        acc3 = fma(broadcast(x3 + c * BYTES), wv, acc3)
+        acc4 = fma(broadcast(x4 + c * BYTES), wv, acc4)
+        acc5 = fma(broadcast(x5 + c * BYTES), wv, acc5)
+    return acc0, acc1, acc2, acc3, acc4, acc5
+
+
 @njit(nogil=True, cache=True)
 def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_w,
             first_h, first_w, step_h, step_w):  # pragma: no cover - compiled
-    """Tiles [start, stop) of ``direct_reference.gather``: 6 pixels x 16 channels in registers."""
+    """Tiles [start, stop) of ``direct_reference.gather``: 6 pixels x 16 channels in registers.
+
+    Where a kernel row's taps read consecutive pixels (off_w rising by 1) and all 6 pixels'
+    runs lie inside the image, the taps (j, c) of the row are one run of kW*C numbers in
+    both the NHWC input and the packed weights: one microkernel call instead of kW short
+    ones (the 7x7 stem's C = 3 made its loop 3 long).
+    """
     N, Hs, Ws, Cs = src.shape
     Hd, Wd, Cd = dst.shape[1], dst.shape[2], dst.shape[3]
     blocks, kH, kW = packed.shape[0], packed.shape[1], packed.shape[2]
     total = N * Ha * Wa
     source, weights, zero, out = address(src), address(packed), address(zero_row), address(dst)
     pixel = Cs * BYTES
+    rising = True
+    for j in range(1, kW):
+        rising &= off_w[j] == off_w[j - 1] + 1
     n_, a_, b_ = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
     row, at = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
     for group in range(start, stop, GROUP):
         for block in range(blocks):
             lanes = min(LANES, Cd - block * LANES)
             for tile in range(group, min(stop, group + GROUP)):
+                whole_rows = rising and off_w[0] != SKIP
                 for t in range(PIXELS):
                     f = min(tile * PIXELS + t, total - 1)
                     n_[t] = f // (Ha * Wa)
                     a_[t] = (f - n_[t] * Ha * Wa) // Wa
                     b_[t] = f - n_[t] * Ha * Wa - a_[t] * Wa
+                    whole_rows &= 0 <= Mw * b_[t] + off_w[0] and Mw * b_[t] + off_w[kW - 1] < Ws
                 acc0, acc1, acc2, acc3, acc4, acc5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
                 for i in range(kH):
                     if off_h[i] == SKIP:
                         continue
-                    rows_inside = False
+                    rows_inside, all_inside = False, True
                     for t in range(PIXELS):
                         h = Mh * a_[t] + off_h[i]
                         row[t] = source + (n_[t] * Hs + h) * Ws * pixel if 0 <= h < Hs else -1
                         rows_inside |= row[t] >= 0
+                        all_inside &= row[t] >= 0
                     if not rows_inside:
+                        continue
+                    w = weights + (block * kH + i) * kW * Cs * VECTOR
+                    if whole_rows and all_inside:  # the kernel row's kW taps: one run of kW*C
+                        acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel(
+                            row[0] + (Mw * b_[0] + off_w[0]) * pixel, row[1] + (Mw * b_[1] + off_w[0]) * pixel,
+                            row[2] + (Mw * b_[2] + off_w[0]) * pixel, row[3] + (Mw * b_[3] + off_w[0]) * pixel,
+                            row[4] + (Mw * b_[4] + off_w[0]) * pixel, row[5] + (Mw * b_[5] + off_w[0]) * pixel,
+                            w, kW * Cs, acc0, acc1, acc2, acc3, acc4, acc5)
                         continue
                     for j in range(kW):
                         if off_w[j] == SKIP:
@@ -116,18 +155,10 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
                             v = Mw * b_[t] + off_w[j]
                             at[t] = row[t] + v * pixel if row[t] >= 0 and 0 <= v < Ws else zero
                             inside |= at[t] != zero
-                        if not inside:
-                            continue  # the whole tile is in the padding for this tap
-                        x0, x1, x2, x3, x4, x5 = at[0], at[1], at[2], at[3], at[4], at[5]
-                        w = weights + ((block * kH + i) * kW + j) * Cs * VECTOR
-                        for c in range(Cs):  # the microkernel
-                            wv = load(w + c * VECTOR)
-                            acc0 = fma(broadcast(x0 + c * BYTES), wv, acc0)
-                            acc1 = fma(broadcast(x1 + c * BYTES), wv, acc1)
-                            acc2 = fma(broadcast(x2 + c * BYTES), wv, acc2)
-                            acc3 = fma(broadcast(x3 + c * BYTES), wv, acc3)
-                            acc4 = fma(broadcast(x4 + c * BYTES), wv, acc4)
-                            acc5 = fma(broadcast(x5 + c * BYTES), wv, acc5)
+                        if inside:  # else the whole tile is in the padding for this tap
+                            acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel(
+                                at[0], at[1], at[2], at[3], at[4], at[5], w + j * Cs * VECTOR, Cs,
+                                acc0, acc1, acc2, acc3, acc4, acc5)
                 for t in range(min(PIXELS, total - tile * PIXELS)):
                     target = out + (((n_[t] * Hd + first_h + step_h * a_[t]) * Wd + first_w + step_w * b_[t]) * Cd
                                     + block * LANES) * BYTES
@@ -158,45 +189,49 @@ def _weight_chunks(start, stop, x, dy, bounds, sh, sw, ph, pw, partial):  # prag
     Ho, Wo, Co = dy.shape[1], dy.shape[2], dy.shape[3]
     blocks, kH, kW = partial.shape[1], partial.shape[2], partial.shape[3]
     xs, gs, ps = address(x), address(dy), address(partial)
+    band = max(1, BAND_PIXELS // Wo)
     for k in range(start, stop):
         for n in range(bounds[k], bounds[k + 1]):
-            for block in range(blocks):
-                lanes = min(LANES, Co - block * LANES)
-                for i in range(kH):
-                    oh_lo, oh_hi = _first_valid(i, sh, ph), min(Ho, (H - 1 + ph - i) // sh + 1)
-                    for j in range(kW):
-                        ow_lo, ow_hi = _first_valid(j, sw, pw), min(Wo, (W - 1 + pw - j) // sw + 1)
-                        for c0 in range(0, C, PIXELS):
-                            c1, c2, c3, c4, c5 = (min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1),
-                                                  min(c0 + 4, C - 1), min(c0 + 5, C - 1))
-                            acc0, acc1, acc2, acc3, acc4, acc5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
-                            for oh in range(oh_lo, oh_hi):
-                                x_row = xs + (((n * H + oh * sh - ph + i) * W + ow_lo * sw - pw + j) * C) * BYTES
-                                g_row = gs + (((n * Ho + oh) * Wo + ow_lo) * Co + block * LANES) * BYTES
-                                for q in range(ow_hi - ow_lo):
-                                    xq = x_row + q * sw * C * BYTES
-                                    gq = g_row + q * Co * BYTES
-                                    g = load(gq) if lanes == LANES else load_first(gq, lanes)
-                                    acc0 = fma(broadcast(xq + c0 * BYTES), g, acc0)
-                                    acc1 = fma(broadcast(xq + c1 * BYTES), g, acc1)
-                                    acc2 = fma(broadcast(xq + c2 * BYTES), g, acc2)
-                                    acc3 = fma(broadcast(xq + c3 * BYTES), g, acc3)
-                                    acc4 = fma(broadcast(xq + c4 * BYTES), g, acc4)
-                                    acc5 = fma(broadcast(xq + c5 * BYTES), g, acc5)
-                            target = ps + ((((k * blocks + block) * kH + i) * kW + j) * C + c0) * VECTOR
-                            count = min(PIXELS, C - c0)  # channels past C were repeats: not stored
-                            store(target, add(load(target), acc0))
-                            if count > 1:
-                                store(target + VECTOR, add(load(target + VECTOR), acc1))
-                            if count > 2:
-                                store(target + 2 * VECTOR, add(load(target + 2 * VECTOR), acc2))
-                            if count > 3:
-                                store(target + 3 * VECTOR, add(load(target + 3 * VECTOR), acc3))
-                            if count > 4:
-                                store(target + 4 * VECTOR, add(load(target + 4 * VECTOR), acc4))
-                            if count > 5:
-                                store(target + 5 * VECTOR, add(load(target + 5 * VECTOR), acc5))
-
+            for band_lo in range(0, Ho, band):
+                for block in range(blocks):
+                    lanes = min(LANES, Co - block * LANES)
+                    for i in range(kH):
+                        oh_lo = max(band_lo, _first_valid(i, sh, ph))
+                        oh_hi = min(band_lo + band, Ho, (H - 1 + ph - i) // sh + 1)
+                        if oh_lo >= oh_hi:
+                            continue  # this kernel row reads only padding in this band
+                        for j in range(kW):
+                            ow_lo, ow_hi = _first_valid(j, sw, pw), min(Wo, (W - 1 + pw - j) // sw + 1)
+                            for c0 in range(0, C, PIXELS):
+                                c1, c2, c3, c4, c5 = (min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1),
+                                                      min(c0 + 4, C - 1), min(c0 + 5, C - 1))
+                                acc0, acc1, acc2, acc3, acc4, acc5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
+                                for oh in range(oh_lo, oh_hi):
+                                    x_row = xs + (((n * H + oh * sh - ph + i) * W + ow_lo * sw - pw + j) * C) * BYTES
+                                    g_row = gs + (((n * Ho + oh) * Wo + ow_lo) * Co + block * LANES) * BYTES
+                                    for q in range(ow_hi - ow_lo):
+                                        xq = x_row + q * sw * C * BYTES
+                                        gq = g_row + q * Co * BYTES
+                                        g = load(gq) if lanes == LANES else load_first(gq, lanes)
+                                        acc0 = fma(broadcast(xq + c0 * BYTES), g, acc0)
+                                        acc1 = fma(broadcast(xq + c1 * BYTES), g, acc1)
+                                        acc2 = fma(broadcast(xq + c2 * BYTES), g, acc2)
+                                        acc3 = fma(broadcast(xq + c3 * BYTES), g, acc3)
+                                        acc4 = fma(broadcast(xq + c4 * BYTES), g, acc4)
+                                        acc5 = fma(broadcast(xq + c5 * BYTES), g, acc5)
+                                target = ps + ((((k * blocks + block) * kH + i) * kW + j) * C + c0) * VECTOR
+                                count = min(PIXELS, C - c0)  # channels past C were repeats: not stored
+                                store(target, add(load(target), acc0))
+                                if count > 1:
+                                    store(target + VECTOR, add(load(target + VECTOR), acc1))
+                                if count > 2:
+                                    store(target + 2 * VECTOR, add(load(target + 2 * VECTOR), acc2))
+                                if count > 3:
+                                    store(target + 3 * VECTOR, add(load(target + 3 * VECTOR), acc3))
+                                if count > 4:
+                                    store(target + 4 * VECTOR, add(load(target + 4 * VECTOR), acc4))
+                                if count > 5:
+                                    store(target + 5 * VECTOR, add(load(target + 5 * VECTOR), acc5))
 
 def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
     """Every check the kernels rely on, before any runs; returns (Ho, Wo)."""
@@ -264,12 +299,14 @@ def conv2d_backward(
     if not input_grad:
         return None, dw, db
     dx = np.empty((N, H, W, C), dtype=np.float32)
-    swapped, zero_row = pack(w.transpose(1, 0, 2, 3)), np.zeros(C_out, np.float32)
+    # The filter turned 180 degrees and the tap tables reversed: the same sum, but a stride-1
+    # class's offsets now rise by 1 along a row, so its taps merge into one run (see _gather).
+    swapped, zero_row = pack(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]), np.zeros(C_out, np.float32)
     for r_h, count_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
         for r_w, count_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
             if count_h and count_w:
                 parallel_for(_gather, _tiles(N * count_h * count_w), dy, swapped, zero_row, dx,
-                             count_h, count_w, 1, 1, off_h, off_w, r_h, r_w, *stride)
+                             count_h, count_w, 1, 1, off_h[::-1].copy(), off_w[::-1].copy(), r_h, r_w, *stride)
     return from_channels_last(dx), dw, db
 
 

@@ -31,8 +31,9 @@ copy of the filter, no zero-stuffed gradient.
 
 **The weight gradient** ``dw[o, c, i, j] = sum over pixels of dy[o] x[c]`` is a
 reduction over pixels: its tile is 6 input channels x 16 output channels, the
-reduction runs over one sample's pixels for each tap, and each sample's tile is added
-to a partial sum of its *chunk* of samples. The chunks (``chunks``) depend on the batch
+reduction runs over one sample's pixels for each tap (the compiled kernel over one band
+of rows at a time, to stay in cache), and each tile is added to a partial sum of its
+*chunk* of samples. The chunks (``chunks``) depend on the batch
 size only, and are added in a fixed order: the result does not depend on how many
 threads ran them.
 
