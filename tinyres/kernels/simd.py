@@ -20,6 +20,9 @@ called):
 ``address(array)``                  where an array's first element is, as an integer
 ==================================  =========================================================
 
+``fma_peak()`` measures what one core can do with them: the ceiling every kernel's
+GFLOP/s is compared with (``benchmarks/bench_conv.py --kernels``, lesson 15).
+
 LLVM lowers the type to what the CPU has: one zmm register with AVX-512, two ymm with
 AVX2 (this machine, an AMD EPYC with AVX2 + FMA: 16 ymm registers, so 8 such values
 at most), four NEON registers on ARM. Addresses are plain integers (bytes): a kernel
@@ -43,7 +46,11 @@ clear ``__pycache__`` (or ``NUMBA_CACHE_DIR``) so kernels using it are rebuilt.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from llvmlite import ir
+from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic, models, register_model
 
@@ -195,3 +202,42 @@ def store_first(typingctx, where, vector, n):
         return context.get_dummy_value()
 
     return types.none(types.intp, f32x16, types.intp), codegen
+
+
+# ---- the peak a kernel is measured against ---------------------------------------------
+
+
+@njit(nogil=True, cache=True)
+def _multiply_adds(iterations, data):  # pragma: no cover - compiled
+    """5 independent accumulators (10 ymm registers with AVX2), one fma each per iteration."""
+    w, x = load(address(data)), load(address(data) + LANES * 4)
+    a0, a1, a2, a3, a4 = zeros(), zeros(), zeros(), zeros(), zeros()
+    for _ in range(iterations):
+        a0 = fma(w, x, a0)
+        a1 = fma(x, w, a1)
+        a2 = fma(w, x, a2)
+        a3 = fma(x, w, a3)
+        a4 = fma(w, x, a4)
+    store(address(data), add(add(add(a0, a1), add(a2, a3)), a4))  # so the loop is not dropped
+
+
+def fma_peak(iterations: int = 2_000_000, repeats: int = 5) -> tuple[float, float]:
+    """(GFLOP/s by wall time, GFLOP/s per second of this thread's CPU time): one core's
+    multiply-add peak, the best of ``repeats`` runs.
+
+    Five independent accumulators: enough to cover the FMA unit's latency (4 cycles, two
+    units on this machine's cores: 8 vectors of 8 floats in flight) without spilling
+    registers, which a version with 10 accumulators did (20 ymm > 16) at 40 % of this.
+    The CPU-time figure is the one that survives a busy machine (it counts only the
+    cycles this thread ran); each fma is 2 x 16 floating-point operations.
+    """
+    data = np.full(2 * LANES, 1e-9, dtype=np.float32)
+    _multiply_adds(10, data)  # compile (or load) first
+    flops = 5 * iterations * LANES * 2
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        _multiply_adds(iterations, data)
+        cpu.append(time.thread_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return flops / min(wall) / 1e9, flops / max(min(cpu), 1e-9) / 1e9
