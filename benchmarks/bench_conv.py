@@ -31,9 +31,9 @@ sys.path.insert(0, ROOT)
 # environment before NumPy loads, as a user sets it in the shell; tinyres.tune() does the
 # rest. --numpy-first shows a user without the OpenBLAS setting. The PyTorch process
 # gets neither: it runs with PyTorch's own defaults.
-if not {"--numpy-first", "--torch-only", "--torch-accuracy"} & set(sys.argv):
+if not {"--numpy-first", "--torch-only", "--torch-accuracy", "--torch-cpu"} & set(sys.argv):
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-if not {"--torch-only", "--torch-accuracy"} & set(sys.argv):
+if not {"--torch-only", "--torch-accuracy", "--torch-cpu"} & set(sys.argv):
     import tinyres
 
     tinyres.tune()
@@ -259,6 +259,36 @@ def time_kernels(shape: tuple[int, ...], module, repeats: int) -> dict[str, tupl
     return out
 
 
+def time_torch_cpu(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
+    """PyTorch's forward+backward on one thread (``torch.set_num_threads(1)``): wall and CPU seconds.
+
+    Channels-last input as tinyres's, so both read the same layout.
+    """
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    *_, stride, pad = shape
+    x_np, w_np = make_arrays(shape)
+    x = torch.tensor(x_np).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.tensor(w_np).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+    def step():
+        x.grad = w.grad = None
+        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+        y.backward(torch.ones_like(y))
+
+    step()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
+
+
 def matmul_ceiling(repeats: int = 5) -> tuple[float, float]:
     """(GFLOP/s wall, per CPU second) of NumPy's float32 1024^3 matrix product on one BLAS thread."""
     import time
@@ -293,15 +323,21 @@ def run_kernels(repeats: int) -> None:
     print(f"one core's peak (simd.fma_peak): {peak_cpu:.0f} GFLOP/s per CPU second ({peak_wall:.0f} by wall time); "
           f"NumPy float32 1024^3 matmul, one thread: {blas_cpu:.0f} ({blas_wall:.0f})")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{m} {k} ms / GFLOP/s / per CPU s"
-              for m in ("direct", "im2col") for k in ("forward", "input grad", "weight grad"))]
+              for m in ("direct", "im2col") for k in ("forward", "input grad", "weight grad")),
+              "direct fwd+bwd per CPU s", "PyTorch 1 thread fwd+bwd per CPU s"]
     rows = []
-    for shape in SHAPES:
+    for index, shape in enumerate(SHAPES):
         row = [label(shape)]
+        cpu_total = 0.0
         for module in (direct_numba, im2col_numba):
             times = time_kernels(shape, module, repeats)
             for kernel in ("forward", "input", "weight"):
                 wall, cpu = times[kernel]
                 row.append(f"{1000 * wall:.1f} / {gflop(shape) / wall:.0f} / {gflop(shape) / cpu:.0f}")
+                cpu_total += cpu if module is direct_numba else 0.0
+        row.append(f"{3 * gflop(shape) / cpu_total:.0f}")
+        theirs = in_process_of_torch(["--torch-cpu", str(index), "--repeats", str(repeats)])
+        row.append(f"{3 * gflop(shape) / theirs['cpu']:.0f}" if theirs else "-")
         rows.append(row)
         print(" | ".join(row), f"({load_note()})", flush=True)
     print()
@@ -500,8 +536,11 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="float32 error against a float64 truth")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-accuracy", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.torch_only is not None:
+    if args.torch_cpu is not None:
+        print(json.dumps(time_torch_cpu(SHAPES[args.torch_cpu], args.repeats)))
+    elif args.torch_only is not None:
         print(json.dumps(time_torch(SHAPES[args.torch_only], args.repeats)))
     elif args.torch_accuracy is not None:
         print(json.dumps(torch_errors(SHAPES[args.torch_accuracy])))

@@ -3,7 +3,7 @@
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
     python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
-    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col in turn
+    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col, direct in turn
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -164,19 +164,20 @@ def breakdown(repeats: int, algorithm: str) -> dict[str, float]:
 
 
 def run_step(repeats: int, rounds: int) -> None:
-    """The ResNet-20 step: PyTorch, tinyres (auto) and tinyres (im2col only), in turn, ``rounds`` times."""
+    """The ResNet-20 step: PyTorch, tinyres (auto), (im2col only) and (direct only), in turn, ``rounds`` times."""
     print(f"before: {load_note()}")
-    runs: dict[str, list[dict]] = {"torch": [], "auto": [], "im2col": []}
+    algorithms = ("auto", "im2col", "direct")
+    runs: dict[str, list[dict]] = {"torch": [], **{name: [] for name in algorithms}}
     for _ in range(rounds):
         runs["torch"].append(in_subprocess("--only-step", "torch", "--repeats", str(repeats)))
-        for algorithm in ("auto", "im2col"):
+        for algorithm in algorithms:
             runs[algorithm].append(in_subprocess("--breakdown", algorithm, "--repeats", str(repeats)))
     memory = {name: in_subprocess("--memory", lib, "--model", "resnet20")["peak_mb"]
               for name, lib in (("tinyres", "tinyres"), ("torch", "torch"))}
     torch_ms = 1000 * statistics.median(r["step"] for r in runs["torch"])
     rows = [["PyTorch", f"{torch_ms:.0f}", " / ".join(f"{1000 * r['step']:.0f}" for r in runs["torch"]),
              "", "", "1.00"]]
-    for algorithm in ("auto", "im2col"):
+    for algorithm in algorithms:
         median = {k: 1000 * statistics.median(r[k] for r in runs[algorithm]) for k in runs[algorithm][0]}
         rows.append([f"tinyres, {algorithm}", f"{median['step']:.0f}",
                      " / ".join(f"{1000 * r['step']:.0f}" for r in runs[algorithm]),
@@ -301,10 +302,10 @@ def main() -> None:
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--model", default="resnet50", help=argparse.SUPPRESS)
     parser.add_argument("--step", action="store_true",
-                        help="the ResNet-20 step only: PyTorch, tinyres auto and im2col, alternating")
+                        help="the ResNet-20 step only: PyTorch, tinyres auto, im2col and direct, alternating")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd"], help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.repeats)))

@@ -120,13 +120,22 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
         for block in range(blocks):
             lanes = min(LANES, Cd - block * LANES)
             for tile in range(group, min(stop, group + GROUP)):
+                # The tile's pixels (n, a, b): one division, then counting (divisions cost ~20% here).
+                f = tile * PIXELS
+                n = f // (Ha * Wa)
+                a = (f - n * Ha * Wa) // Wa
+                b = f - n * Ha * Wa - a * Wa
                 whole_rows = rising and off_w[0] != SKIP
                 for t in range(PIXELS):
-                    f = min(tile * PIXELS + t, total - 1)
-                    n_[t] = f // (Ha * Wa)
-                    a_[t] = (f - n_[t] * Ha * Wa) // Wa
-                    b_[t] = f - n_[t] * Ha * Wa - a_[t] * Wa
-                    whole_rows &= 0 <= Mw * b_[t] + off_w[0] and Mw * b_[t] + off_w[kW - 1] < Ws
+                    n_[t], a_[t], b_[t] = n, a, b  # past the end: the last pixel again
+                    whole_rows &= 0 <= Mw * b + off_w[0] and Mw * b + off_w[kW - 1] < Ws
+                    if f + 1 < total:
+                        f += 1
+                        b += 1
+                        if b == Wa:
+                            b, a = 0, a + 1
+                            if a == Ha:
+                                a, n = 0, n + 1
                 acc0, acc1, acc2, acc3, acc4, acc5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
                 for i in range(kH):
                     if off_h[i] == SKIP:
