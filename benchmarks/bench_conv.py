@@ -6,6 +6,7 @@
     python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
     python benchmarks/bench_conv.py --algorithms    # im2col, Winograd and direct side by side
     python benchmarks/bench_conv.py --kernels       # GFLOP/s of each kernel against the core's peak
+    python benchmarks/bench_conv.py --interleaved   # the algorithms call by call, CPU time (busy machines)
     python benchmarks/bench_conv.py --accuracy      # float32 error against a float64 truth
 
 PyTorch runs in its own process with its default threads, so neither library's
@@ -91,7 +92,7 @@ def fits(algorithm: str, shape: tuple[int, ...]) -> bool:
 
 
 def gflop(shape: tuple[int, ...]) -> float:
-    """GFLOP of one of the three products (forward, input gradient, weight gradient): 2 N Ho Wo C_out C k^2."""
+    """GFLOP of one of the three products (forward, input or weight gradient): 2 N Ho Wo C_out C k^2."""
     N, C, H, W, C_out, k, s, p = shape
     return 2 * N * ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1) * C_out * C * k * k / 1e9
 
@@ -320,7 +321,8 @@ def run_kernels(repeats: int) -> None:
     peak_wall, peak_cpu = fma_peak()
     blas_wall, blas_cpu = matmul_ceiling()
     print(f"before: {load_note()}; threads {tinyres.get_num_threads()}")
-    print(f"one core's peak (simd.fma_peak): {peak_cpu:.0f} GFLOP/s per CPU second ({peak_wall:.0f} by wall time); "
+    print(f"one core's peak (simd.fma_peak): {peak_cpu:.0f} GFLOP/s per CPU second "
+          f"({peak_wall:.0f} by wall time); "
           f"NumPy float32 1024^3 matmul, one thread: {blas_cpu:.0f} ({blas_wall:.0f})")
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{m} {k} ms / GFLOP/s / per CPU s"
               for m in ("direct", "im2col") for k in ("forward", "input grad", "weight grad")),
@@ -344,6 +346,57 @@ def run_kernels(repeats: int) -> None:
     print(table(header, rows))
     print(f"\nmedian of {repeats} calls after one; float32, channels-last input and gradient; "
           f"peak {peak_cpu:.0f} GFLOP/s per core; after: {load_note()}")
+
+
+def run_interleaved(repeats: int) -> None:
+    """Each shape's algorithms called in turn, one forward+backward each, ``repeats`` times.
+
+    For a busy machine: the algorithms alternate call by call, so a slow spell falls on
+    all of them, and each call's process CPU time is kept beside its wall time (the
+    cycles it got, whatever else ran). Whatever ``tinyres.set_num_threads`` says.
+    """
+    import time
+
+    from tinyres.nn import functional as F
+
+    print(f"before: {load_note()}; threads {tinyres.get_num_threads()}")
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} CPU ms (wall)" for name, _, _ in ALGORITHMS),
+              "direct / best other (CPU)"]
+    rows = []
+    for shape in SHAPES:
+        *_, stride, pad = shape
+        x_np, w_np = make_arrays(shape)
+        x, w = tinyres.tensor(x_np, requires_grad=True), tinyres.tensor(w_np, requires_grad=True)
+        upstream = np.ones(F.conv2d(x, w, stride=stride, padding=pad).shape, dtype=np.float32)
+        steps = {}
+        for name, algorithm, tile in ALGORITHMS:
+            if fits(algorithm, shape):
+                def step(algorithm=algorithm, tile=tile, x=x, w=w, stride=stride, pad=pad, upstream=upstream):
+                    x.grad = w.grad = None
+                    with tinyres.kernels.use_algorithm(algorithm, tile):
+                        F.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
+                step()
+                steps[name] = step
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
+        wall: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                step()
+                cpu[name].append(time.process_time() - start_cpu)
+                wall[name].append(time.perf_counter() - start)
+        median = {name: 1000 * statistics.median(v) for name, v in cpu.items()}
+        row = [label(shape)]
+        row += [f"{median[name]:.1f} ({1000 * statistics.median(wall[name]):.1f})" if name in median else "-"
+                for name, _, _ in ALGORITHMS]
+        others = [v for name, v in median.items() if name != "direct"]
+        row.append(f"{median['direct'] / min(others):.2f}")
+        rows.append(row)
+        print(" | ".join(row), f"({load_note()})", flush=True)
+    print()
+    print(table(header, rows))
+    print(f"\nmedian of {repeats} calls per algorithm, alternating call by call; forward+backward, float32; "
+          f"after: {load_note()}")
 
 
 def time_products(shape: tuple[int, ...], repeats: int) -> float:
@@ -536,6 +589,8 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="float32 error against a float64 truth")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-accuracy", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--interleaved", action="store_true",
+                        help="the algorithms call by call, CPU time beside wall time (for a busy machine)")
     parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_cpu is not None:
@@ -550,6 +605,8 @@ def main() -> None:
         run_algorithms(args.repeats, args.rounds)
     elif args.kernels:
         run_kernels(args.repeats)
+    elif args.interleaved:
+        run_interleaved(args.repeats)
     elif args.compile:
         run_compile()
     else:

@@ -3,7 +3,7 @@
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
     python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
-    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col, direct in turn
+    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step: PyTorch, auto, im2col, direct
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -164,7 +164,7 @@ def breakdown(repeats: int, algorithm: str) -> dict[str, float]:
 
 
 def run_step(repeats: int, rounds: int) -> None:
-    """The ResNet-20 step: PyTorch, tinyres (auto), (im2col only) and (direct only), in turn, ``rounds`` times."""
+    """The ResNet-20 step: PyTorch, tinyres auto, im2col only and direct only, in turn, ``rounds`` times."""
     print(f"before: {load_note()}")
     algorithms = ("auto", "im2col", "direct")
     runs: dict[str, list[dict]] = {"torch": [], **{name: [] for name in algorithms}}
@@ -305,7 +305,8 @@ def main() -> None:
                         help="the ResNet-20 step only: PyTorch, tinyres auto, im2col and direct, alternating")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"], help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args.repeats)))

@@ -53,7 +53,7 @@ def _run(module, x, w, b, g, stride, padding):
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_the_blocked_loop_nest_is_the_loop_reference(name):
-    """float64: the direct reference (tiles, packing, phase classes, chunks) equals conv_reference to 1e-10."""
+    """float64: the direct reference (tiles, packing, phase classes, chunks) is conv_reference to 1e-10."""
     arrays, stride, padding = _case(name)
     for got, want, what in zip(_run(direct_reference, *arrays, stride, padding),
                                 _run(conv_reference, *arrays, stride, padding), ("y", "dx", "dw", "db")):
@@ -74,7 +74,8 @@ def test_compiled_float32_is_as_accurate_as_im2col_against_a_float64_truth(name)
     ours = _relative_errors(_run(direct_numba, *single, stride, padding), truth)
     theirs = _relative_errors(_run(im2col_numba, *single, stride, padding), truth)
     for what, mine, im2col in zip(("y", "dx", "dw", "db"), ours, theirs):
-        assert mine < 1e-5 and mine < 4 * im2col + 2e-7, f"{name} {what}: direct {mine:.2e}, im2col {im2col:.2e}"
+        message = f"{name} {what}: direct {mine:.2e}, im2col {im2col:.2e}"
+        assert mine < 1e-5 and mine < 4 * im2col + 2e-7, message
 
 
 @st.composite
@@ -83,7 +84,8 @@ def layers(draw):
     k = (draw(st.integers(1, 4)), draw(st.sampled_from([1, 2, 3, 7])))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-    size = [draw(st.integers(max(1, k[a] - 2 * padding[a]), max(1, k[a] - 2 * padding[a]) + 6)) for a in (0, 1)]
+    smallest = [max(1, k[a] - 2 * padding[a]) for a in (0, 1)]
+    size = [draw(st.integers(low, low + 6)) for low in smallest]
     N, C, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 20)), draw(st.integers(1, 35))
     return (N, C, *size), (C_out, C, *k), stride, padding
 
@@ -91,7 +93,8 @@ def layers(draw):
 @settings(max_examples=40, deadline=None)
 @given(layer=layers(), layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3), seed=st.integers(0, 2**16),
        input_grad=st.booleans())
-def test_compiled_kernels_agree_with_the_reference_for_drawn_layers_and_layouts(layer, layouts, seed, input_grad):
+def test_compiled_kernels_agree_with_the_reference_for_drawn_layers_and_layouts(layer, layouts, seed,
+                                                                                input_grad):
     x_shape, w_shape, stride, padding = layer
     note(f"x {x_shape}, w {w_shape}, stride {stride}, padding {padding}, layouts {layouts}")
     x = make_array(x_shape, layouts[0], seed)
@@ -167,8 +170,8 @@ def test_dilated_layers_run_im2col_even_when_direct_is_asked_for():
 
 @pytest.mark.parametrize("call, message", [
     (lambda x, w, g: direct_numba.conv2d_forward(x[0], w, None, ONE, ONE, ONE), "expected 4 dimensions"),
-    (lambda x, w, g: direct_numba.conv2d_forward(x, w[:, :2], None, ONE, ONE, ONE), "expected 3 input channels"),
-    (lambda x, w, g: direct_numba.conv2d_forward(x, w, np.ones(5, np.float32), ONE, ONE, ONE), "shape \\(4,\\)"),
+    (lambda x, w, g: direct_numba.conv2d_forward(x, w[:, :2], None, ONE, ONE, ONE), "3 input channels"),
+    (lambda x, w, g: direct_numba.conv2d_forward(x, w, np.ones(5, np.float32), ONE, ONE, ONE), "\\(4,\\)"),
     (lambda x, w, g: direct_numba.conv2d_forward(x, w, None, ONE, ONE, (2, 2)), "dilation"),
     (lambda x, w, g: direct_numba.conv2d_forward(x, w, None, (0, 1), ONE, ONE), "stride"),
     (lambda x, w, g: direct_numba.conv2d_forward(x[:, :, :1], w, None, ONE, (0, 0), ONE), "does not fit"),
@@ -184,13 +187,14 @@ def test_arrays_that_do_not_fit_are_refused_before_a_kernel_runs(call, message):
 
 
 def test_direct_runs_with_the_jit_disabled():
-    """The vector type exists only in compiled code: with NUMBA_DISABLE_JIT=1 float32 runs im2col, correctly."""
+    """The vector type exists only in compiled code: with NUMBA_DISABLE_JIT=1 float32 runs im2col."""
     code = textwrap.dedent("""
         import numpy as np
         from tinyres.kernels import conv_reference, direct_numba
         rng = np.random.default_rng(0)
         x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((17, 3, 3, 3))
-        y = direct_numba.conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, (2, 1), (1, 1), (1, 1))
+        x32, w32 = x.astype(np.float32), w.astype(np.float32)
+        y = direct_numba.conv2d_forward(x32, w32, None, (2, 1), (1, 1), (1, 1))
         want = conv_reference.conv2d_forward(x, w, None, (2, 1), (1, 1), (1, 1))
         assert np.allclose(y, want, atol=1e-5)
         import numba

@@ -112,6 +112,7 @@ def test_a_tier_set_in_one_thread_does_not_leak_into_another():
 def test_unknown_tier_and_algorithm_are_named():
     with pytest.raises(ValueError, match="unknown kernel tier 'fast'; expected one of"):
         kernels.set_tier("fast")
-    message = r"unknown convolution algorithm 'fft'; expected one of \('auto', 'direct', 'im2col', 'winograd'\)"
+    message = (r"unknown convolution algorithm 'fft'; "
+               r"expected one of \('auto', 'direct', 'im2col', 'winograd'\)")
     with pytest.raises(ValueError, match=message), kernels.use_algorithm("fft"):
         pass

@@ -56,7 +56,8 @@ from tinyres.kernels.conv_reference import protocol
 from tinyres.kernels.sizes import Pair, output_size
 
 LANES = 16  # output channels per vector: one <16 x float> (simd.py)
-PIXELS = 6  # output pixels per tile: 6 x 2 ymm accumulators + 2 for the weights + 1 broadcast = 15 of AVX2's 16
+# Output pixels per tile: 6 x 2 ymm accumulators + 2 for the weights + 1 broadcast = 15 of AVX2's 16.
+PIXELS = 6
 SKIP = -(2**40)  # a tap table entry for "this tap does not contribute" (any index it makes is outside)
 CHUNKS = 8  # the weight gradient's partial sums: the batch cut into at most this many runs
 
@@ -130,7 +131,7 @@ def gather(src: np.ndarray, packed: np.ndarray, dst: np.ndarray, grid: Pair, M: 
                     if off_w[j] == SKIP:
                         continue
                     v = M[1] * b + off_w[j]
-                    inside = (0 <= h) & (h < Hs) & (0 <= v) & (v < Ws)
+                    inside = (h >= 0) & (h < Hs) & (v >= 0) & (v < Ws)
                     rows = np.stack([src[n[t], h[t], v[t]] if inside[t] else zero_row for t in range(PIXELS)])
                     acc += rows @ packed[block, i, j]  # the microkernel: C broadcasts x vectors, per pixel
             stored = len(range(start, min(start + PIXELS, total)))
@@ -181,7 +182,8 @@ def conv2d_forward(
     C_out, _, kH, kW = w.shape
     Ho, Wo = (output_size(*a) for a in zip((H, W), (kH, kW), stride, padding))
     y = np.empty((N, Ho, Wo, C_out), dtype=x.dtype)
-    (Mh, off_h), (Mw, off_w) = forward_taps(kH, stride[0], padding[0]), forward_taps(kW, stride[1], padding[1])
+    Mh, off_h = forward_taps(kH, stride[0], padding[0])
+    Mw, off_w = forward_taps(kW, stride[1], padding[1])
     gather(x.transpose(0, 2, 3, 1), pack(w), y, (Ho, Wo), (Mh, Mw), off_h, off_w, (0, 0), (1, 1))
     if b is not None:
         y += b

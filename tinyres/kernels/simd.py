@@ -79,13 +79,18 @@ def _pointer(builder, address_value, pointee):
     return builder.inttoptr(address_value, pointee.as_pointer())
 
 
+def _splat(builder, vector):
+    """Lane 0 of ``vector`` copied into all 16 lanes."""
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    return builder.shuffle_vector(vector, vector, zeros)
+
+
 def _lane_mask(builder, n):
     """<16 x i1>: lane l is on when l < n (n an intp)."""
     lanes = ir.Constant(ir.VectorType(n.type, LANES), [ir.Constant(n.type, k) for k in range(LANES)])
     splat = builder.insert_element(ir.Constant(ir.VectorType(n.type, LANES), ir.Undefined),
                                    n, ir.Constant(ir.IntType(32), 0))
-    splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
-    return builder.icmp_unsigned("<", lanes, splat)
+    return builder.icmp_unsigned("<", lanes, _splat(builder, splat))
 
 
 @intrinsic
@@ -127,8 +132,8 @@ def broadcast(typingctx, where):
 
     def codegen(context, builder, signature, args):
         value = builder.load(_pointer(builder, args[0], _FLOAT), align=4)
-        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        lane0 = ir.Constant(ir.IntType(32), 0)
+        return _splat(builder, builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, lane0))
 
     return f32x16(types.intp), codegen
 
@@ -176,9 +181,9 @@ def load_first(typingctx, where, n):
 
     def codegen(context, builder, signature, args):
         ptr = _pointer(builder, args[0], _VECTOR)
+        arguments = [ptr.type, ir.IntType(32), ir.VectorType(ir.IntType(1), LANES), _VECTOR]
         function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VECTOR, [ptr.type, ir.IntType(32), ir.VectorType(ir.IntType(1), LANES),
-                                                      _VECTOR]), "llvm.masked.load.v16f32.p0")
+            builder.module, ir.FunctionType(_VECTOR, arguments), "llvm.masked.load.v16f32.p0")
         mask = _lane_mask(builder, context.cast(builder, args[1], signature.args[1], types.intp))
         return builder.call(function, [ptr, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(_VECTOR, None)])
 
