@@ -44,9 +44,12 @@ from timing import load_note, median_seconds, table  # noqa: E402
 
 # (N, C_in, H, W, C_out, k, stride, pad): the shapes of issue 3 (CIFAR and ImageNet ResNets).
 SHAPES = [
+    (64, 3, 32, 32, 16, 3, 1, 1),  # the CIFAR ResNets' first layer
     (64, 16, 32, 32, 16, 3, 1, 1),
     (64, 32, 16, 16, 32, 3, 1, 1),
     (64, 64, 8, 8, 64, 3, 1, 1),
+    (64, 16, 32, 32, 32, 3, 2, 1),  # the CIFAR ResNets' strided 3x3 layers
+    (64, 32, 16, 16, 64, 3, 2, 1),
     (8, 64, 56, 56, 64, 3, 1, 1),
     (8, 128, 28, 28, 128, 3, 1, 1),
     (8, 256, 14, 14, 256, 3, 2, 1),
@@ -54,6 +57,14 @@ SHAPES = [
     (8, 256, 56, 56, 512, 1, 2, 0),
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
+SELECTED: list[int] = []  # --shapes: indices into SHAPES to run (all when empty)
+
+
+def chosen() -> list[tuple[int, tuple[int, ...]]]:
+    """(index, shape) of the shapes to run: ``--shapes`` or all."""
+    return [(i, shape) for i, shape in enumerate(SHAPES) if not SELECTED or i in SELECTED]
+
+
 # The loop reference does one small matrix product per (output pixel, kernel offset).
 REFERENCE_LIMIT = 30_000
 
@@ -157,7 +168,7 @@ def run_accuracy() -> None:
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} y / dx / dw" for name, _, _ in ALGORITHMS),
               "PyTorch y / dx / dw"]
     rows = []
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         truth = tinyres_outputs(shape, np.float64, ("im2col", None))
         row = [label(shape)]
         for _, name, tile in ALGORITHMS:
@@ -201,7 +212,7 @@ def run_algorithms(repeats: int, rounds: int) -> None:
               *(f"{name} ms" for name, _, _ in ALGORITHMS), "best / PyTorch", "direct / PyTorch",
               "PyTorch GFLOP/s", "direct GFLOP/s"]
     rows = []
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         runs: dict[str, list[float]] = {"PyTorch": [], "auto": [], **{name: [] for name, _, _ in ALGORITHMS}}
         for _ in range(rounds):
             theirs = torch_in_subprocess(index, repeats)
@@ -328,7 +339,7 @@ def run_kernels(repeats: int) -> None:
               for m in ("direct", "im2col") for k in ("forward", "input grad", "weight grad")),
               "direct fwd+bwd per CPU s", "PyTorch 1 thread fwd+bwd per CPU s"]
     rows = []
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         row = [label(shape)]
         cpu_total = 0.0
         for module in (direct_numba, im2col_numba):
@@ -363,7 +374,7 @@ def run_interleaved(repeats: int) -> None:
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} CPU ms (wall)" for name, _, _ in ALGORITHMS),
               "direct / best other (CPU)"]
     rows = []
-    for shape in SHAPES:
+    for _, shape in chosen():
         *_, stride, pad = shape
         x_np, w_np = make_arrays(shape)
         x, w = tinyres.tensor(x_np, requires_grad=True), tinyres.tensor(w_np, requires_grad=True)
@@ -463,7 +474,7 @@ def run_table(tiers: list[str], repeats: int, numpy_first: bool, single: bool, r
         header.append("PyTorch 1 thread ms")
     rows = []
     threads = None
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         torch_runs, numba_runs, product_runs = [], [], []
         for _ in range(rounds):
             run = torch_in_subprocess(index, repeats)
@@ -589,10 +600,12 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="float32 error against a float64 truth")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-accuracy", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shapes", default="", help="comma-separated indices into SHAPES (default: all)")
     parser.add_argument("--interleaved", action="store_true",
                         help="the algorithms call by call, CPU time beside wall time (for a busy machine)")
     parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SELECTED.extend(int(i) for i in args.shapes.split(",") if i)
     if args.torch_cpu is not None:
         print(json.dumps(time_torch_cpu(SHAPES[args.torch_cpu], args.repeats)))
     elif args.torch_only is not None:

@@ -206,3 +206,22 @@ def test_direct_runs_with_the_jit_disabled():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_auto_picks_direct_for_narrow_small_kernel_layers_only():
+    """Measured (kernels.conv_algorithm's docstring, benchmarks/README.md): direct on every CIFAR
+    ResNet layer (up to 64 channels, up to 3x3); im2col on wider layers and the 7x7 stem;
+    Winograd F(4x4) keeps the large 64-channel planes; the NumPy and reference tiers keep im2col."""
+    choose = kernels.conv_algorithm
+    assert choose((64, 3, 32, 32), (16, 3, 3, 3), ONE, ONE) == ("direct", None)
+    assert choose((64, 16, 32, 32), (32, 16, 3, 3), (2, 2), ONE) == ("direct", None)
+    assert choose((64, 64, 8, 8), (64, 64, 3, 3), ONE, ONE) == ("direct", None)
+    assert choose((8, 64, 56, 56), (64, 64, 1, 1), ONE, ONE) == ("direct", None)
+    assert choose((8, 64, 56, 56), (64, 64, 3, 3), ONE, ONE) == ("winograd", 4)
+    assert choose((8, 128, 28, 28), (128, 128, 3, 3), ONE, ONE) == ("im2col", None)
+    assert choose((8, 256, 56, 56), (64, 256, 1, 1), ONE, ONE) == ("im2col", None)
+    assert choose((8, 3, 224, 224), (64, 3, 7, 7), (2, 2), ONE) == ("im2col", None)
+    assert choose((64, 16, 32, 32), (16, 16, 3, 3), ONE, (2, 2)) == ("im2col", None)
+    for tier in ("numpy", "reference"):
+        with kernels.use_tier(tier):
+            assert choose((64, 16, 32, 32), (16, 16, 3, 3), ONE, ONE) == ("im2col", None)
