@@ -4,6 +4,7 @@
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
     python benchmarks/bench_models.py --numpy-first   # as a user who imports NumPy first
     python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step: PyTorch, auto, im2col, direct
+    python benchmarks/bench_models.py --step-cpu --rounds 3   # the same, one thread each, CPU time
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -34,7 +35,7 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
-if {"tinyres", "--profile", "--breakdown"} & set(sys.argv):
+if {"tinyres", "--profile", "--breakdown", "auto", "im2col", "direct"} & set(sys.argv):
     if "--numpy-first" not in sys.argv:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     import tinyres
@@ -192,6 +193,66 @@ def run_step(repeats: int, rounds: int) -> None:
     print(f"after: {load_note()}")
 
 
+def step_cpu(name: str, repeats: int) -> dict[str, float]:
+    """One thread, ``repeats`` ResNet-20 steps after 2: median wall and process CPU seconds.
+
+    ``name`` is "torch" or a tinyres algorithm; the caller set one thread in the environment.
+    """
+    import time
+
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        step = train_step_fn("torch")
+        context = None
+    else:
+        import tinyres
+
+        step = train_step_fn("tinyres")
+        context = tinyres.kernels.use_algorithm(name)
+    wall, cpu = [], []
+    if context is not None:
+        context.__enter__()
+    for k in range(repeats + 2):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        if k >= 2:
+            cpu.append(time.process_time() - start_cpu)
+            wall.append(time.perf_counter() - start)
+    return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
+
+
+def run_step_cpu(repeats: int, rounds: int) -> None:
+    """The ResNet-20 step on one thread each (PyTorch, tinyres auto, im2col, direct), fresh
+    processes in turn, ``rounds`` times: CPU time per step, which a busy machine disturbs far
+    less than wall time."""
+    print(f"before: {load_note()}")
+    names = ("torch", "auto", "im2col", "direct")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+    env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            command = [sys.executable, __file__, "--only-step-cpu", name, "--repeats", str(repeats)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        latest = " | ".join(f"{name} {1000 * runs[name][-1]['cpu']:.0f}" for name in names)
+        print(latest, f"({load_note()})", flush=True)
+    torch_cpu = statistics.median(r["cpu"] for r in runs["torch"])
+    rows = []
+    for name in names:
+        cpu = statistics.median(r["cpu"] for r in runs[name])
+        wall = statistics.median(r["wall"] for r in runs[name])
+        rows.append(["PyTorch" if name == "torch" else f"tinyres, {name}", f"{1000 * cpu:.0f}",
+                     " / ".join(f"{1000 * r['cpu']:.0f}" for r in runs[name]), f"{1000 * wall:.0f}",
+                     f"{cpu / torch_cpu:.2f}"])
+    header = ["ResNet-20 step, batch 64, one thread", "CPU ms (median)", "rounds CPU ms", "wall ms",
+              "/ PyTorch"]
+    print(table(header, rows))
+    print(f"after: {load_note()}")
+
+
 def products_fn():
     """A zero-argument run of the bare BLAS products of one ResNet-20 training step.
 
@@ -303,12 +364,19 @@ def main() -> None:
     parser.add_argument("--model", default="resnet50", help=argparse.SUPPRESS)
     parser.add_argument("--step", action="store_true",
                         help="the ResNet-20 step only: PyTorch, tinyres auto, im2col and direct, alternating")
+    parser.add_argument("--step-cpu", action="store_true",
+                        help="the ResNet-20 step on one thread each, CPU time, alternating processes")
+    parser.add_argument("--only-step-cpu", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
     parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"],
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.only:
+    if args.only_step_cpu:
+        print(json.dumps(step_cpu(args.only_step_cpu, args.repeats)))
+    elif args.step_cpu:
+        run_step_cpu(args.repeats, args.rounds)
+    elif args.only:
         print(json.dumps(measure(args.only, args.repeats)))
     elif args.only_step:
         print(json.dumps({"step": median_seconds(train_step_fn(args.only_step), repeats=args.repeats,
