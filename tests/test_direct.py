@@ -135,6 +135,7 @@ def test_thread_counts_give_identical_results():
 
 
 def test_weight_gradient_chunks_depend_on_the_batch_only():
+    assert direct_reference.chunks(0).tolist() == [0]
     assert direct_reference.chunks(3).tolist() == [0, 1, 2, 3]
     assert direct_reference.chunks(20).tolist() == [0, 2, 5, 7, 10, 12, 15, 17, 20]
 
@@ -160,6 +161,20 @@ def test_the_op_runs_direct_in_float32_and_im2col_in_float64(name):
     module, got = _through_the_op(x, w, stride, padding, "direct")  # float64: im2col inside, same numbers
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((0, 3, 6, 6), (4, 3, 3, 3)), ((2, 3, 6, 6), (0, 3, 3, 3)),
+                                               ((2, 0, 6, 6), (4, 0, 3, 3))])
+def test_empty_batches_and_channel_counts_give_what_the_loop_reference_gives(x_shape, w_shape):
+    x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
+    y = direct_numba.conv2d_forward(x, w, None, ONE, ONE, ONE)
+    want = conv_reference.conv2d_forward(x, w, None, ONE, ONE, ONE)
+    np.testing.assert_array_equal(y, want)
+    g = np.ones(y.shape, np.float32)
+    for got, expected in zip(direct_numba.conv2d_backward(g, x, w, ONE, ONE, ONE, bias_grad=False)[:2],
+                             conv_reference.conv2d_backward(g, x, w, ONE, ONE, ONE, bias_grad=False)[:2]):
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_dilated_layers_run_im2col_even_when_direct_is_asked_for():

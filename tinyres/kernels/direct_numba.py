@@ -249,8 +249,6 @@ def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
     expect_positive("stride", stride)
     expect_positive("padding", padding, minimum=0)
     check_applies(w.shape, dilation)
-    if min(x.shape) < 1 or w.shape[0] < 1:
-        raise ValueError(f"kernel argument x: expected no empty axis, got x {x.shape}, w {w.shape}")
     sizes = tuple(output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding))
     if min(sizes) < 1:
         raise ValueError(f"kernel argument w: kernel {tuple(w.shape[2:])} does not fit input {x.shape}")

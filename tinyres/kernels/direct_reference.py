@@ -100,7 +100,7 @@ def gradient_classes(size: int, kernel: int, stride: int, padding: int) -> list[
 def chunks(N: int) -> np.ndarray:
     """Sample boundaries of the weight gradient's chunks: [0, ..., N], at most CHUNKS runs."""
     parts = min(N, CHUNKS)
-    return np.array([k * N // parts for k in range(parts + 1)], dtype=np.int64)
+    return np.array([k * N // parts for k in range(parts + 1)] if parts else [0], dtype=np.int64)
 
 
 def gather(src: np.ndarray, packed: np.ndarray, dst: np.ndarray, grid: Pair, M: Pair,
