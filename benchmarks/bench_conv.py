@@ -3,7 +3,9 @@
     python benchmarks/bench_conv.py                 # the table for benchmarks/README.md
     python benchmarks/bench_conv.py --compile       # Numba compile time, cold and warm, all kernels too
     python benchmarks/bench_conv.py --torch-single  # add PyTorch with one thread
-    python benchmarks/bench_conv.py --algorithms    # im2col and Winograd side by side
+    python benchmarks/bench_conv.py --algorithms    # im2col, Winograd and direct side by side
+    python benchmarks/bench_conv.py --kernels       # GFLOP/s of each kernel against the core's peak
+    python benchmarks/bench_conv.py --interleaved   # the algorithms call by call, CPU time (busy machines)
     python benchmarks/bench_conv.py --accuracy      # float32 error against a float64 truth
 
 PyTorch runs in its own process with its default threads, so neither library's
@@ -33,15 +35,27 @@ from timing import load_note, median_seconds, table  # noqa: E402
 
 # (N, C_in, H, W, C_out, k, stride, pad): the shapes of issue 3 (CIFAR and ImageNet ResNets).
 SHAPES = [
+    (64, 3, 32, 32, 16, 3, 1, 1),  # the CIFAR ResNets' first layer
     (64, 16, 32, 32, 16, 3, 1, 1),
     (64, 32, 16, 16, 32, 3, 1, 1),
     (64, 64, 8, 8, 64, 3, 1, 1),
+    (64, 16, 32, 32, 32, 3, 2, 1),  # the CIFAR ResNets' strided 3x3 layers
+    (64, 32, 16, 16, 64, 3, 2, 1),
     (8, 64, 56, 56, 64, 3, 1, 1),
     (8, 128, 28, 28, 128, 3, 1, 1),
     (8, 256, 14, 14, 256, 3, 2, 1),
     (8, 256, 56, 56, 64, 1, 1, 0),
+    (8, 256, 56, 56, 512, 1, 2, 0),
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
+SELECTED: list[int] = []  # --shapes: indices into SHAPES to run (all when empty)
+
+
+def chosen() -> list[tuple[int, tuple[int, ...]]]:
+    """(index, shape) of the shapes to run: ``--shapes`` or all."""
+    return [(i, shape) for i, shape in enumerate(SHAPES) if not SELECTED or i in SELECTED]
+
+
 # The loop reference does one small matrix product per (output pixel, kernel offset).
 REFERENCE_LIMIT = 30_000
 
@@ -66,11 +80,23 @@ def reference_steps(shape: tuple[int, ...]) -> int:
 
 
 # Columns of --algorithms: (label, algorithm, Winograd tile) for tinyres's Numba tier.
-ALGORITHMS = [("im2col", "im2col", None), ("winograd F2", "winograd", 2), ("winograd F4", "winograd", 4)]
+ALGORITHMS = [("im2col", "im2col", None), ("winograd F2", "winograd", 2), ("winograd F4", "winograd", 4),
+              ("direct", "direct", None)]
 
 
 def winograd_fits(shape: tuple[int, ...]) -> bool:
     return shape[5] == 3 and shape[6] == 1
+
+
+def fits(algorithm: str, shape: tuple[int, ...]) -> bool:
+    """Whether ``algorithm`` runs ``shape`` itself (im2col and direct run every undilated layer)."""
+    return algorithm != "winograd" or winograd_fits(shape)
+
+
+def gflop(shape: tuple[int, ...]) -> float:
+    """GFLOP of one of the three products (forward, input or weight gradient): 2 N Ho Wo C_out C k^2."""
+    N, C, H, W, C_out, k, s, p = shape
+    return 2 * N * ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1) * C_out * C * k * k / 1e9
 
 
 def time_tinyres(shape: tuple[int, ...], tier: str, repeats: int, algorithm=("auto", None)) -> float:
@@ -133,11 +159,11 @@ def run_accuracy() -> None:
     header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} y / dx / dw" for name, _, _ in ALGORITHMS),
               "PyTorch y / dx / dw"]
     rows = []
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         truth = tinyres_outputs(shape, np.float64, ("im2col", None))
         row = [label(shape)]
         for _, name, tile in ALGORITHMS:
-            if name == "winograd" and not winograd_fits(shape):
+            if not fits(name, shape):
                 row.append("-")
                 continue
             errors = relative_errors(tinyres_outputs(shape, np.float32, (name, tile)), truth)
@@ -167,12 +193,17 @@ def in_process_of_torch(arguments: list[str], threads: int | None = None):
 
 
 def run_algorithms(repeats: int, rounds: int) -> None:
-    """Each 3x3 shape: PyTorch, then tinyres's Numba tier with each algorithm, ``rounds`` times in turn."""
+    """Each shape: PyTorch, then tinyres's Numba tier with each algorithm, ``rounds`` times in turn.
+
+    GFLOP/s = the three products' 3 x 2 N Ho Wo C_out C k^2 operations over the wall time of
+    forward + backward (both threads; ``--kernels`` has each kernel against one core's peak).
+    """
     print(f"before: {load_note()}")
     header = ["shape (N,C,H,W,C_out,k,s,p)", "PyTorch ms", "auto ms", "auto / PyTorch",
-              *(f"{name} ms" for name, _, _ in ALGORITHMS), "best / PyTorch"]
+              *(f"{name} ms" for name, _, _ in ALGORITHMS), "best / PyTorch", "direct / PyTorch",
+              "PyTorch GFLOP/s", "direct GFLOP/s"]
     rows = []
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         runs: dict[str, list[float]] = {"PyTorch": [], "auto": [], **{name: [] for name, _, _ in ALGORITHMS}}
         for _ in range(rounds):
             theirs = torch_in_subprocess(index, repeats)
@@ -180,21 +211,196 @@ def run_algorithms(repeats: int, rounds: int) -> None:
                 runs["PyTorch"].append(theirs["seconds"])
             runs["auto"].append(time_tinyres(shape, "numba", repeats))
             for name, algorithm, tile in ALGORITHMS:
-                if algorithm == "im2col" or winograd_fits(shape):
+                if fits(algorithm, shape):
                     runs[name].append(time_tinyres(shape, "numba", repeats, (algorithm, tile)))
         median = {k: 1000 * statistics.median(v) for k, v in runs.items() if v}
+        ops = 3 * gflop(shape)
         row = [label(shape), f"{median.get('PyTorch', float('nan')):.1f}", f"{median['auto']:.1f}"]
         row.append(f"{median['auto'] / median['PyTorch']:.2f}" if "PyTorch" in median else "-")
         row += [f"{median[name]:.1f}" if name in median else "-" for name, _, _ in ALGORITHMS]
         best = min(median[name] for name, _, _ in ALGORITHMS if name in median)
         row.append(f"{best / median['PyTorch']:.2f}" if "PyTorch" in median else "-")
+        row.append(f"{median['direct'] / median['PyTorch']:.2f}" if "PyTorch" in median else "-")
+        row.append(f"{1000 * ops / median['PyTorch']:.0f}" if "PyTorch" in median else "-")
+        row.append(f"{1000 * ops / median['direct']:.0f}")
         rows.append(row)
-        print(" | ".join(row), flush=True)
+        print(" | ".join(row), f"({load_note()})", flush=True)
     print()
     print(table(header, rows))
     print(f"\nmedian of {rounds} alternating rounds, each the median of {repeats} calls; forward+backward, "
           "float32; auto = the default choice (tinyres.kernels.conv_algorithm)")
     print(f"after: {load_note()}")
+
+
+def time_kernels(shape: tuple[int, ...], module, repeats: int) -> dict[str, tuple[float, float]]:
+    """(wall s, process CPU s) medians of each kernel of a convolution module's array functions.
+
+    The input gradient is timed as backward with it minus backward without it.
+    """
+    import time
+
+    *_, stride, pad = shape
+    x, w = make_arrays(shape)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels last, as in a network
+    args = ((stride, stride), (pad, pad), (1, 1))
+    y = module.conv2d_forward(x, w, None, *args)
+    g = np.ascontiguousarray(np.ones_like(y).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    calls = {"forward": lambda: module.conv2d_forward(x, w, None, *args),
+             "weight": lambda: module.conv2d_backward(g, x, w, *args, False, False),
+             "both": lambda: module.conv2d_backward(g, x, w, *args, True, False)}
+    out = {}
+    for name, call in calls.items():
+        call()
+        wall, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            cpu.append(time.process_time() - start_cpu)
+            wall.append(time.perf_counter() - start)
+        out[name] = (statistics.median(wall), statistics.median(cpu))
+    out["input"] = tuple(max(b - a, 1e-9) for a, b in zip(out["weight"], out.pop("both")))
+    return out
+
+
+def time_torch_cpu(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
+    """PyTorch's forward+backward on one thread (``torch.set_num_threads(1)``): wall and CPU seconds.
+
+    Channels-last input as tinyres's, so both read the same layout.
+    """
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    *_, stride, pad = shape
+    x_np, w_np = make_arrays(shape)
+    x = torch.tensor(x_np).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.tensor(w_np).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+    def step():
+        x.grad = w.grad = None
+        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+        y.backward(torch.ones_like(y))
+
+    step()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
+
+
+def matmul_ceiling(repeats: int = 5) -> tuple[float, float]:
+    """(GFLOP/s wall, per CPU second) of NumPy's float32 1024^3 matrix product on one BLAS thread."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    wall, cpu = [], []
+    with threadpool_limits(1, user_api="blas"):
+        a @ a
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            a @ a
+            cpu.append(time.thread_time() - start_cpu)
+            wall.append(time.perf_counter() - start)
+    return 2 * 1024**3 / min(wall) / 1e9, 2 * 1024**3 / min(cpu) / 1e9
+
+
+def run_kernels(repeats: int) -> None:
+    """GFLOP/s of each kernel (forward, input gradient, weight gradient) of direct and im2col.
+
+    Two figures each: by wall time (both threads; suffers from other jobs on the machine)
+    and per second of the process's CPU time (the cycles it got, on any of its threads),
+    which compares with one core's peak even on a busy machine.
+    """
+    import tinyres
+    from tinyres.kernels import direct_numba, im2col_numba
+    from tinyres.kernels.simd import fma_peak
+
+    peak_wall, peak_cpu = fma_peak()
+    blas_wall, blas_cpu = matmul_ceiling()
+    print(f"before: {load_note()}; threads {tinyres.get_num_threads()}")
+    print(f"one core's peak (simd.fma_peak): {peak_cpu:.0f} GFLOP/s per CPU second "
+          f"({peak_wall:.0f} by wall time); "
+          f"NumPy float32 1024^3 matmul, one thread: {blas_cpu:.0f} ({blas_wall:.0f})")
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{m} {k} ms / GFLOP/s / per CPU s"
+              for m in ("direct", "im2col") for k in ("forward", "input grad", "weight grad")),
+              "direct fwd+bwd per CPU s", "PyTorch 1 thread fwd+bwd per CPU s"]
+    rows = []
+    for index, shape in chosen():
+        row = [label(shape)]
+        cpu_total = 0.0
+        for module in (direct_numba, im2col_numba):
+            times = time_kernels(shape, module, repeats)
+            for kernel in ("forward", "input", "weight"):
+                wall, cpu = times[kernel]
+                row.append(f"{1000 * wall:.1f} / {gflop(shape) / wall:.0f} / {gflop(shape) / cpu:.0f}")
+                cpu_total += cpu if module is direct_numba else 0.0
+        row.append(f"{3 * gflop(shape) / cpu_total:.0f}")
+        theirs = in_process_of_torch(["--torch-cpu", str(index), "--repeats", str(repeats)])
+        row.append(f"{3 * gflop(shape) / theirs['cpu']:.0f}" if theirs else "-")
+        rows.append(row)
+        print(" | ".join(row), f"({load_note()})", flush=True)
+    print()
+    print(table(header, rows))
+    print(f"\nmedian of {repeats} calls after one; float32, channels-last input and gradient; "
+          f"peak {peak_cpu:.0f} GFLOP/s per core; after: {load_note()}")
+
+
+def run_interleaved(repeats: int) -> None:
+    """Each shape's algorithms called in turn, one forward+backward each, ``repeats`` times.
+
+    For a busy machine: the algorithms alternate call by call, so a slow spell falls on
+    all of them, and each call's process CPU time is kept beside its wall time (the
+    cycles it got, whatever else ran). Whatever ``tinyres.set_num_threads`` says.
+    """
+    import time
+
+    import tinyres
+    from tinyres.nn import functional as F
+
+    print(f"before: {load_note()}; threads {tinyres.get_num_threads()}")
+    header = ["shape (N,C,H,W,C_out,k,s,p)", *(f"{name} CPU ms (wall)" for name, _, _ in ALGORITHMS),
+              "direct / best other (CPU)"]
+    rows = []
+    for _, shape in chosen():
+        *_, stride, pad = shape
+        x_np, w_np = make_arrays(shape)
+        x, w = tinyres.tensor(x_np, requires_grad=True), tinyres.tensor(w_np, requires_grad=True)
+        upstream = np.ones(F.conv2d(x, w, stride=stride, padding=pad).shape, dtype=np.float32)
+        steps = {}
+        for name, algorithm, tile in ALGORITHMS:
+            if fits(algorithm, shape):
+                def step(algorithm=algorithm, tile=tile, x=x, w=w, stride=stride, pad=pad, upstream=upstream):
+                    x.grad = w.grad = None
+                    with tinyres.kernels.use_algorithm(algorithm, tile):
+                        F.conv2d(x, w, stride=stride, padding=pad).backward(upstream)
+                step()
+                steps[name] = step
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
+        wall: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                step()
+                cpu[name].append(time.process_time() - start_cpu)
+                wall[name].append(time.perf_counter() - start)
+        median = {name: 1000 * statistics.median(v) for name, v in cpu.items()}
+        row = [label(shape)]
+        row += [f"{median[name]:.1f} ({1000 * statistics.median(wall[name]):.1f})" if name in median else "-"
+                for name, _, _ in ALGORITHMS]
+        others = [v for name, v in median.items() if name != "direct"]
+        row.append(f"{median['direct'] / min(others):.2f}")
+        rows.append(row)
+        print(" | ".join(row), f"({load_note()})", flush=True)
+    print()
+    print(table(header, rows))
+    print(f"\nmedian of {repeats} calls per algorithm, alternating call by call; forward+backward, float32; "
+          f"after: {load_note()}")
 
 
 def time_products(shape: tuple[int, ...], repeats: int) -> float:
@@ -261,7 +467,7 @@ def run_table(tiers: list[str], repeats: int, single: bool, rounds: int) -> None
         header.append("PyTorch 1 thread ms")
     rows = []
     threads = None
-    for index, shape in enumerate(SHAPES):
+    for index, shape in chosen():
         torch_runs, numba_runs, product_runs = [], [], []
         for _ in range(rounds):
             run = torch_in_subprocess(index, repeats)
@@ -331,6 +537,8 @@ for dtype in {dtypes}:
     F.cross_entropy(model(x), tinyres.tensor([1, 2])).backward()
     F.relu(tinyres.randn(64, 64, 64, 64, dtype=dtype, requires_grad=True)).sum().backward()
     F.avg_pool2d(x, 2).sum().backward()
+    with tinyres.kernels.use_algorithm("direct"):  # its kernels, whatever "auto" picks
+        F.conv2d(x, tinyres.randn(5, 3, 3, 3, dtype=dtype), padding=1).sum().backward()
 print(f"{{time.perf_counter() - start:.2f}}")
 """
 
@@ -378,12 +586,21 @@ def main() -> None:
     parser.add_argument("--torch-single", action="store_true",
                         help="add a column: PyTorch with one thread (steadier on a busy machine)")
     parser.add_argument("--algorithms", action="store_true",
-                        help="3x3 shapes: im2col and Winograd F2/F4 against PyTorch (Numba tier)")
+                        help="im2col, Winograd F2/F4 and direct against PyTorch (Numba tier)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="GFLOP/s of each direct and im2col kernel against one core's FMA peak")
     parser.add_argument("--accuracy", action="store_true", help="float32 error against a float64 truth")
     parser.add_argument("--torch-only", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-accuracy", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shapes", default="", help="comma-separated indices into SHAPES (default: all)")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="the algorithms call by call, CPU time beside wall time (for a busy machine)")
+    parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.torch_only is not None:
+    SELECTED.extend(int(i) for i in args.shapes.split(",") if i)
+    if args.torch_cpu is not None:
+        print(json.dumps(time_torch_cpu(SHAPES[args.torch_cpu], args.repeats)))
+    elif args.torch_only is not None:
         print(json.dumps(time_torch(SHAPES[args.torch_only], args.repeats)))
     elif args.torch_accuracy is not None:
         print(json.dumps(torch_errors(SHAPES[args.torch_accuracy])))
@@ -391,6 +608,10 @@ def main() -> None:
         run_accuracy()
     elif args.algorithms:
         run_algorithms(args.repeats, args.rounds)
+    elif args.kernels:
+        run_kernels(args.repeats)
+    elif args.interleaved:
+        run_interleaved(args.repeats)
     elif args.compile:
         run_compile()
     else:

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_models.py              # the table for benchmarks/README.md
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
-    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step only: PyTorch, auto, im2col in turn
+    python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step: PyTorch, auto, im2col, direct
+    python benchmarks/bench_models.py --step-cpu --rounds 3   # the same, one thread each, CPU time
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
 import statistics
@@ -157,19 +159,20 @@ def breakdown(repeats: int, algorithm: str) -> dict[str, float]:
 
 
 def run_step(repeats: int, rounds: int) -> None:
-    """The ResNet-20 step: PyTorch, tinyres (auto) and tinyres (im2col only), in turn, ``rounds`` times."""
+    """The ResNet-20 step: PyTorch, tinyres auto, im2col only and direct only, in turn, ``rounds`` times."""
     print(f"before: {load_note()}")
-    runs: dict[str, list[dict]] = {"torch": [], "auto": [], "im2col": []}
+    algorithms = ("auto", "im2col", "direct")
+    runs: dict[str, list[dict]] = {"torch": [], **{name: [] for name in algorithms}}
     for _ in range(rounds):
         runs["torch"].append(in_subprocess("--only-step", "torch", "--repeats", str(repeats)))
-        for algorithm in ("auto", "im2col"):
+        for algorithm in algorithms:
             runs[algorithm].append(in_subprocess("--breakdown", algorithm, "--repeats", str(repeats)))
     memory = {name: in_subprocess("--memory", lib, "--model", "resnet20")["peak_mb"]
               for name, lib in (("tinyres", "tinyres"), ("torch", "torch"))}
     torch_ms = 1000 * statistics.median(r["step"] for r in runs["torch"])
     rows = [["PyTorch", f"{torch_ms:.0f}", " / ".join(f"{1000 * r['step']:.0f}" for r in runs["torch"]),
              "", "", "1.00"]]
-    for algorithm in ("auto", "im2col"):
+    for algorithm in algorithms:
         median = {k: 1000 * statistics.median(r[k] for r in runs[algorithm]) for k in runs[algorithm][0]}
         rows.append([f"tinyres, {algorithm}", f"{median['step']:.0f}",
                      " / ".join(f"{1000 * r['step']:.0f}" for r in runs[algorithm]),
@@ -181,6 +184,66 @@ def run_step(repeats: int, rounds: int) -> None:
     print(table(header, rows))
     print(f"\npeak memory of the first step above the built model: tinyres {memory['tinyres']:.0f} MB, "
           f"PyTorch {memory['torch']:.0f} MB ({memory['tinyres'] / memory['torch']:.2f}x)")
+    print(f"after: {load_note()}")
+
+
+def step_cpu(name: str, repeats: int) -> dict[str, float]:
+    """One thread, ``repeats`` ResNet-20 steps after 2: median wall and process CPU seconds.
+
+    ``name`` is "torch" or a tinyres algorithm; the caller set one thread in the environment.
+    """
+    import time
+
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        step = train_step_fn("torch")
+        context = None
+    else:
+        import tinyres
+
+        step = train_step_fn("tinyres")
+        context = tinyres.kernels.use_algorithm(name)
+    wall, cpu = [], []
+    if context is not None:
+        context.__enter__()
+    for k in range(repeats + 2):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        if k >= 2:
+            cpu.append(time.process_time() - start_cpu)
+            wall.append(time.perf_counter() - start)
+    return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
+
+
+def run_step_cpu(repeats: int, rounds: int) -> None:
+    """The ResNet-20 step on one thread each (PyTorch, tinyres auto, im2col, direct), fresh
+    processes in turn, ``rounds`` times: CPU time per step, which a busy machine disturbs far
+    less than wall time."""
+    print(f"before: {load_note()}")
+    names = ("torch", "auto", "im2col", "direct")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+    env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            command = [sys.executable, __file__, "--only-step-cpu", name, "--repeats", str(repeats)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        latest = " | ".join(f"{name} {1000 * runs[name][-1]['cpu']:.0f}" for name in names)
+        print(latest, f"({load_note()})", flush=True)
+    torch_cpu = statistics.median(r["cpu"] for r in runs["torch"])
+    rows = []
+    for name in names:
+        cpu = statistics.median(r["cpu"] for r in runs[name])
+        wall = statistics.median(r["wall"] for r in runs[name])
+        rows.append(["PyTorch" if name == "torch" else f"tinyres, {name}", f"{1000 * cpu:.0f}",
+                     " / ".join(f"{1000 * r['cpu']:.0f}" for r in runs[name]), f"{1000 * wall:.0f}",
+                     f"{cpu / torch_cpu:.2f}"])
+    header = ["ResNet-20 step, batch 64, one thread", "CPU ms (median)", "rounds CPU ms", "wall ms",
+              "/ PyTorch"]
+    print(table(header, rows))
     print(f"after: {load_note()}")
 
 
@@ -291,12 +354,20 @@ def main() -> None:
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--model", default="resnet50", help=argparse.SUPPRESS)
     parser.add_argument("--step", action="store_true",
-                        help="the ResNet-20 step only: PyTorch, tinyres auto and im2col, alternating")
+                        help="the ResNet-20 step only: PyTorch, tinyres auto, im2col and direct, alternating")
+    parser.add_argument("--step-cpu", action="store_true",
+                        help="the ResNet-20 step on one thread each, CPU time, alternating processes")
+    parser.add_argument("--only-step-cpu", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd"], help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.only:
+    if args.only_step_cpu:
+        print(json.dumps(step_cpu(args.only_step_cpu, args.repeats)))
+    elif args.step_cpu:
+        run_step_cpu(args.repeats, args.rounds)
+    elif args.only:
         print(json.dumps(measure(args.only, args.repeats)))
     elif args.only_step:
         print(json.dumps({"step": median_seconds(train_step_fn(args.only_step), repeats=args.repeats,

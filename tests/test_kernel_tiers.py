@@ -16,6 +16,7 @@ from tinyres.nn import functional as F
 RUNS = {
     "conv2d/im2col": lambda x: F.conv2d(x, tr.ones(2, 3, 3, 3)),
     "conv2d/winograd": lambda x: F.conv2d(x, tr.ones(2, 3, 3, 3)),
+    "conv2d/direct": lambda x: F.conv2d(x, tr.ones(2, 3, 3, 3)),
     "batch_norm": lambda x: F.batch_norm(x, None, None, training=True),
     "max_pool2d": lambda x: F.max_pool2d(x, 2),
     "avg_pool2d": lambda x: F.avg_pool2d(x, 2) + F.adaptive_avg_pool2d(x, 1),
@@ -111,6 +112,7 @@ def test_a_tier_set_in_one_thread_does_not_leak_into_another():
 def test_unknown_tier_and_algorithm_are_named():
     with pytest.raises(ValueError, match="unknown kernel tier 'fast'; expected one of"):
         kernels.set_tier("fast")
-    message = r"unknown convolution algorithm 'fft'; expected one of \('auto', 'im2col', 'winograd'\)"
+    message = (r"unknown convolution algorithm 'fft'; "
+               r"expected one of \('auto', 'direct', 'im2col', 'winograd'\)")
     with pytest.raises(ValueError, match=message), kernels.use_algorithm("fft"):
         pass

@@ -92,6 +92,17 @@ def test_winograd_agrees_with_the_im2col_reference(name, tier):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("tier", kernels.TIERS)
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("conv2d")))
+def test_direct_agrees_with_the_im2col_reference(name, tier):
+    """Forced direct convolution (undilated cases; im2col elsewhere) at every tier against the loop
+    reference of im2col. The cases are float64: the reference tier runs direct's blocked loop nest,
+    the Numba tier im2col_numba (direct compiles float32 only; tests/test_direct.py checks that)."""
+    want = _forward_and_grads(name, "reference", "im2col")
+    for got, expected in zip(_forward_and_grads(name, tier, "direct"), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.torch))

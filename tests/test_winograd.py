@@ -131,13 +131,15 @@ def _chosen(x_shape, w_shape, stride, dilation):
 def test_auto_picks_winograd_for_large_wide_3x3_layers_only():
     large, wide, narrow = (8, 64, 56, 56), (8, 16, 32, 32), (8, 3, 32, 32)
     assert _chosen(large, (64, 64, 3, 3), ONE, ONE) == ("winograd_numba", 4)
-    assert _chosen(large, (32, 64, 3, 3), ONE, ONE)[0] == "im2col_numba"  # 32 output channels
-    assert _chosen((8, 64, 28, 28), (64, 64, 3, 3), ONE, ONE)[0] == "im2col_numba"  # 28x28 plane
-    assert _chosen(wide, (16, 16, 3, 3), ONE, ONE)[0] == "im2col_numba"  # measured slower there
-    assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE)[0] == "im2col_numba"
-    assert _chosen(wide, (16, 16, 3, 3), (2, 2), ONE)[0] == "im2col_numba"  # strided
+    assert _chosen(large, (32, 64, 3, 3), ONE, ONE)[0] == "direct_numba"  # 32 output channels
+    assert _chosen((8, 64, 28, 28), (64, 64, 3, 3), ONE, ONE)[0] == "direct_numba"  # 28x28 plane
+    # Up to 64 channels and 3x3, "auto" runs direct convolution (tests/test_direct.py), else im2col:
+    assert _chosen(wide, (16, 16, 3, 3), ONE, ONE)[0] == "direct_numba"  # Winograd measured slower there
+    assert _chosen(narrow, (16, 3, 3, 3), ONE, ONE)[0] == "direct_numba"
+    assert _chosen(wide, (16, 16, 3, 3), (2, 2), ONE)[0] == "direct_numba"  # strided
     assert _chosen(wide, (16, 16, 3, 3), ONE, (2, 2))[0] == "im2col_numba"  # dilated
-    assert _chosen(wide, (16, 16, 1, 1), ONE, ONE)[0] == "im2col_numba"
+    assert _chosen(wide, (16, 16, 1, 1), ONE, ONE)[0] == "direct_numba"
+    assert _chosen((8, 128, 28, 28), (128, 128, 3, 3), ONE, ONE)[0] == "im2col_numba"
     with kernels.use_algorithm("im2col"):
         assert _chosen(wide, (16, 16, 3, 3), ONE, ONE)[0] == "im2col_numba"
     with kernels.use_algorithm("winograd", tile=2):

@@ -8,7 +8,7 @@ Every op family has a table ``tier -> module`` in ``KERNELS`` below; an op asks
 ``select(family)`` once, in its ``forward``, keeps the module it got, and calls the
 same module in ``backward``. A tier an op family lacks falls back to the next simpler
 one (``numba -> numpy -> reference``). The convolution has a second, orthogonal choice:
-the *algorithm* (``"im2col"`` or ``"winograd"``), picked in ``select`` from the layer's shapes.
+the *algorithm* (``"im2col"``, ``"winograd"`` or ``"direct"``), picked in ``select`` from the layer's shapes.
 
 Both choices are context variables, so a ``with use_tier(...)`` block in one thread
 (or asyncio task) never changes the tier another thread sees:
@@ -22,8 +22,9 @@ Both choices are context variables, so a ``with use_tier(...)`` block in one thr
 
 The convolution's algorithm is chosen per layer, from its shapes, in ``conv_algorithm``:
 ``"auto"`` (the default) runs Winograd F(4x4, 3x3) only where it measured faster than
-im2col over a whole forward + backward (large 64+-channel planes), im2col elsewhere;
-``use_algorithm("im2col" | "winograd", tile=2 | 4)`` forces one:
+im2col over a whole forward + backward (large 64+-channel planes), direct convolution on
+layers of up to 64 channels and 3x3 kernels, im2col elsewhere;
+``use_algorithm("im2col" | "winograd" | "direct", tile=2 | 4)`` forces one:
 
 >>> with kernels.use_algorithm("winograd", tile=2):
 ...     kernels.get_algorithm(), kernels.select("conv2d", w_shape=(8, 8, 3, 3)).__name__
@@ -48,6 +49,8 @@ from tinyres.kernels import (
     batchnorm_numba,
     batchnorm_reference,
     conv_reference,
+    direct_numba,
+    direct_reference,
     im2col_numba,
     im2col_numpy,
     pool_numba,
@@ -168,8 +171,18 @@ def conv_algorithm(
     faster on the CIFAR ResNets' layers (16-64 channels, 8x8-32x32 planes; a whole
     ResNet-20 step took 681 ms with F(4x4) there against 672 with im2col) and on
     (8,128,28,28)->128 (131 against 99).
+
+    Direct convolution (undilated, any stride; ``"direct"`` forces it) is ``"auto"``'s
+    choice for kernels up to 3x3 with at most 64 input and output channels: every layer
+    of the CIFAR ResNets. Measured call by call on one thread under load (benchmarks/
+    README.md, "Direct convolution"), forward + backward CPU time against the best other
+    algorithm: 0.50-0.89x on those layers, but 1.05-1.3x on the wider ImageNet layers
+    (128-256 channels, 1x1) and 1.46x on the 7x7 stem. Its compiled kernels are float32:
+    a float64 layer it is chosen for runs im2col (inside ``direct_numba``).
     """
     name, tile = _algorithm.get()
+    if name == "direct" and dilation == (1, 1):
+        return name, None
     fits = w_shape is not None and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
     if name == "winograd" and fits:
         return name, tile
@@ -177,6 +190,10 @@ def conv_algorithm(
              and min(x_shape[2:]) >= 56)
     if name == "auto" and fits and large and _tier.get() == "numba":
         return "winograd", 4
+    narrow = (x_shape is not None and w_shape is not None and max(x_shape[1], w_shape[0]) <= 64
+              and max(w_shape[2:]) <= 3 and dilation == (1, 1))
+    if name == "auto" and narrow and _tier.get() == "numba":
+        return "direct", None
     return "im2col", None
 
 
@@ -211,6 +228,8 @@ register("conv2d/im2col", "numpy", im2col_numpy)
 register("conv2d/im2col", "numba", im2col_numba)
 register("conv2d/winograd", "reference", winograd_reference)  # also the numpy tier's: the readable one
 register("conv2d/winograd", "numba", winograd_numba)
+register("conv2d/direct", "reference", direct_reference)  # also the numpy tier's: the readable one
+register("conv2d/direct", "numba", direct_numba)  # float32; float64 runs im2col_numba inside
 register("batch_norm", "reference", batchnorm_reference)
 register("batch_norm", "numba", batchnorm_numba)
 register("max_pool2d", "reference", pool_reference)

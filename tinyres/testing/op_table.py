@@ -207,6 +207,11 @@ register("cross_entropy", _functional("cross_entropy"), lambda rng: (rng.standar
 register("conv2d", _functional("conv2d", stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
          _normal((2, 3, 5, 4), (2, 3, 3, 2), (2,)))
 register("conv2d_1x1_strided", _functional("conv2d", stride=2), _normal((2, 3, 5, 5), (4, 3, 1, 1)))
+# The ResNets' other layer kinds: a 3x3 layer with more than one block of 16 output channels,
+# a 1x1 layer, and the 7x7 stride-2 stem on 3 channels.
+register("conv2d_3x3", _functional("conv2d", padding=1), _normal((2, 4, 4, 5), (17, 4, 3, 3)))
+register("conv2d_1x1", _functional("conv2d"), _normal((2, 5, 3, 3), (3, 5, 1, 1), (3,)))
+register("conv2d_stem", _functional("conv2d", stride=2, padding=3), _normal((1, 3, 8, 7), (4, 3, 7, 7)))
 register("unfold", _functional("unfold", (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
          _one((2, 2, 4, 5)))
 register("conv2d_unbatched", _functional("conv2d", padding=1), _normal((2, 4, 3), (3, 2, 3, 3), (3,)))

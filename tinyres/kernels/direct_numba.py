@@ -1,0 +1,336 @@
+r"""Direct convolution compiled with Numba, its partial sums held in vector registers.
+
+The loop nest of ``tinyres.kernels.direct_reference`` (read that first: the tiles, the
+packed weights, the one ``gather`` that serves the forward and the input gradient, the
+weight gradient's chunks), written with the explicit 16 x float32 vector type of
+``tinyres.kernels.simd``:
+
+- **the microkernel** is the innermost loop of ``_gather``: per input channel c, one
+  weight vector load, then for each of the tile's 6 pixels a broadcast of x[c] and one
+  fused multiply-add into that pixel's accumulator. The 6 accumulators are local
+  variables of the vector type, so LLVM keeps them in registers for the whole
+  reduction (6 x 2 ymm registers with AVX2) and never touches memory for them;
+- **borders inside the kernel**: a tap outside the image reads a row of zeros through
+  its pixel's address (no padded copy); a tile at the end of the grid repeats its last
+  pixel and stores only the real ones; a block of fewer than 16 channels is stored
+  (and the gradient read) with masked vector operations, so nothing past an array's
+  end is touched;
+- **threads** (``tinyres.kernels.threads.parallel_for``): the forward and the input
+  gradient split their tiles (consecutive output pixels, so over the batch), the
+  weight gradient its chunks of samples; the chunks' partial sums are added in a fixed
+  order afterwards, so every result is the same for any number of threads.
+
+Only **float32** has compiled kernels (the vector type is 16 float32). Float64 inputs
+run ``im2col_numba`` instead, through this module's ``forward``/``backward``, so a
+float64 network under ``use_algorithm("direct")`` is correct and as fast as before.
+So does float32 with ``NUMBA_DISABLE_JIT=1``: the vector type exists only in compiled code.
+
+The kernels take integer addresses and check nothing: ``conv2d_forward`` and
+``conv2d_backward`` check every shape, dtype and layout first (``_check``) and allocate
+every array a kernel writes.
+
+>>> rng = np.random.default_rng(0)
+>>> x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+>>> w = rng.standard_normal((20, 3, 3, 3)).astype(np.float32)
+>>> from tinyres.kernels import conv_reference
+>>> want = conv_reference.conv2d_forward(x.astype(float), w.astype(float), None, (2, 1), (1, 1), (1, 1))
+>>> bool(np.allclose(conv2d_forward(x, w, None, (2, 1), (1, 1), (1, 1)), want, atol=1e-5))
+True
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from tinyres.kernels import im2col_numba
+from tinyres.kernels.direct_reference import (
+    LANES,
+    PIXELS,
+    SKIP,
+    check_applies,
+    chunks,
+    forward_taps,
+    gradient_classes,
+    pack,
+    unpack,
+)
+from tinyres.kernels.layout import from_channels_last, to_channels_last
+from tinyres.kernels.simd import add, address, broadcast, fma, load, load_first, store, store_first, zeros
+from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
+from tinyres.kernels.threads import parallel_for
+
+BYTES = 4  # one float32
+VECTOR = LANES * BYTES
+# Tiles per group: the group's pixels are run through every output-channel block in turn,
+# so their input rows stay in L1/L2 while the blocks' weights (one block: kH*kW*C*64 bytes) are swept.
+GROUP = 16
+# Output pixels per band of the weight gradient: every tap's sweep runs over one band of
+# rows (whole rows, about this many pixels: 16 KB of a 16-channel block of dy) before the
+# next band, so the band stays in L1/L2 for all kH*kW taps instead of streaming the whole
+# sample from L3 once per tap (the 7x7 stem's dy is 3.2 MB a sample: 19 -> GFLOP/s, see README).
+BAND_PIXELS = 256
+
+
+@njit(inline="always")
+def _put(where, vector, lanes):  # pragma: no cover - compiled
+    if lanes == LANES:
+        store(where, vector)
+    else:
+        store_first(where, vector, lanes)
+
+
+@njit(inline="always")
+def _microkernel(x0, x1, x2, x3, x4, x5, w, count, acc0, acc1, acc2, acc3, acc4, acc5):  # pragma: no cover
+    """acc_t += sum over k < count of x_t[k] * w[k] (a vector), for the 6 pixels' runs x_t."""
+    for c in range(count):
+        wv = load(w + c * VECTOR)
+        acc0 = fma(broadcast(x0 + c * BYTES), wv, acc0)
+        acc1 = fma(broadcast(x1 + c * BYTES), wv, acc1)
+        acc2 = fma(broadcast(x2 + c * BYTES), wv, acc2)
+        acc3 = fma(broadcast(x3 + c * BYTES), wv, acc3)
+        acc4 = fma(broadcast(x4 + c * BYTES), wv, acc4)
+        acc5 = fma(broadcast(x5 + c * BYTES), wv, acc5)
+    return acc0, acc1, acc2, acc3, acc4, acc5
+
+
+@njit(nogil=True, cache=True)
+def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_w,
+            first_h, first_w, step_h, step_w):  # pragma: no cover - compiled
+    """Tiles [start, stop) of ``direct_reference.gather``: 6 pixels x 16 channels in registers.
+
+    Where a kernel row's taps read consecutive pixels (off_w rising by 1) and all 6 pixels'
+    runs lie inside the image, the taps (j, c) of the row are one run of kW*C numbers in
+    both the NHWC input and the packed weights: one microkernel call instead of kW short
+    ones (*merged*; the 7x7 stem's C = 3 made its loop 3 long: 31 -> 59 GFLOP/s per CPU
+    second, measured under load).
+    """
+    N, Hs, Ws, Cs = src.shape
+    Hd, Wd, Cd = dst.shape[1], dst.shape[2], dst.shape[3]
+    blocks, kH, kW = packed.shape[0], packed.shape[1], packed.shape[2]
+    total = N * Ha * Wa
+    source, weights, zero, out = address(src), address(packed), address(zero_row), address(dst)
+    pixel = Cs * BYTES
+    rising = True
+    for j in range(1, kW):
+        rising &= off_w[j] == off_w[j - 1] + 1
+    n_, a_, b_ = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
+    row, at = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
+    for group in range(start, stop, GROUP):
+        for block in range(blocks):
+            lanes = min(LANES, Cd - block * LANES)
+            for tile in range(group, min(stop, group + GROUP)):
+                # The tile's pixels (n, a, b): one division, then counting (divisions cost ~20% here).
+                f = tile * PIXELS
+                n = f // (Ha * Wa)
+                a = (f - n * Ha * Wa) // Wa
+                b = f - n * Ha * Wa - a * Wa
+                whole_rows = rising and off_w[0] != SKIP
+                for t in range(PIXELS):
+                    n_[t], a_[t], b_[t] = n, a, b  # past the end: the last pixel again
+                    whole_rows &= Mw * b + off_w[0] >= 0 and Mw * b + off_w[kW - 1] < Ws
+                    if f + 1 < total:
+                        f += 1
+                        b += 1
+                        if b == Wa:
+                            b, a = 0, a + 1
+                            if a == Ha:
+                                a, n = 0, n + 1
+                acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = zeros()
+                for i in range(kH):
+                    if off_h[i] == SKIP:
+                        continue
+                    rows_inside, all_inside = False, True
+                    for t in range(PIXELS):
+                        h = Mh * a_[t] + off_h[i]
+                        row[t] = source + (n_[t] * Hs + h) * Ws * pixel if 0 <= h < Hs else -1
+                        rows_inside |= row[t] >= 0
+                        all_inside &= row[t] >= 0
+                    if not rows_inside:
+                        continue
+                    merged = whole_rows and all_inside  # the row's kW taps: one run of kW*C
+                    for j in range(1 if merged else kW):
+                        if off_w[j] == SKIP:
+                            continue
+                        inside = False
+                        for t in range(PIXELS):
+                            v = Mw * b_[t] + off_w[j]
+                            at[t] = row[t] + v * pixel if row[t] >= 0 and 0 <= v < Ws else zero
+                            inside |= at[t] != zero
+                        if not inside:
+                            continue  # the whole tile is in the padding for this tap
+                        acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel(
+                            at[0], at[1], at[2], at[3], at[4], at[5],
+                            weights + ((block * kH + i) * kW + j) * Cs * VECTOR, kW * Cs if merged else Cs,
+                            acc0, acc1, acc2, acc3, acc4, acc5)
+                for t in range(min(PIXELS, total - tile * PIXELS)):
+                    h, v = first_h + step_h * a_[t], first_w + step_w * b_[t]
+                    target = out + (((n_[t] * Hd + h) * Wd + v) * Cd + block * LANES) * BYTES
+                    if t == 0:
+                        _put(target, acc0, lanes)
+                    elif t == 1:
+                        _put(target, acc1, lanes)
+                    elif t == 2:
+                        _put(target, acc2, lanes)
+                    elif t == 3:
+                        _put(target, acc3, lanes)
+                    elif t == 4:
+                        _put(target, acc4, lanes)
+                    else:
+                        _put(target, acc5, lanes)
+
+
+@njit(inline="always")
+def _first_valid(kernel_offset, stride, padding):  # pragma: no cover - compiled
+    """The first output index o >= 0 whose input index o s - p + i is >= 0."""
+    return max(0, -((kernel_offset - padding) // stride))
+
+
+@njit(nogil=True, cache=True)
+def _weight_chunks(start, stop, x, dy, bounds, sh, sw, ph, pw, partial):  # pragma: no cover - compiled
+    """Chunks [start, stop) of ``direct_reference.weight_gradient``: 6 x 16 channels in registers."""
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    Ho, Wo, Co = dy.shape[1], dy.shape[2], dy.shape[3]
+    blocks, kH, kW = partial.shape[1], partial.shape[2], partial.shape[3]
+    xs, gs, ps = address(x), address(dy), address(partial)
+    band = max(1, BAND_PIXELS // Wo)
+    for k in range(start, stop):
+        for n in range(bounds[k], bounds[k + 1]):
+            for band_lo in range(0, Ho, band):
+                for block in range(blocks):
+                    lanes = min(LANES, Co - block * LANES)
+                    for i in range(kH):
+                        oh_lo = max(band_lo, _first_valid(i, sh, ph))
+                        oh_hi = min(band_lo + band, Ho, (H - 1 + ph - i) // sh + 1)
+                        if oh_lo >= oh_hi:
+                            continue  # this kernel row reads only padding in this band
+                        for j in range(kW):
+                            ow_lo, ow_hi = _first_valid(j, sw, pw), min(Wo, (W - 1 + pw - j) // sw + 1)
+                            for c0 in range(0, C, PIXELS):
+                                # channels past C repeat the last one (not stored)
+                                c1, c2, c3 = min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1)
+                                c4, c5 = min(c0 + 4, C - 1), min(c0 + 5, C - 1)
+                                acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = zeros()
+                                for oh in range(oh_lo, oh_hi):
+                                    h, v = oh * sh - ph + i, ow_lo * sw - pw + j
+                                    x_row = xs + ((n * H + h) * W + v) * C * BYTES
+                                    g_row = gs + (((n * Ho + oh) * Wo + ow_lo) * Co + block * LANES) * BYTES
+                                    for q in range(ow_hi - ow_lo):
+                                        xq = x_row + q * sw * C * BYTES
+                                        gq = g_row + q * Co * BYTES
+                                        g = load(gq) if lanes == LANES else load_first(gq, lanes)
+                                        acc0 = fma(broadcast(xq + c0 * BYTES), g, acc0)
+                                        acc1 = fma(broadcast(xq + c1 * BYTES), g, acc1)
+                                        acc2 = fma(broadcast(xq + c2 * BYTES), g, acc2)
+                                        acc3 = fma(broadcast(xq + c3 * BYTES), g, acc3)
+                                        acc4 = fma(broadcast(xq + c4 * BYTES), g, acc4)
+                                        acc5 = fma(broadcast(xq + c5 * BYTES), g, acc5)
+                                target = ps + ((((k * blocks + block) * kH + i) * kW + j) * C + c0) * VECTOR
+                                count = min(PIXELS, C - c0)  # channels past C were repeats: not stored
+                                store(target, add(load(target), acc0))
+                                if count > 1:
+                                    store(target + VECTOR, add(load(target + VECTOR), acc1))
+                                if count > 2:
+                                    store(target + 2 * VECTOR, add(load(target + 2 * VECTOR), acc2))
+                                if count > 3:
+                                    store(target + 3 * VECTOR, add(load(target + 3 * VECTOR), acc3))
+                                if count > 4:
+                                    store(target + 4 * VECTOR, add(load(target + 4 * VECTOR), acc4))
+                                if count > 5:
+                                    store(target + 5 * VECTOR, add(load(target + 5 * VECTOR), acc5))
+
+def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """Every check the kernels rely on, before any runs; returns (Ho, Wo)."""
+    expect("x", x, ndim=4, floating=True)
+    expect("w", w, ndim=4, dtype=x.dtype)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"kernel argument w: expected {x.shape[1]} input channels, got shape {w.shape}")
+    expect_positive("stride", stride)
+    expect_positive("padding", padding, minimum=0)
+    check_applies(w.shape, dilation)
+    sizes = tuple(output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding))
+    if min(sizes) < 1:
+        raise ValueError(f"kernel argument w: kernel {tuple(w.shape[2:])} does not fit input {x.shape}")
+    return sizes
+
+
+def _compiled(x: np.ndarray) -> bool:
+    """Whether these kernels run (float32, JIT on), rather than im2col_numba's."""
+    return x.dtype == np.float32 and not numba.config.DISABLE_JIT
+
+
+def _tiles(count: int) -> int:
+    return -(-count // PIXELS)
+
+
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
+    """y = conv2d(x, w) + b; channels-last output (an NCHW view), as the other Numba convolutions'."""
+    Ho, Wo = _check(x, w, stride, padding, dilation)
+    if b is not None:
+        expect("b", b, shape=(w.shape[0],), dtype=x.dtype)
+    if not _compiled(x):
+        return im2col_numba.conv2d_forward(x, w, b, stride, padding, dilation)
+    N, C, _, _ = x.shape
+    C_out, _, kH, kW = w.shape
+    y = np.empty((N, Ho, Wo, C_out), dtype=np.float32)
+    Mh, off_h = forward_taps(kH, stride[0], padding[0])
+    Mw, off_w = forward_taps(kW, stride[1], padding[1])
+    parallel_for(_gather, _tiles(N * Ho * Wo), to_channels_last(x), pack(w), np.zeros(C, np.float32), y,
+                 Ho, Wo, Mh, Mw, off_h, off_w, 0, 0, 1, 1)
+    if b is not None:
+        y += b
+    return from_channels_last(y)
+
+
+def conv2d_backward(
+    grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair,
+    input_grad: bool = True, bias_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(dx, dw, db): dx by the gather kernel over the stride's phase classes, dw chunk by chunk."""
+    Ho, Wo = _check(x, w, stride, padding, dilation)
+    N, C, H, W = x.shape
+    C_out, _, kH, kW = w.shape
+    expect("grad", grad, shape=(N, C_out, Ho, Wo), dtype=x.dtype)
+    if not _compiled(x):
+        return im2col_numba.conv2d_backward(grad, x, w, stride, padding, dilation, input_grad, bias_grad)
+    dy, x_nhwc = to_channels_last(grad), to_channels_last(x)
+    bounds = chunks(N)
+    partial = np.zeros((len(bounds) - 1, -(-C_out // LANES), kH, kW, C, LANES), dtype=np.float32)
+    parallel_for(_weight_chunks, len(bounds) - 1, x_nhwc, dy, bounds, *stride, *padding, partial)
+    dw = unpack(partial.sum(axis=0), C_out)  # chunks added in order: the same for any thread count
+    db = dy.reshape(-1, C_out).sum(axis=0) if bias_grad else None
+    if not input_grad:
+        return None, dw, db
+    dx = np.empty((N, H, W, C), dtype=np.float32)
+    # The filter turned 180 degrees and the tap tables reversed: the same sum, but a stride-1
+    # class's offsets now rise by 1 along a row, so its taps merge into one run (see _gather).
+    swapped, zero_row = pack(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]), np.zeros(C_out, np.float32)
+    for r_h, count_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
+        for r_w, count_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
+            if count_h and count_w:
+                taps_h, taps_w = off_h[::-1].copy(), off_w[::-1].copy()
+                parallel_for(_gather, _tiles(N * count_h * count_w), dy, swapped, zero_row, dx,
+                             count_h, count_w, 1, 1, taps_h, taps_w, r_h, r_w, *stride)
+    return from_channels_last(dx), dw, db
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, tuple]:
+    """The tier protocol's forward: (y, saved). Float64 runs im2col_numba's (saved says so)."""
+    if not _compiled(x):
+        y, saved = im2col_numba.forward(x, w, b, stride, padding, dilation)
+        return y, (im2col_numba, saved)
+    x = from_channels_last(to_channels_last(x))  # one copy at most, kept for the backward
+    return conv2d_forward(x, w, b, stride, padding, dilation), (None, (x, w, stride, padding, dilation))
+
+
+def backward(grad: np.ndarray, saved: tuple, input_grad: bool, bias_grad: bool) -> tuple:
+    """(dx or None, dw, db or None) from ``forward``'s saved object."""
+    fallback, inner = saved
+    if fallback is not None:
+        return fallback.backward(grad, inner, input_grad, bias_grad)
+    return conv2d_backward(grad, *inner, input_grad, bias_grad)
