@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import kernels
-from tinyres.grading.strategies import LAYOUTS, make_array
 from tinyres.kernels import conv_reference, direct_numba, direct_reference, im2col_numba, threads
 from tinyres.nn import functional as F
+from tinyres.testing.strategies import LAYOUTS, make_array
 
 ONE = (1, 1)
 
