@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import tinyres as tr
 from tinyres import nn
+from tinyres.engine import Function
 from tinyres.nn import functional as F
 
 
@@ -262,7 +263,7 @@ def test_every_layer_is_gradient_checked():
 def test_gradcheck_of_a_layer_catches_a_wrong_gradient():
     """The check above can fail: a layer whose forward disagrees with its backward is caught."""
 
-    class Wrong(tr.Function):
+    class Wrong(Function):
         def forward(self, x):
             return 2 * x
 

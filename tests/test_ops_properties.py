@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyres as tr
+from tinyres.engine import Function
 
 BINARY = {
     "add": lambda x, y: x + y,
@@ -118,7 +119,7 @@ def test_cast_and_clone_pass_a_random_upstream_gradient_back_unchanged(start, co
 # ---- gradcheck itself ------------------------------------------------------------
 
 
-class WrongSquare(tr.Function):
+class WrongSquare(Function):
     """x^2 with a deliberately wrong backward (x instead of 2x)."""
 
     def forward(self, x):
@@ -140,7 +141,7 @@ def test_gradcheck_catches_a_wrong_backward_and_names_the_input():
 
 
 def test_gradcheck_catches_a_gradient_sent_to_the_wrong_element():
-    class Swapped(tr.Function):
+    class Swapped(Function):
         def forward(self, x):
             return x * np.array([1.0, 2.0])
 

@@ -181,6 +181,20 @@ class Coarse32(Square):
         return tr.tensor(np.round(y.numpy() * 10) / 10) if y.dtype == tr.float32 else y
 
 
+class OverSavedDouble(tr.autograd.Function):
+    """Saves x and unpacks it in backward, though 2 * grad never reads it: over-declared."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (_x,) = ctx.saved_tensors
+        return 2 * grad
+
+
 def square_input(dtype=tr.float64):
     return tr.tensor([[0.3, -1.2, 2.0], [0.7, 1.5, -0.4]], dtype=dtype, requires_grad=True)
 
@@ -205,6 +219,15 @@ def test_check_op_passes_a_right_op_and_leaves_the_callers_tensors_alone():
 def test_check_op_fails_each_planted_mistake_with_its_property(op, dtype, message):
     with pytest.raises(OpCheckError, match=message):
         check_op(op.apply, square_input(dtype))
+
+
+def test_saving_more_than_backward_reads_fails_only_when_asked():
+    # Allowed by default (PyTorch's own max-pool saves its input and reads only indices);
+    # over_declared=True holds an op to PyTorch's rule for its own ops, as the op table does.
+    check_op(OverSavedDouble.apply, square_input())
+    check_op(Square.apply, square_input(), over_declared=True)
+    with pytest.raises(OpCheckError, match=r"changing input 0 in place raised .* over-declared"):
+        check_op(OverSavedDouble.apply, square_input(), over_declared=True)
 
 
 def test_check_op_refuses_a_call_with_nothing_to_differentiate():

@@ -28,7 +28,7 @@ from tinyres.creation import (
     zeros,
     zeros_like,
 )
-from tinyres.engine import Function, Tensor
+from tinyres.engine import Tensor
 from tinyres.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from tinyres.kernels.threads import get_num_threads, set_num_threads
 from tinyres.model_summary import summary
@@ -87,8 +87,10 @@ clip = clamp
 
 __version__ = "0.1.0"
 
+# No top-level Function: PyTorch has no torch.Function, and the custom-op protocol users
+# write is torch.autograd.Function (tinyres.autograd.Function). The engine's own base, on
+# arrays, is tinyres.engine.Function; one name each keeps the two protocols apart.
 __all__ = [
-    "Function",
     "Generator",
     "GradcheckError",
     "Size",

@@ -2,7 +2,7 @@
 MatMul, the numeric gradient and softmax cross-entropy.
 
 The truth is always the library: ``Tensor.backward``, ``tinyres.engine.unbroadcast``,
-``tinyres.gradcheck.check_gradients`` and ``tinyres.nn.functional.cross_entropy``.
+``tinyres.testing.gradcheck.check_gradients`` and ``tinyres.nn.functional.cross_entropy``.
 """
 
 from __future__ import annotations

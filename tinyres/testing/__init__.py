@@ -8,6 +8,9 @@ grader alike:
   differences in float64 under a random upstream gradient, float32 against a float64
   truth, dtypes kept, inputs unchanged, saved tensors guarded against in-place
   changes); see ``tinyres.testing.properties``.
+- ``check_saved_tensors(fn, *inputs, over_declared=False)``: the saved-tensors property
+  alone, over every tensor of the graph; ``over_declared=True`` also fails a tensor saved
+  but never read by backward (the op table's ``tests/test_saved_declarations.py``).
 - ``gradcheck(fn, inputs)``: the finite-difference check alone (``tinyres.gradcheck`` is
   the same function).
 - ``assert_close(actual, expected)``: ``torch.testing.assert_close`` for tinyres.

@@ -10,14 +10,14 @@ r"""``check_op``: the op table's properties, for any function of Tensors.
    ``max|a - t| / max|t|`` below ``float32_tolerance``;
 3. **dtypes**: the output has its inputs' float dtype, each gradient its input's;
 4. **inputs unchanged**: forward and backward leave every input's values alone;
-5. **saved tensors**: after forward, each input (and the output) is changed in place,
-   then backward runs. If backward reads that tensor (changing it behind autograd's
-   back, through ``.data``, changes the gradient), the visible change must raise
-   PyTorch's RuntimeError, or the gradient would be silently wrong: it was not saved
-   (``ctx.save_for_backward``; ``saved_inputs``/``saves_output`` for the engine's ops).
-   Saving more than backward reads is allowed: PyTorch's own conv, clamp and max-pool
-   save their input and raise on a change their backward would survive, and tinyres's
-   ops raise where PyTorch does.
+5. **saved tensors**: after forward, each tensor of the graph (the output, each input,
+   each intermediate result) is changed in place, then backward runs. If backward reads
+   that tensor (changing it behind autograd's back, through ``.data``, changes the
+   gradient), the visible change must raise PyTorch's RuntimeError, or the gradient would
+   be silently wrong: it was not saved (``ctx.save_for_backward``;
+   ``saved_inputs``/``saves_output`` for the engine's ops). Saving more than backward
+   reads passes unless ``over_declared=True`` (PyTorch's own max-pool saves its input
+   and reads only the indices); tinyres's op table turns it on for its own ops.
 
 A failure raises ``OpCheckError`` (an ``AssertionError``) naming the property, so
 inside a hypothesis ``@given`` test hypothesis shrinks the drawn inputs and reports the
@@ -36,15 +36,10 @@ from typing import Any
 import numpy as np
 
 from tinyres.engine import Tensor
+from tinyres.grad_mode import no_grad
 from tinyres.testing.gradcheck import check_gradients, relative_error
 
 _UPSTREAM_STREAM = 0x636865636B  # "check": its own stream, apart from the caller's draws
-# Two changes a backward that reads the tensor cannot both miss: a sign flip with a
-# scale (moves every kink's side and every magnitude) and a shift (moves zeros).
-_CHANGES: tuple[tuple[str, Callable[[Tensor], Any]], ...] = (
-    ("multiplied by -1.5", lambda t: t.mul_(-1.5)),
-    ("shifted by 0.75", lambda t: t.add_(0.75)),
-)
 
 
 class OpCheckError(AssertionError):
@@ -87,12 +82,14 @@ def check_op(
     rtol: float = 1e-3,
     float32_tolerance: float = 1e-4,
     seed: int = 0,
+    over_declared: bool = False,
 ) -> None:
     """Run the five properties above on ``fn(*inputs)``; raise ``OpCheckError`` on the first failure.
 
     ``eps``, ``atol`` and ``rtol`` are ``gradcheck``'s; every element of every input is
     perturbed, so keep inputs small (a few dozen elements). Non-Tensor arguments and
-    Tensors that do not require grad are passed through unchanged.
+    Tensors that do not require grad are passed through unchanged. ``over_declared=True``
+    also fails a saved tensor that backward never reads (``check_saved_tensors``).
     """
     inputs = tuple(inputs)
     wanted = _differentiable(inputs)
@@ -102,7 +99,7 @@ def check_op(
     _check_against_differences(fn, inputs, eps, atol, rtol, seed)
     if any(inputs[i].dtype == np.float32 for i in wanted):
         _check_float32(fn, inputs, wanted, float32_tolerance, seed)
-    check_saved_tensors(fn, *inputs, seed=seed)
+    check_saved_tensors(fn, *inputs, seed=seed, over_declared=over_declared)
 
 
 def _check_as_given(fn: Callable[..., Any], inputs: tuple[Any, ...], wanted: list[int], seed: int) -> None:
@@ -179,56 +176,132 @@ def _check_float32(
             )
 
 
-def check_saved_tensors(fn: Callable[..., Tensor], *inputs: Any, seed: int = 0) -> None:
-    """Property 5 alone: every tensor that backward reads is saved.
+def check_saved_tensors(
+    fn: Callable[..., Tensor], *inputs: Any, seed: int = 0, over_declared: bool = False
+) -> None:
+    """Property 5 alone: every tensor that backward reads is saved (and, optionally, only those).
 
-    Run in float64. For each differentiable input and the output: the gradient after a
-    hidden change (through ``.data``, which autograd does not see) against the gradient
-    of an untouched run says whether backward reads it; if it does, a visible change
-    (``mul_``) must raise PyTorch's RuntimeError.
+    Runs on float64 copies of the inputs (the caller's stay untouched). Every tensor of
+    the graph is tried in turn: the output, each input (an integer one too: class labels)
+    and each intermediate result a built-in op made. After forward that tensor is changed
+
+    - behind autograd's back, through ``.data`` (as torch's ``.data`` does: no version
+      change), in each of two ways (a float: multiplied by -1.5, shifted by 0.75; an
+      integer: rolled by one place). If any changes the gradient, backward reads it;
+    - visibly, in place under ``no_grad`` (as an optimizer step does), which must raise
+      PyTorch's "modified by an inplace operation" RuntimeError wherever backward reads it,
+      or the gradient would be silently wrong: it was not saved.
+
+    With ``over_declared=True`` the converse fails too: the visible change raised, yet no
+    hidden change altered the gradient, so the op saved a tensor its backward never reads
+    (PyTorch's rule for its own ops: save only what backward reads). It is off by default
+    because PyTorch's own ops break it (max-pool saves its input and reads only indices),
+    so a user who mirrors their ``save_for_backward`` is not wrong; tinyres's op table
+    turns it on (``tests/test_saved_declarations.py``).
+
+    A tensor whose memory is read-only (a broadcast view) is skipped, as is one whose
+    output is a view of it: tinyres refuses a backward from a view whose base changed,
+    declarations aside. Raises ``OpCheckError`` listing every problem, one a line.
     """
-    inputs = _leaves(tuple(inputs), np.float64)
-    wanted = _differentiable(inputs)
+    inputs = tuple(inputs)
 
-    def run(target: int | None, change: Callable[[Tensor], Any] | None, hidden: bool):
-        leaves = _leaves(inputs, None)
-        fed = tuple(t * 1 if i in wanted else t for i, t in enumerate(leaves))  # non-leaves: changeable
+    def run(target: int | None, change: _Change | None, hidden: bool) -> list[np.ndarray | None]:
+        """The inputs' gradients after forward, a change of graph tensor ``target``, backward."""
+        fed = _copies(inputs)
         out = _output(fn, fed)
-        victim = out if target is None else fed[target]
-        if change is not None:
-            try:
-                change(victim.data if hidden else victim)
-            except (RuntimeError, ValueError):
-                return None  # the in-place op itself is refused (a broadcast view is read-only)
-        with np.errstate(all="ignore"):
-            _backward(out, _upstream(out, seed))
-        return [np.array(leaves[i].grad._data) if leaves[i].grad is not None else None for i in wanted]
+        if target is not None and change is not None:
+            _, victim = _graph_tensors(out, fed)[target]
+            new = change[1](victim.detach().numpy())
+            if hidden:
+                victim.data.copy_(new)
+            else:
+                with no_grad():
+                    victim.copy_(new)
+        _backward(out, _upstream(out, seed))
+        return [t.grad.numpy().copy() if isinstance(t, Tensor) and t.grad is not None else None
+                for t in fed]
 
+    fed = _copies(inputs)
+    out = _output(fn, fed)
+    if not out.requires_grad:
+        return
+    problems = []
+    # A change may leave an op's domain (a negative base of pow): on purpose, so no warnings.
     with np.errstate(all="ignore"):
         untouched = run(None, None, hidden=False)
-    for target in [*wanted, None]:
-        name = "the output" if target is None else f"input {target}"
-        hidden = [(how, run(target, change, True)) for how, change in _CHANGES]
-        if any(grads is None for _, grads in hidden):
-            continue
-        read_when = [how for how, grads in hidden if not _same(grads, untouched)]
-        if not read_when:
-            continue
-        try:
-            if run(target, _CHANGES[0][1], hidden=False) is None:
+        for target, (name, t) in enumerate(_graph_tensors(out, fed)):
+            changes = _FLOAT_CHANGES if t.dtype.kind == "f" else _INTEGER_CHANGES
+            try:
+                run(target, changes[0], hidden=False)
+                raised = False
+            except RuntimeError as error:
+                if "base was modified" in str(error):
+                    continue  # the output is a view of it: tinyres's view rule, not a declaration
+                if "modified by an inplace operation" not in str(error):
+                    raise
+                raised = True
+            if raised and not over_declared:
                 continue
-        except RuntimeError as error:
-            # PyTorch's error, or tinyres refusing a view whose base changed: either way no
-            # silently wrong gradient.
-            if "modified by an inplace operation" in str(error) or "base was modified" in str(error):
-                continue
-            raise
-        raise OpCheckError(
-            f"saved tensors: backward reads {name} (the gradient changed when {name} was "
-            f"{read_when[0]} after forward), but changing it in place did not raise PyTorch's "
-            "RuntimeError: the gradient is silently wrong. Save it with ctx.save_for_backward "
-            "(an engine op: declare it in saved_inputs / saves_output)"
-        )
+            read_when = [how for how, change in changes
+                         if not _same(run(target, (how, change), hidden=True), untouched)]
+            if read_when and not raised:
+                problems.append(
+                    f"saved tensors: backward reads {name} (the gradient changed when it was "
+                    f"{read_when[0]} after forward), but changing it in place did not raise "
+                    "PyTorch's RuntimeError: the gradient is silently wrong. Save it with "
+                    "ctx.save_for_backward (an engine op: declare it in saved_inputs / saves_output)"
+                )
+            if raised and not read_when:
+                problems.append(
+                    f"saved tensors: changing {name} in place raised PyTorch's RuntimeError, yet "
+                    "backward does not read it (no change of it altered the gradient): over-declared. "
+                    "Save only what backward reads (an engine op: drop it from saved_inputs / saves_output)"
+                )
+    if problems:
+        raise OpCheckError("\n".join(problems))
+
+
+_Change = tuple[str, Callable[[np.ndarray], np.ndarray]]
+# Two changes a backward that reads the tensor cannot both miss: a sign flip with a
+# scale (moves every kink's side, order and magnitude) and a shift (moves zeros). Labels
+# are rolled: a one-hot that reads them then picks other classes.
+_FLOAT_CHANGES: tuple[_Change, ...] = (
+    ("multiplied by -1.5", lambda a: a * -1.5),
+    ("shifted by 0.75", lambda a: a + 0.75),
+)
+_INTEGER_CHANGES: tuple[_Change, ...] = (("rolled by one place", lambda a: np.roll(a, 1)),)
+
+
+def _copies(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Fresh tensors with the inputs' values, float64 where they require grad; others passed as given."""
+    return tuple(
+        Tensor(np.array(t._data, dtype=np.float64 if t.requires_grad else t.dtype),
+               requires_grad=t.requires_grad)
+        if isinstance(t, Tensor) else t
+        for t in inputs
+    )
+
+
+def _graph_tensors(out: Tensor, inputs: tuple[Any, ...]) -> list[tuple[str, Tensor]]:
+    """The output, the Tensor inputs and every float tensor an op of the graph consumed,
+    each once and named, in an order that is the same for every run (the graph is built
+    the same way). A read-only array (a broadcast view) is left out: it cannot be written."""
+    found: dict[int, tuple[str, Tensor]] = {id(out): ("the output", out)}
+    for i, t in enumerate(inputs):
+        if isinstance(t, Tensor):
+            found.setdefault(id(t), (f"input {i}", t))
+    todo, seen = [out.grad_fn], set()
+    while todo:
+        node = todo.pop(0)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for t in node.inputs:
+            if isinstance(t, Tensor):
+                if t.dtype.kind == "f":
+                    found.setdefault(id(t), (f"the result of {type(t.grad_fn).__name__}", t))
+                todo.append(t.grad_fn)
+    return [(name, t) for name, t in found.values() if t._data.flags.writeable]
 
 
 def _same(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> bool:
