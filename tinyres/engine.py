@@ -507,6 +507,23 @@ class Tensor:
         else:
             self.grad_fn._hooks = (*self.grad_fn._hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
+        """Call ``hook(self)`` after ``backward`` has added into this leaf's ``.grad``.
+
+        PyTorch's hook for "this parameter's gradient is complete" (DistributedDataParallel
+        starts its all-reduce there). Leaves only; returns a handle whose ``remove()`` drops it.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        from tinyres.nn.module import RemovableHandle  # engine sits below nn: import on use
+
+        hooks = self.__dict__.setdefault("_post_accumulate_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+        return RemovableHandle(hooks, key)
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         self.requires_grad = requires_grad
         return self
@@ -1035,6 +1052,8 @@ def backpropagate(
         if isinstance(node, Tensor):
             if wanted is None:
                 _accumulate(node, grad)
+                for hook in list(getattr(node, "_post_accumulate_hooks", {}).values()):
+                    hook(node)
             continue
         if wanted is None and node.retained_by is not None:
             node.retained_by.grad = Tensor(grad.copy(order="K"))
