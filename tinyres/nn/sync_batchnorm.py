@@ -107,13 +107,11 @@ class SyncBatchNorm(BatchNorm2d):
         if isinstance(module, (BatchNorm1d, BatchNorm2d)) and not isinstance(module, SyncBatchNorm):
             sync = cls(module.num_features, module.eps, module.momentum, module.affine,
                        module.track_running_stats, bias=module.bias is not None)
-            for name in ("weight", "bias"):
-                sync._parameters[name] = module._parameters.get(name)
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                sync._buffers[name] = module._buffers.get(name)
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                setattr(sync, name, getattr(module, name))  # through the registries, as any attribute
             sync.train(module.training)
             return sync
         for name, child in list(module._modules.items()):
             if child is not None:
-                module._modules[name] = cls.convert_sync_batchnorm(child, process_group)
+                setattr(module, name, cls.convert_sync_batchnorm(child, process_group))
         return module
