@@ -17,7 +17,7 @@ import numpy as np
 import tinyres as torch
 import tinyres.distributed as dist
 from tinyres import nn
-from tinyres.nn.parallel import DistributedDataParallel as DDP
+from tinyres.nn.parallel import DistributedDataParallel as DDP  # noqa: N817 (PyTorch tutorials' name)
 
 GLOBAL_BATCH, STEPS = 64, 3
 

@@ -233,3 +233,31 @@ class _Done:
 
     def Wait(self) -> None:
         return None
+
+
+# ---- for programs launched by mpiexec (tinyres train) -------------------------------------
+
+_LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # what MPICH's and Open MPI's mpiexec set
+
+
+def launched_world_size() -> int:
+    """How many ranks ``mpiexec`` started (1 without it), read before MPI starts."""
+    import os
+
+    for name in _LAUNCHER_SIZE:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def abort(message: str, code: int = 1) -> None:
+    """Print ``message`` (one line, naming this rank) and end every rank at once.
+
+    MPI_Abort is the one call that ends all ranks whatever they are doing: ranks waiting in
+    an all-reduce for this one would otherwise wait for ever. MPICH adds its own line naming
+    the rank and the code.
+    """
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+    _comm().Abort(code)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numba
 
-from tinyres import creation
+from tinyres import creation, distributed
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
 from tinyres.kernels.threads import set_num_threads
 from tinyres.models import MODELS
+from tinyres.parallel_training import is_writer
 from tinyres.training import TrainConfig, train
 
 NAME = "train"
@@ -84,9 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int_in(1, numba.config.NUMBA_NUM_THREADS), default=None,
                         help="threads for the kernels (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, one line per epoch")
+    parser.add_argument("--no-sync-bn", action="store_true",
+                        help="under mpiexec -n N: batch norm over each rank's shard, not the global batch "
+                             "(the numbers then depend on N)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if distributed.launched_world_size() > 1 and not distributed.is_initialized():
+        return run_rank(args)  # under mpiexec -n N: this process is one rank of N
     if args.threads is not None:
         set_num_threads(args.threads)
     started = time.perf_counter()
@@ -120,19 +126,21 @@ def run(args: argparse.Namespace) -> int:
         model = CIFAR_MODELS[args.model](num_classes=10, **options)
     except TypeError as err:
         raise SystemExit(f"{args.model}: {err}") from None
-    print(f"{args.model} on {args.data}: {len(train_data)} training and {len(test_data)} test images "
+    say = print if is_writer() else (lambda *a, **k: None)  # under mpiexec rank 0 alone speaks
+    say(f"{args.model} on {args.data}: {len(train_data)} training and {len(test_data)} test images "
           f"of shape {train_data.image_shape}; writing to {out}")
 
     def report(history: list[dict]) -> None:
         h = history[-1]
         if args.no_progress:
-            print(f"epoch {h['epoch']:>3}  lr {h['lr']:.4g}  train loss {h['train_loss']:.4f} "
+            say(f"epoch {h['epoch']:>3}  lr {h['lr']:.4g}  train loss {h['train_loss']:.4f} "
                   f"acc {h['train_acc']:.4f}  test loss {h['test_loss']:.4f} acc {h['test_acc']:.4f}  "
                   f"{h['images_per_s']:.0f} img/s")
 
     try:
         history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
-                        label=args.model, on_epoch=report, progress=not args.no_progress)
+                        label=args.model, on_epoch=report, progress=not args.no_progress,
+                        sync_bn=not args.no_sync_bn)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {out / 'checkpoint.npz'} holds the last completed epoch; "
               f"continue with the same options and --resume", file=sys.stderr)
@@ -140,8 +148,30 @@ def run(args: argparse.Namespace) -> int:
     if history:
         last = history[-1]
         best = max(h["test_acc"] for h in history)
-        print(f"final test accuracy {last['test_acc']:.4f} (best {best:.4f}) after {last['epoch']} epochs; "
+        say(f"final test accuracy {last['test_acc']:.4f} (best {best:.4f}) after {last['epoch']} epochs; "
               f"{time.perf_counter() - started:.1f} s in this process")
-    print(f"wrote {out / 'metrics.csv'}, {out / 'metrics.json'}, {out / 'curves.png'}, "
+    say(f"wrote {out / 'metrics.csv'}, {out / 'metrics.json'}, {out / 'curves.png'}, "
           f"{out / 'checkpoint.npz'}")
     return 0
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    """One rank of ``mpiexec -n N tinyres train ...``: join the others, train, and on any
+    failure end every rank at once with one line naming this rank and why."""
+    try:
+        distributed.init_process_group("mpi")
+    except RuntimeError as err:
+        raise SystemExit(f"mpiexec started {distributed.launched_world_size()} ranks, but {err}") from None
+    if args.threads is None:
+        args.threads = 1  # the ranks share the machine's cores: one kernel thread each
+    try:
+        return run(args)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {stop.code}")
+    except Exception as err:
+        from tinyres.cli import one_line
+
+        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {one_line(err)}")
+    return 1
