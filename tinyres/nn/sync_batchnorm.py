@@ -61,10 +61,13 @@ class SyncBatchNormFunction(Function):
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g = grad.reshape(self.xhat.shape)
-        local = np.concatenate([g.sum(axis=(0, 2)), (g * self.xhat).sum(axis=(0, 2))])
-        dbeta, dgamma = local[: len(self.gamma)].copy(), local[len(self.gamma):].copy()
+        c, dtype = len(self.gamma), grad.dtype
+        # Sums in float64, as the batch-norm kernels accumulate: float32 sums of 10^5 terms lose digits.
+        local = np.concatenate([g.sum(axis=(0, 2), dtype=np.float64),
+                                (g * self.xhat).sum(axis=(0, 2), dtype=np.float64)])
+        dbeta, dgamma = local[:c].astype(dtype), local[c:].astype(dtype)
         dist.all_reduce_array(local)
-        mean_g, mean_gx = local[: len(self.gamma)] / self.m, local[len(self.gamma):] / self.m
+        mean_g, mean_gx = (local[:c] / self.m).astype(dtype), (local[c:] / self.m).astype(dtype)
         dx = (self.gamma * self.invstd)[:, None] * (g - mean_g[:, None] - self.xhat * mean_gx[:, None])
         return dx.reshape(grad.shape).astype(grad.dtype), dgamma, dbeta
 
