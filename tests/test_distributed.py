@@ -169,7 +169,7 @@ def test_a_failing_rank_in_tinyres_train_stops_the_run_with_one_line(tmp_path, f
 
 
 def test_nccl_is_refused_in_one_line():
-    with pytest.raises(RuntimeError, match="'nccl' needs NVIDIA GPUs.*use 'gloo' or 'mpi'"):
+    with pytest.raises(RuntimeError, match=r"'nccl' needs NVIDIA GPUs.*use 'gloo' or 'mpi'"):
         dist.init_process_group("nccl")
     with pytest.raises(ValueError, match="backend must be one of"):
         dist.init_process_group("tcp")
@@ -210,7 +210,8 @@ def test_data_parallel_runs_the_module_with_module_keys():
         nn.DataParallel(inner, device_ids=[0])
 
 
-@pytest.mark.parametrize("n, world, drop_last", [(10, 3, False), (10, 3, True), (64, 2, False), (7, 4, False)])
+@pytest.mark.parametrize("n, world, drop_last",
+                         [(10, 3, False), (10, 3, True), (64, 2, False), (7, 4, False)])
 def test_distributed_sampler_gives_equal_shards_of_one_permutation(n, world, drop_last):
     shards = [list(DistributedSampler(range(n), world, r, seed=3, drop_last=drop_last)) for r in range(world)]
     assert len({len(s) for s in shards}) == 1  # equal shards, so every rank takes as many steps
