@@ -10,12 +10,17 @@ its shard of every global batch, with the same numbers as one process.
   ``N * shard / batch`` (the loss *value* is kept, for the metrics).
 - ``global_epoch_metrics``: the epoch's loss and accuracy over all ranks' examples.
 - ``is_writer``: rank 0 alone writes checkpoints and metrics and shows progress.
+- ``independent_jobs``/``my_share``: sweeps (many runs, each one process's) spread whole runs
+  over the ranks instead: inside ``independent_jobs()`` a rank trains alone, as if no other
+  rank existed, so each run gives the numbers it gives when the runs go one after another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,14 +28,37 @@ from tinyres import distributed as dist
 from tinyres.engine import Tensor
 from tinyres.nn.module import Module
 
+# True while this rank runs a job of a sweep on its own (a context variable, not a global flag,
+# so a thread's setting is its own).
+_independent: ContextVar[bool] = ContextVar("independent", default=False)
+T = TypeVar("T")
+
+
+@contextmanager
+def independent_jobs() -> Iterator[None]:
+    """Inside: training in this process ignores the other ranks (no DDP, writes its own outputs)."""
+    token = _independent.set(True)
+    try:
+        yield
+    finally:
+        _independent.reset(token)
+
+
+def my_share(jobs: Sequence[T]) -> list[T]:
+    """The jobs this rank runs: every N-th from its rank on (all of them outside a process group)."""
+    if not dist.is_initialized():
+        return list(jobs)
+    return list(jobs[dist.get_rank()::dist.get_world_size()])
+
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
+    """The ranks that share each batch: 1 outside a process group and inside ``independent_jobs``."""
+    return dist.get_world_size() if dist.is_initialized() and not _independent.get() else 1
 
 
 def is_writer() -> bool:
-    """True on rank 0, and in a process that is not part of a process group."""
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """True on rank 0, in a process that is not part of a process group, and in an independent job."""
+    return not dist.is_initialized() or _independent.get() or dist.get_rank() == 0
 
 
 class ShardedLoader:
