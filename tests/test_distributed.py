@@ -260,3 +260,33 @@ def test_post_accumulate_grad_hook_sees_the_accumulated_gradient_and_can_be_remo
     assert len(seen) == 2
     with pytest.raises(RuntimeError, match="non-leaf"):
         (w * 2).register_post_accumulate_grad_hook(print)
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------
+
+
+@needs_mpi
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="the digits need scikit-learn")
+def test_degradation_runs_spread_over_ranks_give_the_sequential_results(tmp_path):
+    """`tinyres demo degradation --quick` on 2 ranks (2 nets each) = one process training all 4 in turn."""
+    import json
+
+    two = mpiexec(2, "-m", "tinyres", "demo", "degradation", "--quick", "--no-progress", "--out",
+                  str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = subprocess.run([sys.executable, "-m", "tinyres", "demo", "degradation", "--quick", "--no-progress",
+                          "--out", str(tmp_path / "one")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    def numbers(folder):
+        data = json.loads((tmp_path / folder / "degradation.json").read_text())
+        for run in data["runs"].values():
+            for epoch in run["history"]:
+                del epoch["seconds"], epoch["images_per_s"]  # timings differ between any two runs
+            del run["grad_norms"]["folder"]
+        return data
+
+    assert numbers("two") == numbers("one")
+    assert len(numbers("one")["runs"]) == 4

@@ -184,8 +184,9 @@ def join_ranks(args: argparse.Namespace) -> None:
         distributed.init_process_group("mpi")
     except RuntimeError as err:
         raise SystemExit(f"mpiexec started {distributed.launched_world_size()} ranks, but {err}") from None
-    if args.threads is None:
+    if getattr(args, "threads", None) is None:  # `tinyres demo` has no --threads
         args.threads = 1
+        set_num_threads(1)
 
 
 def run_rank(args: argparse.Namespace) -> int:
