@@ -178,25 +178,38 @@ def test_nccl_is_refused_in_one_line():
         dist.get_rank()
 
 
+ALONE = """
+import pytest
+import tinyres
+import tinyres.distributed as dist
+from tinyres import nn
+
+dist.init_process_group("gloo")
+assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
+with pytest.raises(RuntimeError, match="twice"):
+    dist.init_process_group("mpi")
+t = tinyres.tensor([1.0, 4.0])
+dist.all_reduce(t, dist.ReduceOp.AVG)
+dist.broadcast(t, 0)
+parts = [tinyres.zeros(2)]
+dist.all_gather(parts, t)
+dist.barrier()
+assert parts[0].tolist() == [1.0, 4.0]
+ddp = nn.parallel.DistributedDataParallel(nn.Linear(2, 1))
+assert list(ddp.state_dict()) == ["module.weight", "module.bias"]
+dist.destroy_process_group()
+assert not dist.is_initialized()
+print("ok")
+"""
+
+
 @needs_mpi
 def test_a_process_alone_is_a_world_of_one():
-    dist.init_process_group("gloo")
-    try:
-        assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
-        with pytest.raises(RuntimeError, match="twice"):
-            dist.init_process_group("mpi")
-        t = tinyres.tensor([1.0, 4.0])
-        dist.all_reduce(t, dist.ReduceOp.AVG)
-        dist.broadcast(t, 0)
-        parts = [tinyres.zeros(2)]
-        dist.all_gather(parts, t)
-        dist.barrier()
-        assert parts[0].tolist() == [1.0, 4.0]
-        ddp = nn.parallel.DistributedDataParallel(nn.Linear(2, 1))
-        assert list(ddp.state_dict()) == ["module.weight", "module.bias"]
-    finally:
-        dist.destroy_process_group()
-    assert not dist.is_initialized()
+    """Without mpiexec a program is rank 0 of 1. In a subprocess: MPI, once started, stays in
+    its process until exit, and this pytest process goes on to fork children (test_fork.py)."""
+    run = subprocess.run([sys.executable, "-c", ALONE], cwd=ROOT, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
 def test_data_parallel_runs_the_module_with_module_keys():
