@@ -28,8 +28,8 @@ import tinyres
 PROGRAMS = Path(__file__).parent / "programs"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 NAMES = sorted(p.stem for p in PROGRAMS.glob("*.py"))
-MODEL_PROGRAMS = ["checkpoint_resume", "cifar10_tutorial", "cifar_resnet", "imagenet_accuracy",
-                  "mnist_example", "torchvision_resnet"]
+MODEL_PROGRAMS = ["checkpoint_resume", "cifar10_tutorial", "cifar_dataparallel", "cifar_resnet",
+                  "imagenet_accuracy", "mnist_example", "torchvision_resnet"]
 TRAINING_PROGRAMS = [n for n in MODEL_PROGRAMS if n != "imagenet_accuracy"]  # it only validates
 INPUT_SHAPE = {"torchvision_resnet": (3, 64, 64), "imagenet_accuracy": (3, 8, 8),
                "mnist_example": (1, 28, 28)}

@@ -8,7 +8,7 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
-from tinyres import autograd, backends, cuda, kernels, models, nn, optim, utils
+from tinyres import autograd, backends, cuda, distributed, kernels, models, nn, optim, utils
 from tinyres import tensor_api as tensor_api  # gives Tensor its operators and methods (see that file)
 from tinyres.creation import (
     arange,
@@ -107,6 +107,7 @@ __all__ = [
     "clip",
     "cuda",
     "device",
+    "distributed",
     "double",
     "enable_grad",
     "eq",

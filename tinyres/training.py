@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tinyres import creation, nn, optim
+from tinyres import creation, nn, optim, parallel_training
 from tinyres.data import ArrayDataset, DataLoader, RandomCropFlip
 from tinyres.engine import no_grad
 from tinyres.history import plot_history, write_history
@@ -140,6 +140,8 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
 ) -> None:
     """Everything needed to continue after ``epoch`` completed epochs (atomic write)."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module  # the bare model's keys, so a run with any number of ranks can resume
     save(
         {
             "epoch": epoch,
@@ -170,6 +172,8 @@ def load_checkpoint(
     Every refusal is a ``ValueError`` naming ``path``; the weights are checked against
     the model (keys and shapes) before anything is copied.
     """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module  # save_checkpoint wrote the bare model
     ckpt = load(path)
     keys = {"epoch", "model", "optimizer", "scheduler", "history", "rng"}
     missing = keys - set(ckpt) if isinstance(ckpt, dict) else keys
@@ -250,7 +254,7 @@ def fit(
         _check_same_recipe(saved, config, checkpoint)
 
     def snapshot(epoch: int) -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and parallel_training.is_writer():  # under mpiexec: rank 0 only
             save_checkpoint(checkpoint, epoch=epoch, model=model, optimizer=optimizer,
                             scheduler=scheduler, loader=train_loader, history=history, config=config)
 
@@ -266,6 +270,9 @@ def fit(
                 model, train_loader, optimizer, loss_fn,
                 first_step=epoch * len(train_loader), on_step=on_step, progress=bar,
             )
+            if isinstance(train_loader, parallel_training.ShardedLoader):  # the epoch over all ranks
+                train_loss, train_acc, speed = parallel_training.global_epoch_metrics(
+                    train_loss, train_acc, speed, train_loader.seen)
             test_loss, test_acc = evaluate(model, test_loader, loss_fn)
             bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.4f}",
                             img_s=f"{speed:.0f}")
@@ -408,6 +415,7 @@ def train(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    sync_bn: bool = True,
 ) -> list[dict[str, Any]]:
     """Train ``model`` with the recipe ``config``; returns the history.
 
@@ -415,8 +423,26 @@ def train(
     metrics (``metrics.csv``, ``metrics.json``) and the curves (``curves.png``) are
     written there. Build the model after ``tinyres.manual_seed(config.seed)`` for a
     reproducible initialisation.
+
+    Under ``mpiexec -n N`` (a process group of N > 1 ranks) each rank trains on its share of
+    every batch of ``config.batch_size`` (``tinyres.parallel_training``), the model wrapped in
+    DistributedDataParallel, its batch norms synchronised unless ``sync_bn=False``; rank 0
+    alone writes ``out_dir`` and shows progress.
     """
     train_loader, test_loader = make_loaders(config, train_data, test_data)
+    recipe, loss_fn, world = asdict(config), None, parallel_training.world_size()
+    if world > 1:
+        from tinyres import distributed
+
+        if sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:  # per-rank statistics: the numbers depend on N, so a resume must keep it
+            recipe["ranks"] = world
+        model = nn.parallel.DistributedDataParallel(model)
+        train_loader = parallel_training.ShardedLoader(train_loader, distributed.get_rank(), world)
+        loss_fn = parallel_training.ShardLoss(nn.CrossEntropyLoss(), train_loader)
+        progress = progress and parallel_training.is_writer()
+        on_epoch = on_epoch if parallel_training.is_writer() else None
     opt, sched = make_optimizer(model, config)
     checkpoint, lock = None, contextlib.nullcontext()
     if out_dir is not None:
@@ -424,9 +450,11 @@ def train(
             raise NotADirectoryError(f"train: {out_dir} is a file; expected a directory for the outputs")
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         checkpoint, lock = Path(out_dir) / "checkpoint.npz", lock_directory(Path(out_dir))
+        if not parallel_training.is_writer():  # the other ranks only read the checkpoint (--resume)
+            lock = contextlib.nullcontext()
 
     def record_epoch(history: list[dict[str, Any]]) -> None:
-        if out_dir is not None:
+        if out_dir is not None and parallel_training.is_writer():
             write_history(history, out_dir)
             plot_history({label: history}, Path(out_dir) / "curves.png")
         if on_epoch is not None:
@@ -434,5 +462,5 @@ def train(
 
     with lock:
         return fit(model, train_loader, test_loader, opt, config.epochs, scheduler=sched,
-                   checkpoint=checkpoint, resume=resume, config=asdict(config), on_step=on_step,
+                   checkpoint=checkpoint, resume=resume, config=recipe, loss_fn=loss_fn, on_step=on_step,
                    on_epoch=record_epoch, progress=progress)

@@ -18,18 +18,22 @@ Data:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numba
 
-from tinyres import creation
+from tinyres import creation, distributed
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
 from tinyres.kernels.threads import set_num_threads
 from tinyres.models import MODELS
+from tinyres.parallel_training import independent_jobs, is_writer, my_share
+from tinyres.serialization import write_atomically
 from tinyres.training import TrainConfig, train
 
 NAME = "train"
@@ -51,6 +55,20 @@ def parse_milestones(text: str) -> tuple[int, ...]:
     if any(m < 1 for m in milestones):
         raise argparse.ArgumentTypeError(f"--milestones must be positive epochs, got {text!r}")
     return milestones
+
+
+def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
+    key, _, values = text.partition("=")
+    if key not in ("depths", "seeds"):
+        raise argparse.ArgumentTypeError(f"--sweep takes depths=D1,D2 and seeds=S1,S2, got {text!r}")
+    try:
+        numbers = tuple(int(v) for v in values.split(",") if v)
+    except ValueError:
+        numbers = ()
+    if not numbers or any(n < 0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"--sweep {key}= takes comma-separated non-negative integers, "
+                                         f"got {text!r}")
+    return key, numbers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int_in(1, numba.config.NUMBA_NUM_THREADS), default=None,
                         help="threads for the kernels (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, one line per epoch")
+    parser.add_argument("--sweep", nargs="+", type=parse_sweep, default=None, metavar="KEY=V1,V2",
+                        help="train one run per combination of depths=... and seeds=... (of --model's "
+                             "family), e.g. --sweep depths=20,32 seeds=0,1; under mpiexec -n N the runs are "
+                             "spread over the ranks, each run as it would be alone; into OUT/MODEL-seedS")
+    parser.add_argument("--no-sync-bn", action="store_true",
+                        help="under mpiexec -n N: batch norm over each rank's shard, not the global batch "
+                             "(the numbers then depend on N)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return run_sweep(args)
+    if distributed.launched_world_size() > 1 and not distributed.is_initialized():
+        return run_rank(args)  # under mpiexec -n N: this process is one rank of N
     if args.threads is not None:
         set_num_threads(args.threads)
     started = time.perf_counter()
@@ -120,19 +149,21 @@ def run(args: argparse.Namespace) -> int:
         model = CIFAR_MODELS[args.model](num_classes=10, **options)
     except TypeError as err:
         raise SystemExit(f"{args.model}: {err}") from None
-    print(f"{args.model} on {args.data}: {len(train_data)} training and {len(test_data)} test images "
+    say = print if is_writer() else (lambda *a, **k: None)  # under mpiexec rank 0 alone speaks
+    say(f"{args.model} on {args.data}: {len(train_data)} training and {len(test_data)} test images "
           f"of shape {train_data.image_shape}; writing to {out}")
 
     def report(history: list[dict]) -> None:
         h = history[-1]
         if args.no_progress:
-            print(f"epoch {h['epoch']:>3}  lr {h['lr']:.4g}  train loss {h['train_loss']:.4f} "
+            say(f"epoch {h['epoch']:>3}  lr {h['lr']:.4g}  train loss {h['train_loss']:.4f} "
                   f"acc {h['train_acc']:.4f}  test loss {h['test_loss']:.4f} acc {h['test_acc']:.4f}  "
                   f"{h['images_per_s']:.0f} img/s")
 
     try:
         history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
-                        label=args.model, on_epoch=report, progress=not args.no_progress)
+                        label=args.model, on_epoch=report, progress=not args.no_progress,
+                        sync_bn=not args.no_sync_bn)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {out / 'checkpoint.npz'} holds the last completed epoch; "
               f"continue with the same options and --resume", file=sys.stderr)
@@ -140,8 +171,85 @@ def run(args: argparse.Namespace) -> int:
     if history:
         last = history[-1]
         best = max(h["test_acc"] for h in history)
-        print(f"final test accuracy {last['test_acc']:.4f} (best {best:.4f}) after {last['epoch']} epochs; "
+        say(f"final test accuracy {last['test_acc']:.4f} (best {best:.4f}) after {last['epoch']} epochs; "
               f"{time.perf_counter() - started:.1f} s in this process")
-    print(f"wrote {out / 'metrics.csv'}, {out / 'metrics.json'}, {out / 'curves.png'}, "
+    say(f"wrote {out / 'metrics.csv'}, {out / 'metrics.json'}, {out / 'curves.png'}, "
           f"{out / 'checkpoint.npz'}")
+    return 0
+
+
+def join_ranks(args: argparse.Namespace) -> None:
+    """Under ``mpiexec -n N``: join the other ranks, one kernel thread each (they share the cores)."""
+    try:
+        distributed.init_process_group("mpi")
+    except RuntimeError as err:
+        raise SystemExit(f"mpiexec started {distributed.launched_world_size()} ranks, but {err}") from None
+    if getattr(args, "threads", None) is None:  # `tinyres demo` has no --threads
+        args.threads = 1
+        set_num_threads(1)
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    """One rank of ``mpiexec -n N tinyres train ...``: join the others and train."""
+    join_ranks(args)
+    return or_abort(run, args)
+
+
+def or_abort(work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``work(args)``; on a failure of this rank, end every rank at once with one line naming
+    this rank and why (the others may be waiting for it in an all-reduce)."""
+    try:
+        return work(args)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {stop.code}")
+    except Exception as err:
+        from tinyres.cli import one_line
+
+        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {one_line(err)}")
+    return 1
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """``--sweep depths=... seeds=...``: one independent run per (depth, seed), spread over the
+    ranks under mpiexec (rank r takes runs r, r+N, ...); then rank 0 writes OUT/sweep.json with
+    every run's last epoch. Each run is the run ``--model FAMILYDEPTH --seed S`` would make."""
+    sweep = dict(args.sweep)
+    family = args.model.rstrip("0123456789")
+    depths = sweep.get("depths", (int(args.model[len(family):]),))
+    seeds = sweep.get("seeds", (args.seed,))
+    unknown = [f"{family}{d}" for d in depths if f"{family}{d}" not in CIFAR_MODELS]
+    if unknown:
+        known = sorted(int(m[len(family):]) for m in CIFAR_MODELS if m.rstrip("0123456789") == family)
+        raise SystemExit(f"--sweep depths: {', '.join(unknown)} is not a model; {family} has depths {known}")
+    base = Path(args.out or f"runs/sweep-{family}-{args.data}")
+    jobs = [(depth, seed) for depth in depths for seed in seeds]
+    if distributed.launched_world_size() > 1:
+        join_ranks(args)
+
+    def one(job: tuple[int, int]) -> int:
+        depth, seed = job
+        single = argparse.Namespace(**{**vars(args), "sweep": None, "model": f"{family}{depth}", "seed": seed,
+                                       "out": str(base / f"{family}{depth}-seed{seed}")})
+        single.no_progress = single.no_progress or distributed.is_initialized()  # one bar per terminal
+        with independent_jobs():
+            return run(single)
+
+    def share(_: argparse.Namespace) -> int:
+        for job in my_share(jobs):
+            one(job)
+        if distributed.is_initialized():
+            distributed.barrier()
+        return 0
+
+    or_abort(share, args) if distributed.is_initialized() else share(args)
+    if not is_writer():
+        return 0
+    names = [f"{family}{d}-seed{s}" for d, s in jobs]
+    summary = {name: json.loads((base / name / "metrics.json").read_text())[-1] for name in names}
+    write_atomically(base / "sweep.json", lambda f: f.write((json.dumps(summary, indent=1) + "\n").encode()))
+    for name, last in summary.items():
+        print(f"{name:>22}: train loss {last['train_loss']:.4f}  test acc {last['test_acc']:.4f}")
+    print(f"wrote {base / 'sweep.json'}")
     return 0

@@ -71,6 +71,8 @@ class DataLoader:
     ``generator`` is a seed, a ``numpy.random.Generator`` or a ``tinyres.Generator``
     (a fresh, unseeded one by default). ``num_workers`` and ``pin_memory`` are
     accepted for PyTorch programs and change nothing: batches are made in this process.
+    ``sampler`` (an iterable of indices with a length, such as ``DistributedSampler``)
+    gives the order of a pass instead of ``shuffle``.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class DataLoader:
         generator: int | np.random.Generator | Generator | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        sampler: Any = None,
     ):
         map_style = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
         if not (isinstance(dataset, ArrayDataset) or map_style):
@@ -93,6 +96,10 @@ class DataLoader:
                             "a Dataset applies its own transform in __getitem__")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle "
+                             "(the sampler decides the order; a DistributedSampler shuffles itself)")
+        self.sampler = sampler  # yields the indices of a pass (e.g. this rank's shard), or None
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -105,12 +112,15 @@ class DataLoader:
         )
 
     def __len__(self) -> int:
-        n, b = len(self.dataset), self.batch_size
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
+        b = self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[Any]:
         n = len(self.dataset)
         order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             if not isinstance(self.dataset, ArrayDataset):

@@ -7,7 +7,7 @@
 tinyres.Size([2, 4, 8, 8])
 """
 
-from tinyres.nn import functional, init, utils
+from tinyres.nn import functional, init, parallel, utils
 from tinyres.nn.activation import Dropout, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.container import ModuleDict, ModuleList, Sequential
@@ -17,8 +17,10 @@ from tinyres.nn.linear import Identity, Linear
 from tinyres.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
 from tinyres.nn.module import Module
 from tinyres.nn.normalization import GroupNorm, LayerNorm
+from tinyres.nn.parallel import DataParallel
 from tinyres.nn.parameter import Parameter
 from tinyres.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from tinyres.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -27,6 +29,7 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
+    "DataParallel",
     "Dropout",
     "Flatten",
     "GroupNorm",
@@ -47,8 +50,10 @@ __all__ = [
     "SiLU",
     "Sigmoid",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
     "functional",
     "init",
+    "parallel",
     "utils",
 ]

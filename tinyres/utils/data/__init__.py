@@ -22,6 +22,7 @@ import numpy as np
 from tinyres.data.loader import DataLoader, Dataset
 from tinyres.engine import Tensor
 from tinyres.plumbing import Generator
+from tinyres.utils.data.distributed import DistributedSampler
 
 
 class TensorDataset(Dataset):
@@ -72,4 +73,4 @@ def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) 
     return [Subset(dataset, order[end - length : end]) for length, end in zip(lengths, ends)]
 
 
-__all__ = ["DataLoader", "Dataset", "Subset", "TensorDataset", "random_split"]
+__all__ = ["DataLoader", "Dataset", "DistributedSampler", "Subset", "TensorDataset", "random_split"]
