@@ -36,20 +36,28 @@ from tinyres.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinyres.nn.module import Module
 
 
+def _sum_over_ranks(array: np.ndarray) -> None:
+    """Sum ``array`` over every rank, in place; a process with no process group is every rank."""
+    if dist.is_initialized():
+        dist.all_reduce_array(array)
+
+
 class SyncBatchNormFunction(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta with mean and var over all ranks."""
+
+    saved_inputs = ((), (0,))  # gamma is read by dx; x only through x-hat, which forward keeps
 
     def forward(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, running_mean: np.ndarray | None,
                 running_var: np.ndarray | None, momentum: float, eps: float) -> np.ndarray:
         n, c = x.shape[:2]
         x3 = x.reshape(n, c, -1)
         totals = np.append(x3.sum(axis=(0, 2), dtype=np.float64), x3.shape[0] * x3.shape[2])
-        dist.all_reduce_array(totals)
+        _sum_over_ranks(totals)
         m = totals[-1]
         mean = (totals[:-1] / m).astype(x.dtype)
         centred = x3 - mean[:, None]
         squares = (centred * centred).sum(axis=(0, 2), dtype=np.float64)
-        dist.all_reduce_array(squares)
+        _sum_over_ranks(squares)
         var = (squares / m).astype(x.dtype)
         invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
         self.xhat, self.invstd, self.gamma, self.m = centred * invstd[:, None], invstd, gamma, m
@@ -66,7 +74,7 @@ class SyncBatchNormFunction(Function):
         local = np.concatenate([g.sum(axis=(0, 2), dtype=np.float64),
                                 (g * self.xhat).sum(axis=(0, 2), dtype=np.float64)])
         dbeta, dgamma = local[:c].astype(dtype), local[c:].astype(dtype)
-        dist.all_reduce_array(local)
+        _sum_over_ranks(local)
         mean_g, mean_gx = (local[:c] / self.m).astype(dtype), (local[c:] / self.m).astype(dtype)
         dx = (self.gamma * self.invstd)[:, None] * (g - mean_g[:, None] - self.xhat * mean_gx[:, None])
         return dx.reshape(grad.shape).astype(grad.dtype), dgamma, dbeta

@@ -179,6 +179,18 @@ register("batch_norm_train",
 register("batch_norm_train_no_affine", _functional("batch_norm", None, None, training=True),
          lambda rng: (rng.uniform(-2, 2, (4, 2, 3)),))
 register("batch_norm_eval", _bn_eval, _bn_inputs)
+
+
+def _sync_batch_norm(lib: Any, x: Any, w: Any, b: Any) -> Any:
+    """SyncBatchNorm's op in one process: batch norm over the batch (PyTorch refuses it on the CPU)."""
+    if lib.__name__ == "torch":
+        return lib.nn.functional.batch_norm(x, None, None, w, b, training=True)
+    from tinyres.nn.sync_batchnorm import SyncBatchNormFunction
+
+    return SyncBatchNormFunction.apply(x, w, b, running_mean=None, running_var=None, momentum=0.1, eps=1e-5)
+
+
+register("sync_batch_norm", _sync_batch_norm, _bn_inputs)
 register("max_pool2d", _functional("max_pool2d", 3, stride=2, padding=1),
          lambda rng: (_distinct(rng, (2, 2, 5, 5)),))
 register("max_pool2d_dilated", _functional("max_pool2d", (2, 3), stride=1, padding=(1, 1), dilation=(2, 1)),
