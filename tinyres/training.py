@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tinyres import creation, nn, optim
+from tinyres import creation, nn, optim, phases
 from tinyres.data import ArrayDataset, DataLoader, RandomCropFlip
 from tinyres.engine import no_grad
 from tinyres.history import plot_history, write_history
@@ -86,6 +86,7 @@ def train_one_epoch(
         loss = loss_fn(logits, labels)
         optimizer.zero_grad()
         loss.backward()
+        phases.reached("step")
         optimizer.step()
         n = len(labels)
         total_loss += loss.item() * n
@@ -117,6 +118,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> tuple[
     try:
         with no_grad():
             for images, labels in loader:
+                phases.reached("evaluation")
                 logits = model(images)
                 total_loss += loss_fn(logits, labels).item() * len(labels)
                 correct += int((logits._data.argmax(axis=1) == labels._data).sum())

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 
+from tinyres import phases
 from tinyres.arguments import Parser, UsageError, add_debug_option
 from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
 from tinyres.tuning import tune
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    phases.watch_compilation()
+    phases.reached("start-up")
     tune()  # speed settings for this process (tinyres/tuning.py); import tinyres applies none
     try:
         return int(args.run(args) or 0)

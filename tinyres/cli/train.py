@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numba
 
-from tinyres import creation
+from tinyres import creation, phases
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.model}-{args.data}")
     if args.resume and not (out / "checkpoint.npz").is_file():
         raise SystemExit(f"--resume: no checkpoint at {out / 'checkpoint.npz'}")
+    phases.reached("data")
     if args.data == "digits":
         train_data, test_data = load_digits()
     else:
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
                         label=args.model, on_epoch=report, progress=not args.no_progress)
     except KeyboardInterrupt:
+        phases.reached("interrupted")
         print(f"\ninterrupted: {out / 'checkpoint.npz'} holds the last completed epoch; "
               f"continue with the same options and --resume", file=sys.stderr)
         return 130

@@ -1,0 +1,46 @@
+"""Named points of a long run where a test can make the process wait for a signal.
+
+Tests of Ctrl-C and SIGTERM (tests/test_faults.py) need the signal to land in a chosen
+phase: ``start-up``, ``data`` (loading), ``compilation`` (Numba's, in a fresh cache),
+``step``, ``evaluation``, ``checkpoint-write``, or ``interrupted`` (winding down after a
+first signal). With ``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival) in the
+environment, the process prints ``tinyres: paused at PHASE`` on stderr when it gets there
+and sleeps until a signal ends the sleep (at most 60 s, then it carries on). Without the
+variable, ``reached`` reads the environment and returns: nothing else happens.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+VARIABLE = "TINYRES_PAUSE_AT"
+_arrivals: dict[str, int] = {}  # main thread only: the phases are all reached there
+
+
+def reached(phase: str) -> None:
+    """Pause here if the environment asks for ``phase`` (and this is its asked-for arrival)."""
+    wanted = os.environ.get(VARIABLE)
+    if not wanted or wanted.partition("#")[0] != phase:
+        return
+    _arrivals[phase] = _arrivals.get(phase, 0) + 1
+    if _arrivals[phase] == int(wanted.partition("#")[2] or 1):
+        print(f"tinyres: paused at {phase}", file=sys.stderr, flush=True)
+        time.sleep(60)
+
+
+def watch_compilation() -> None:
+    """With ``TINYRES_PAUSE_AT=compilation``: pause when Numba starts compiling a kernel."""
+    if os.environ.get(VARIABLE, "").partition("#")[0] != "compilation":
+        return
+    from numba.core import event
+
+    class Pause(event.Listener):
+        def on_start(self, ev: event.Event) -> None:
+            reached("compilation")
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    event.register("numba:compile", Pause())
