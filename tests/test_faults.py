@@ -569,3 +569,178 @@ def test_an_optimizer_state_that_does_not_fit_leaves_the_optimizer_as_it_was():
         opt.load_state_dict(bad)
     assert opt.param_groups[0]["lr"] == before[0]
     np.testing.assert_array_equal(opt.state[w]["momentum_buffer"], before[1])
+
+
+# ---- signals: Ctrl-C and SIGTERM in every phase end with one line and a checkpoint to resume --
+
+PAUSED = "tinyres: paused at"  # tinyres/phases.py: the line a pause point prints before it waits
+
+
+class Running:
+    """``python -m tinyres ARGV`` in the background, its stdout and stderr collected as they come."""
+
+    def __init__(self, *argv: str, cwd: Path, env: dict | None = None, preexec_fn=None):
+        import threading
+
+        self.out, self.err = [], []
+        self.proc = subprocess.Popen([sys.executable, "-m", "tinyres", *argv], cwd=cwd,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn)
+        self.readers = [threading.Thread(target=self._read, args=(s, b), daemon=True)
+                        for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, chunks: list) -> None:
+        while chunk := stream.read1(4096):
+            chunks.append(chunk.decode(errors="replace"))
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Until ``text`` appears on stdout or stderr (the process must still be running)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in "".join(self.out) + "".join(self.err):
+            assert self.proc.poll() is None, f"ended ({self.proc.returncode}) before {text!r}: {self.stderr}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s: {self.stderr}"
+            time.sleep(0.02)
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def finish(self, timeout: float = 60) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            for reader in self.readers:
+                reader.join(5)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def message_lines(self) -> list[str]:
+        """stderr's lines without pause markers and progress bars (a bar redraws itself with \\r)."""
+        lines = re.split(r"[\r\n]", self.stderr)
+        bar = re.compile(r"\d%\|")
+        return [line for line in lines if line.strip() and PAUSED not in line and not bar.search(line)]
+
+
+def assert_interrupted(run: Running, signum: int, *words: str, timeout: float = 60) -> None:
+    """Exit 128 + signum, one line on stderr naming the signal (and ``words``), no traceback."""
+    import signal
+
+    code = run.finish(timeout)
+    lines = run.message_lines()
+    assert code == 128 + signum, f"exit {code}: {run.stderr[-3000:]}"
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    for word in (signal.Signals(signum).name, *words):
+        assert word in lines[0], lines[0]
+
+
+TRAIN = ("train", "--model", "resnet20", "--batch-size", "512", "--schedule", "multistep",
+         "--milestones", "1", "--no-progress")
+
+
+def metrics(out: Path) -> list[dict]:
+    import json
+
+    from tinyres.training import TIMING_KEYS
+
+    history = json.loads((out / "metrics.json").read_text())
+    return [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+
+
+@pytest.fixture(scope="module")
+def runs_to_resume(tmp_path_factory) -> Path:
+    """``one``: a finished 1-epoch run (3 steps of 512 digits); ``two``: the recipe run straight for 2."""
+    pytest.importorskip("sklearn")
+    folder = tmp_path_factory.mktemp("signals")
+    for name, epochs in (("one", "1"), ("two", "2")):
+        result = run_cli(*TRAIN, "--epochs", epochs, "--out", name, cwd=folder)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+SIGNAL_PHASES = ["start-up", "data", "compilation", "step", "evaluation", "checkpoint-write"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("phase", SIGNAL_PHASES)
+def test_a_signal_in_any_phase_keeps_the_checkpoint_says_one_line_and_resume_is_exact(
+    runs_to_resume, tmp_path, phase, signame
+):
+    """Resume a 1-epoch run to 2 epochs, stopped by the signal in ``phase`` of that resumed run;
+    the checkpoint must be the 1-epoch one, byte for byte, and a second --resume must end with
+    the metrics of the straight 2-epoch run."""
+    import shutil
+    import signal
+
+    signum = getattr(signal, signame)
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    env = {"TINYRES_PAUSE_AT": phase}
+    if phase == "compilation":  # an empty cache: the first kernel the step calls is compiled
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    run = Running(*TRAIN, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path, env=env)
+    run.wait_for(f"{PAUSED} {phase}")
+    run.send(signum)
+    assert_interrupted(run, signum, "checkpoint.npz holds epoch 1", "--resume")
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert not list(out.glob(".*.tmp")), list(out.iterdir())  # no partial checkpoint left
+    result = run_cli(*TRAIN, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert metrics(out) == metrics(runs_to_resume / "two")
+
+
+def test_a_signal_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    import signal
+
+    pytest.importorskip("sklearn")
+    run = Running(*TRAIN, "--epochs", "1", "--out", "fresh", cwd=tmp_path, env={"TINYRES_PAUSE_AT": "data"})
+    run.wait_for(f"{PAUSED} data")
+    run.send(signal.SIGTERM)
+    assert_interrupted(run, signal.SIGTERM, "nothing to resume")
+
+
+@pytest.mark.parametrize("second", ["SIGINT", "SIGTERM"])
+def test_a_second_signal_while_winding_down_quits_at_once(runs_to_resume, tmp_path, second):
+    import shutil
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    run = Running(*TRAIN, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path,
+                  env={"TINYRES_PAUSE_AT": "interrupted"})
+    run.wait_for("epoch   2")  # the resumed run's first epoch (its second) is done
+    run.send(signal.SIGINT)
+    run.wait_for(f"{PAUSED} interrupted")  # handling the first: it would wait here for 60 s
+    sent = time.monotonic()
+    run.send(getattr(signal, second))
+    assert_interrupted(run, getattr(signal, second), "again: quit at once", timeout=10)
+    assert time.monotonic() - sent < 5
+    assert (out / "checkpoint.npz").read_bytes() != before  # epoch 2's was written, and is whole
+    assert tr.load(out / "checkpoint.npz")["epoch"] == 2
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_demo_and_check_end_a_signal_with_one_line(tmp_path, signame):
+    import signal
+
+    signum = getattr(signal, signame)
+    demo = Running("demo", "vanishing", "--out", "demo", cwd=tmp_path)
+    demo.wait_for("nets:")  # its progress bar: the first net is being measured
+    demo.send(signum)
+    assert_interrupted(demo, signum, "tinyres demo: interrupted")
+    pytest.importorskip("hypothesis")
+    check = Running("check", cwd=tmp_path)
+    check.wait_for("grading")  # the header: the first exercise is being graded
+    check.send(signum)
+    assert_interrupted(check, signum, "tinyres check: interrupted")

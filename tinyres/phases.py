@@ -27,7 +27,11 @@ def reached(phase: str) -> None:
     _arrivals[phase] = _arrivals.get(phase, 0) + 1
     if _arrivals[phase] == int(wanted.partition("#")[2] or 1):
         print(f"tinyres: paused at {phase}", file=sys.stderr, flush=True)
-        time.sleep(60)
+        # Short naps: a signal the kernel hands to another thread (OpenBLAS's, the pool's) does
+        # not cut the main thread's sleep short; its Python handler runs at the next wake-up.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def watch_compilation() -> None:
