@@ -3,8 +3,8 @@
 Tests of Ctrl-C and SIGTERM (tests/test_faults.py) need the signal to land in a chosen
 phase: ``start-up``, ``data`` (loading), ``compilation`` (Numba's, in a fresh cache),
 ``step``, ``evaluation``, ``checkpoint-write``, or ``interrupted`` (winding down after a
-first signal). With ``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival) in the
-environment, the process prints ``tinyres: paused at PHASE`` on stderr when it gets there
+first signal). With ``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival; several
+separated by commas) in the environment, the process prints ``tinyres: paused at PHASE`` on stderr when it gets there
 and sleeps until a signal ends the sleep (at most 60 s, then it carries on). Without the
 variable, ``reached`` reads the environment and returns: nothing else happens.
 """
@@ -21,11 +21,12 @@ _arrivals: dict[str, int] = {}  # main thread only: the phases are all reached t
 
 def reached(phase: str) -> None:
     """Pause here if the environment asks for ``phase`` (and this is its asked-for arrival)."""
-    wanted = os.environ.get(VARIABLE)
-    if not wanted or wanted.partition("#")[0] != phase:
+    wanted = [w.partition("#") for w in os.environ.get(VARIABLE, "").split(",")]
+    nth = [int(n or 1) for name, _, n in wanted if name == phase]
+    if not nth:
         return
     _arrivals[phase] = _arrivals.get(phase, 0) + 1
-    if _arrivals[phase] == int(wanted.partition("#")[2] or 1):
+    if _arrivals[phase] in nth:
         print(f"tinyres: paused at {phase}", file=sys.stderr, flush=True)
         # Short naps: a signal the kernel hands to another thread (OpenBLAS's, the pool's) does
         # not cut the main thread's sleep short; its Python handler runs at the next wake-up.
@@ -36,7 +37,7 @@ def reached(phase: str) -> None:
 
 def watch_compilation() -> None:
     """With ``TINYRES_PAUSE_AT=compilation``: pause when Numba starts compiling a kernel."""
-    if os.environ.get(VARIABLE, "").partition("#")[0] != "compilation":
+    if "compilation" not in os.environ.get(VARIABLE, ""):
         return
     from numba.core import event
 

@@ -183,17 +183,52 @@ def load_checkpoint(
     if (scheduler is None) != (ckpt["scheduler"] is None):
         raise ValueError(f"{path} was saved {'without' if scheduler else 'with'} a learning-rate "
                          "scheduler; resume with the same recipe")
+    entry = "model"
+    before = _training_state(model, optimizer, scheduler, loader)
     try:
         model.load_state_dict(ckpt["model"])
+        entry = "optimizer"
         optimizer.load_state_dict(ckpt["optimizer"])
+        entry = "scheduler"
         if scheduler is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
+        entry = "rng"
         loader.generator.bit_generator.state = ckpt["rng"]["loader"]
         creation.generator().bit_generator.state = ckpt["rng"]["tinyres"]
+        entry = "epoch and history"
         epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{path} is a damaged training checkpoint: {type(err).__name__}: {err}") from None
+    except BaseException as err:  # all or nothing: what was loaded before the failure is put back
+        _restore_training_state(before, model, optimizer, scheduler, loader)
+        if not isinstance(err, (KeyError, IndexError, TypeError, ValueError, RuntimeError)):
+            raise
+        raise ValueError(f"{path} is a damaged training checkpoint: its {entry!r} entry does not load "
+                         f"({type(err).__name__}: {err}); the model and optimizer are as they were") from None
     return epoch, history, ckpt.get("config")
+
+
+def _training_state(model: nn.Module, optimizer: optim.Optimizer,
+                    scheduler: optim.lr_scheduler.LRScheduler | None, loader: DataLoader) -> tuple:
+    """Copies of everything ``load_checkpoint`` changes, to put back if it fails part-way."""
+    import copy
+
+    return ({k: np.array(v._data) for k, v in model.state_dict(keep_vars=True).items()},
+            copy.deepcopy(optimizer.state_dict()),
+            copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+            loader.generator.bit_generator.state, creation.generator().bit_generator.state)
+
+
+def _restore_training_state(state: tuple, model: nn.Module, optimizer: optim.Optimizer,
+                            scheduler: optim.lr_scheduler.LRScheduler | None, loader: DataLoader) -> None:
+    weights, optimizer_state, scheduler_state, loader_rng, tinyres_rng = state
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(optimizer_state)
+    if scheduler is not None:
+        # Not load_state_dict (an update): a damaged file may have added entries of its own.
+        own = scheduler.optimizer
+        scheduler.__dict__.clear()
+        scheduler.__dict__.update(scheduler_state, optimizer=own)
+    loader.generator.bit_generator.state = loader_rng
+    creation.generator().bit_generator.state = tinyres_rng
 
 
 def _check_weights_fit(model: nn.Module, weights: Any, path: Any) -> None:
