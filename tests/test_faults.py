@@ -411,7 +411,7 @@ def test_a_second_run_into_a_locked_out_directory_stops_at_once(tmp_path):
     outer = lock_directory(tmp_path)
     outer.__enter__()
     try:
-        with pytest.raises(RuntimeError, match="in use by another training run"), lock_directory(tmp_path):
+        with pytest.raises(OSError, match="in use by another training run"), lock_directory(tmp_path):
             pass
     finally:
         outer.__exit__(None, None, None)
@@ -743,3 +743,162 @@ def test_demo_and_check_end_a_signal_with_one_line(tmp_path, signame):
     check.wait_for("grading")  # the header: the first exercise is being graded
     check.send(signum)
     assert_interrupted(check, signum, "tinyres check: interrupted")
+
+
+def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
+    runs_to_resume, tmp_path
+):
+    import shutil
+    import signal
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    first = Running(*TRAIN, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path,
+                    env={"TINYRES_PAUSE_AT": "step"})
+    try:
+        first.wait_for(f"{PAUSED} step")
+        second = run_cli(*TRAIN, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path)
+        assert_one_line_error(second, 1, f"in use by another training run (pid {first.proc.pid})")
+        assert "Error" not in second.stderr, second.stderr
+    finally:
+        first.send(signal.SIGTERM)
+        first.finish()
+
+
+# ---- loading is all or nothing, and names the entry that failed -------------------------------
+
+
+def small_net() -> nn.Module:
+    tr.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 3))
+
+
+def arrays_of(model: nn.Module) -> dict:
+    return {k: np.array(v._data) for k, v in model.state_dict(keep_vars=True).items()}
+
+
+def test_load_state_dict_into_a_read_only_parameter_changes_nothing_and_names_it():
+    # Before: "assignment destination is read-only" after 7 of the 9 entries were overwritten.
+    model = small_net()
+    before = arrays_of(model)
+    new = {k: v + 1 for k, v in before.items()}
+    model[3].weight._data.flags.writeable = False
+    with pytest.raises(RuntimeError, match=r"3\.weight is read-only"):
+        model.load_state_dict(new)
+    for key, value in arrays_of(model).items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_a_copy_that_fails_part_way_is_undone_and_names_the_entry(monkeypatch):
+    model = small_net()
+    before = arrays_of(model)
+    new = {k: v + 1 for k, v in before.items()}
+    target = model[1].running_var
+    original = tr.Tensor.copy_
+
+    def copy_failing_on_running_var(self, src):  # what a MemoryError or Ctrl-C mid-load does
+        if self is target:
+            raise MemoryError("no room")
+        return original(self, src)
+
+    monkeypatch.setattr(tr.Tensor, "copy_", copy_failing_on_running_var)
+    with pytest.raises(RuntimeError, match=r"copying 1\.running_var failed \(MemoryError: no room\)"):
+        model.load_state_dict(new)
+    for key, value in arrays_of(model).items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_an_optimizer_state_that_cannot_be_cast_names_its_entry_and_changes_nothing():
+    w = tr.nn.Parameter(tr.ones(3))
+    opt = tr.optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = tr.ones(3)
+    opt.step()
+    before = opt.state_dict()
+    bad = opt.state_dict()
+    bad["param_groups"][0]["lr"] = 5.0
+    bad["state"][0]["momentum_buffer"] = np.array(["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"momentum_buffer.*parameter 0"):
+        opt.load_state_dict(bad)
+    assert_same(opt.state_dict(), before)
+
+
+def test_a_resume_that_fails_part_way_leaves_model_optimizer_and_schedule_as_they_were(tmp_path):
+    from tinyres.data import ArrayDataset, DataLoader
+    from tinyres.training import load_checkpoint, save_checkpoint
+
+    model = small_net()
+    opt = tr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = tr.optim.lr_scheduler.MultiStepLR(opt, [1])
+    loader = DataLoader(ArrayDataset(np.zeros((4, 1, 3, 3), np.float32), np.zeros(4, np.int64)), 2,
+                        shuffle=True, generator=0)
+    model(tr.randn(2, 1, 3, 3)).sum().backward()
+    opt.step()
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, epoch=1, model=model, optimizer=opt, scheduler=sched, loader=loader, history=[])
+    ckpt = tr.load(path)
+    ckpt["model"] = {k: v + 1 for k, v in ckpt["model"].items()}  # loads fine...
+    ckpt["optimizer"]["state"][0]["momentum_buffer"] = np.ones(5)  # ...then this does not fit
+    tr.save(ckpt, path)
+    before = (arrays_of(model), opt.state_dict(), dict(sched.state_dict()))
+    with pytest.raises(ValueError, match=r"its 'optimizer' entry does not load.*has shape"):
+        load_checkpoint(path, model=model, optimizer=opt, scheduler=sched, loader=loader)
+    for key, value in arrays_of(model).items():
+        np.testing.assert_array_equal(value, before[0][key], err_msg=key)
+    assert_same(opt.state_dict(), before[1])
+    assert sched.state_dict() == before[2]
+
+
+# ---- refuse what PyTorch refuses: pooling an empty image ------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 0, 0), (1, 1, 0, 3), (2, 1, 3, 0), (1, 0, 3, 3), (0, 3, 3)])
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+def test_window_pooling_of_an_empty_image_is_refused_even_with_padding(op, shape):
+    # Before: max_pool2d returned all -inf, avg_pool2d zeros. PyTorch 2.13: "Expected 3D or 4D
+    # (batch mode) tensor with optional 0 dim batch size for input, but got:[1, 1, 0, 3]".
+    with pytest.raises(ValueError, match=f"{op}: expected non-empty channels, height and width"):
+        getattr(tr.nn.functional, op)(tr.ones(*shape), 2, 1, 1)
+    assert getattr(tr.nn.functional, op)(tr.ones(0, 1, 3, 3), 2, 1, 1).shape == (0, 1, 4, 4)
+
+
+@pytest.mark.parametrize("shape, size", [((1, 1, 0, 0), 2), ((1, 1, 0, 3), (2, 2)), ((1, 1, 3, 0), (1, 2))])
+def test_adaptive_pooling_of_an_empty_image_to_more_than_1x1_is_refused(shape, size):
+    # Before: NaN. PyTorch 2.13: "adaptive_avg_pool2d(): Expected input to have non-zero size for
+    # non-batch dimensions, but input has sizes [1, 1, 0, 3] with dimension 2 being empty".
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d: expected a non-empty height and width"):
+        tr.nn.functional.adaptive_avg_pool2d(tr.ones(*shape), size)
+    # A 1x1 output is NaN in PyTorch too; no channels is an empty result.
+    assert np.isnan(tr.nn.functional.adaptive_avg_pool2d(tr.ones(*shape), 1).numpy()).all()
+    assert tr.nn.functional.adaptive_avg_pool2d(tr.ones(1, 0, 2, 2), 3).shape == (1, 0, 3, 3)
+
+
+def test_empty_pooling_matches_pytorchs_refusals():
+    torch = pytest.importorskip("torch")
+    for shape, call in [((1, 1, 0, 3), lambda lib, x: lib.nn.functional.max_pool2d(x, 2, 1, 1)),
+                        ((1, 1, 0, 3), lambda lib, x: lib.nn.functional.adaptive_avg_pool2d(x, 2)),
+                        ((0, 1, 3, 3), lambda lib, x: lib.nn.functional.max_pool2d(x, 2, 1, 1)),
+                        ((1, 1, 0, 3), lambda lib, x: lib.nn.functional.adaptive_avg_pool2d(x, 1))]:
+        try:
+            want = call(torch, torch.ones(shape)).numpy()
+        except RuntimeError:
+            with pytest.raises(ValueError):
+                call(tr, tr.ones(*shape))
+        else:
+            np.testing.assert_array_equal(call(tr, tr.ones(*shape)).numpy(), want)
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+def test_a_cifar_folder_of_empty_batches_says_they_hold_zero_images(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"data": np.zeros((0, 3072), np.uint8), b"labels": np.zeros(0, np.int64)}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=4))
+    result = run_cli("train", "--data", "cifar10", "--data-dir", str(folder), "--out", "run", "--epochs", "1",
+                     cwd=tmp_path)
+    assert result.returncode == 1 and "holds zero images" in result.stderr, result.stderr
+    assert "labels" not in result.stderr and "Warning" not in result.stderr, result.stderr

@@ -346,6 +346,10 @@ def _check_same_recipe(saved: dict[str, Any] | None, config: dict[str, Any] | No
                          "resume with the same options")
 
 
+class DirectoryInUseError(OSError):
+    """Another run holds the output directory's lock (an OSError: the CLI shows its message alone)."""
+
+
 @contextlib.contextmanager
 def lock_directory(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory/.lock`` so a second run into it stops at once.
@@ -366,8 +370,8 @@ def lock_directory(directory: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
-            raise RuntimeError(f"{directory} is in use by another training run ({owner}); wait for it, "
-                               "or choose another output directory") from None
+            raise DirectoryInUseError(f"{directory} is in use by another training run ({owner}); wait for "
+                                      "it, or choose another output directory") from None
         handle.truncate(0)
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
