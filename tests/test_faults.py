@@ -579,11 +579,12 @@ PAUSED = "tinyres: paused at"  # tinyres/phases.py: the line a pause point print
 class Running:
     """``python -m tinyres ARGV`` in the background, its stdout and stderr collected as they come."""
 
-    def __init__(self, *argv: str, cwd: Path, env: dict | None = None, preexec_fn=None):
+    def __init__(self, *argv: str, cwd: Path, env: dict | None = None, preexec_fn=None,
+                 program: tuple[str, ...] = ("-m", "tinyres")):
         import threading
 
         self.out, self.err = [], []
-        self.proc = subprocess.Popen([sys.executable, "-m", "tinyres", *argv], cwd=cwd,
+        self.proc = subprocess.Popen([sys.executable, *program, *argv], cwd=cwd,
                                      env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn)
         self.readers = [threading.Thread(target=self._read, args=(s, b), daemon=True)
@@ -902,3 +903,188 @@ def test_a_cifar_folder_of_empty_batches_says_they_hold_zero_images(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 1 and "holds zero images" in result.stderr, result.stderr
     assert "labels" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+# ---- memory limits: a command that runs out of address space says so in one line ------------
+
+START_PROBE = """
+import tinyres as tr
+from tinyres.kernels.threads import parallel_for, set_num_threads
+set_num_threads(2)
+x = tr.randn(2, 3, 8, 8, requires_grad=True)
+y = tr.nn.functional.batch_norm(tr.nn.functional.conv2d(x, tr.randn(4, 3, 3, 3), padding=1), None, None,
+                                training=True)
+y.sum().backward()
+parallel_for(lambda start, stop: None, 2)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmPeak")))
+"""
+HEADROOM = 600 * 2**20  # beyond start-up (interpreter, NumPy, OpenBLAS's and the pool's threads, LLVM)
+
+
+@pytest.fixture(scope="module")
+def memory_limit() -> int:
+    """Address space to allow: what start-up with the kernels and both thread pools took, plus
+    ``HEADROOM``; each case below asks for several times the headroom at once."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc/self/status are Linux's")
+    result = run_python(START_PROBE)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1]) * 1024 + HEADROOM
+
+
+def address_space(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def write_cifar(folder: Path, n: int) -> None:
+    import pickle
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"labels": [i % 10 for i in range(n)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=4))
+
+
+def test_train_out_of_memory_is_one_line_and_keeps_the_checkpoint(tmp_path, memory_limit):
+    # 5,000 CIFAR images in one batch: the first convolution's im2col alone is 550 MB.
+    write_cifar(tmp_path / "cifar", 1000)
+    result = run_cli("train", "--data", "cifar10", "--data-dir", "cifar", "--batch-size", "5000",
+                     "--epochs", "1", "--no-progress", "--out", "run", cwd=tmp_path,
+                     preexec_fn=address_space(memory_limit))
+    assert_one_line_error(result, 1, "tinyres train: error:", "Unable to allocate")
+    assert tr.load(tmp_path / "run" / "checkpoint.npz")["epoch"] == 0  # the one written before the first step
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+MEMORY_CASES = {
+    # a (64, 64, 112, 112) stem output is 205 MB; the forward holds several such
+    "summary": ["summary", "resnet18", "--input", "64,3,224,224"],
+    # 16,384 images of 16x16x16 floats: 270 MB per activation, 2.4 GB for one im2col
+    "demo": ["demo", "vanishing", "--depths", "20", "--batch", "16384", "--out", "demo"],
+}
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES)
+def test_summary_and_demo_out_of_memory_are_one_line(tmp_path, memory_limit, case):
+    result = run_cli(*MEMORY_CASES[case], cwd=tmp_path, preexec_fn=address_space(memory_limit))
+    bar = re.compile(r"\d%\|")  # the demo's progress bar
+    lines = [line for line in re.split(r"[\r\n]", result.stderr) if line.strip() and not bar.search(line)]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"tinyres {case}: error:" in lines[0] and "allocate" in lines[0], lines[0]
+
+
+def test_check_of_an_exercise_that_runs_out_of_memory_reports_it(tmp_path, memory_limit):
+    pytest.importorskip("hypothesis")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "ex02_tanh.py").write_text(
+        "import numpy as np\nfrom tinyres.engine import Function\n\n\nclass Tanh(Function):\n"
+        "    def forward(self, x):\n        self.z = np.tanh(x) + np.zeros(2**30)[:0].sum()  # 8 GB\n"
+        "        return self.z\n\n    def backward(self, grad):\n        return (grad * (1 - self.z**2),)\n"
+    )
+    result = run_cli("check", "ex02", "--from", str(folder), cwd=tmp_path,
+                     preexec_fn=address_space(memory_limit))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "MemoryError" in result.stdout, (result.stdout, result.stderr)
+
+
+def test_an_allocation_that_fails_inside_the_thread_pool_reaches_the_caller(memory_limit):
+    code = """
+import numpy as np
+from tinyres.kernels.threads import parallel_for, set_num_threads
+set_num_threads(2)
+ran = []
+def task(start, stop):  # run 0 goes to the pool's thread, run 1 stays in the caller
+    import threading
+    ran.append(threading.current_thread().name)
+    if start == 0:
+        np.ones(2**30)  # 8 GB
+try:
+    parallel_for(task, 2)
+except MemoryError as err:
+    print("caught", sorted(ran), err)
+parallel_for(lambda s, e: ran.append("again"), 2)
+print(ran.count("again"))
+"""
+    result = run_python(code, preexec_fn=address_space(memory_limit))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "caught ['MainThread', 'tinyres-kernel_0']" in result.stdout, result.stdout
+    assert result.stdout.split()[-1] == "2"  # the pool still works afterwards
+
+
+# ---- soak: 2,000 steps with flat memory and descriptors, and three SIGTERMs that change nothing --
+
+# `tinyres train` as typed, with one model more: ResNet-8 (one block per stage, 78k parameters),
+# so 2,000 steps fit CI's time; ResNet-20's steps cost about 3x as much.
+SOAK_MAIN = """
+import sys
+from tinyres.cli import main, train
+from tinyres.models import CifarResNet
+train.CIFAR_MODELS["resnet8"] = lambda num_classes, **options: CifarResNet(8, num_classes, **options)
+sys.exit(main(sys.argv[1:]))
+"""
+SOAK = ("train", "--model", "resnet8", "--batch-size", "32", "--epochs", "45", "--schedule", "multistep",
+        "--milestones", "30,40", "--no-progress")  # 45 steps an epoch: 2,025 steps
+
+
+def soak_process(out: Path, cwd: Path, *extra: str, pause: str | None = None) -> Running:
+    return Running(*SOAK, "--out", str(out), *extra, cwd=cwd, program=("-c", SOAK_MAIN),
+                   env={"TINYRES_PAUSE_AT": pause} if pause else {})
+
+
+def usage(pid: int) -> tuple[int, int]:
+    """(resident kB, open file descriptors) of a running process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.slow
+def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weights(tmp_path):
+    import random
+    import signal
+    import time
+
+    pytest.importorskip("sklearn")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    straight = soak_process(tmp_path / "straight", tmp_path)
+    samples = []  # (epoch reached, rss kB, fds), every 0.2 s
+    while straight.proc.poll() is None:
+        epochs = len(re.findall(r"^epoch ", "".join(straight.out), re.MULTILINE))
+        try:
+            samples.append((epochs, *usage(straight.proc.pid)))
+        except (FileNotFoundError, ProcessLookupError):  # it has just ended
+            break
+        time.sleep(0.2)
+    assert straight.finish() == 0, straight.stderr
+    after_warm_up = [(rss, fds) for epoch, rss, fds in samples if 5 <= epoch < 44]
+    assert len(after_warm_up) >= 20, samples
+    rss = [r for r, _ in after_warm_up]
+    fds = {f for _, f in after_warm_up}
+    # Flat: a leak of one step's graph (~100 kB here) would add ~150 MB over these 1,700 steps.
+    assert max(rss) - min(rss) < 40_000, f"resident memory went from {min(rss)} to {max(rss)} kB"
+    assert len(fds) == 1, f"open file descriptors varied: {sorted(fds)}"
+
+    interrupted = tmp_path / "interrupted"
+    rng = random.Random(31)
+    stops = []
+    for i in range(3):  # each process stops at a random step of its own: SIGTERM there
+        stops.append(rng.randrange(1, 700))
+        run = soak_process(interrupted, tmp_path, *(["--resume"] if i else []), pause=f"step#{stops[-1]}")
+        run.wait_for(f"{PAUSED} step", timeout=300)
+        run.send(signal.SIGTERM)
+        assert_interrupted(run, signal.SIGTERM, "--resume")
+    final = soak_process(interrupted, tmp_path, "--resume")
+    assert final.finish(900) == 0, final.stderr
+    a, b = tr.load(tmp_path / "straight" / "checkpoint.npz"), tr.load(interrupted / "checkpoint.npz")
+    assert_same(a["model"], b["model"])
+    assert metrics(tmp_path / "straight") == metrics(interrupted), stops

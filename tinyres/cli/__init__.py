@@ -22,6 +22,8 @@ import argparse
 import os
 import sys
 
+from tqdm import tqdm
+
 from tinyres import phases
 from tinyres.arguments import Parser, UsageError, add_debug_option
 from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, signals, summary, train
@@ -54,6 +56,12 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
+def close_progress_bars() -> None:
+    """End the line of every progress bar an exception left open, so the message gets a line of its own."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     # The handlers come first, so Ctrl-C or SIGTERM at any moment from here on ends the same way.
     with signals.handled() as received:
@@ -73,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as err:
             phases.reached("interrupted")
             note = args.interrupted(args) if args.interrupted else ""
-            print(f"\ntinyres {args.command}: interrupted by {signals.name(err)}{note}", file=sys.stderr)
+            close_progress_bars()
+            print(f"tinyres {args.command}: interrupted by {signals.name(err)}{note}", file=sys.stderr)
             return signals.exit_status(err)
         except BrokenPipeError:
             # The reader went away (`tinyres check | head`): stop quietly, as Unix tools do, and
@@ -85,5 +94,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             usage = isinstance(err, UsageError)
             hint = "" if usage else " (--debug shows the traceback)"
+            close_progress_bars()
             print(f"tinyres {args.command}: error: {one_line(err)}{hint}", file=sys.stderr)
             return 2 if usage else 1
