@@ -15,9 +15,12 @@ hold everything the next epoch depends on: the weights and BatchNorm buffers, th
 optimizer's momentum, the schedule, the history, and the state of the random
 generators (the loader's, which decides the order and the augmentation, and
 tinyres's own). Resuming from one therefore gives *the same numbers* as a run that
-was never stopped. A Ctrl-C leaves the last end-of-epoch checkpoint in place (a
-checkpoint of epoch 0 is written before the first step, so there always is one);
-``resume`` repeats the interrupted epoch from its start.
+was never stopped. A Ctrl-C (or, under ``tinyres train``, SIGTERM: ``cli/signals.py``)
+in any phase leaves the last end-of-epoch checkpoint in place (a checkpoint of epoch 0
+is written before the first step, so there always is one; a write cut short leaves the
+previous file whole); ``resume`` repeats the interrupted epoch from its start. Loading a
+checkpoint is all or nothing: if any entry fails, model, optimizer and schedule are put
+back as they were and the error names the entry.
 
 >>> import numpy as np
 >>> import tinyres as tr

@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -64,6 +65,9 @@ def handled() -> Iterator[list[int]]:
         received.append(signum)
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield received
+        return
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield received
