@@ -1060,6 +1060,7 @@ def usage(pid: int) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weights(tmp_path):
+    import collections
     import random
     import signal
     import threading
@@ -1077,7 +1078,7 @@ def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weigh
             epochs = len(re.findall(r"^epoch ", "".join(straight.out), re.MULTILINE))
             try:
                 samples.append((epochs, *usage(straight.proc.pid)))
-            except (FileNotFoundError, ProcessLookupError):  # it has just ended
+            except (FileNotFoundError, ProcessLookupError, AttributeError):  # it has just ended
                 return
             time.sleep(0.2)
 
@@ -1099,11 +1100,16 @@ def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weigh
     after_warm_up = [(rss, fds) for epoch, rss, fds in samples if 5 <= epoch < 44]
     assert len(after_warm_up) >= 20, samples
     rss = [r for r, _ in after_warm_up]
-    fds = {f for _, f in after_warm_up}
+    fds = [f for _, f in after_warm_up]
+    third = len(fds) // 3
+    usual = collections.Counter(fds[:third]).most_common(1)[0][0]
     # Flat: 30 MB over these ~1,700 steps is under 18 kB a step; one step's graph holds about
     # 0.5 MB (a batch's activations are 32x8x8x8 floats, 64 kB each, eight of them and more).
     assert max(rss) - min(rss) < 30_000, f"resident memory went from {min(rss)} to {max(rss)} kB"
-    assert len(fds) == 1, f"open file descriptors varied: {sorted(fds)}"
+    # The same count early and late; at an epoch's end a file being written (the checkpoint's
+    # temporary file, the curves) is open for a moment: 10 or 11 in the first full run.
+    assert collections.Counter(fds[-third:]).most_common(1)[0][0] == usual, fds
+    assert max(fds) <= usual + 2, f"open file descriptors: {sorted(set(fds))}"
     a, b = tr.load(tmp_path / "straight" / "checkpoint.npz"), tr.load(interrupted / "checkpoint.npz")
     assert_same(a["model"], b["model"])
     assert metrics(tmp_path / "straight") == metrics(interrupted), stops
