@@ -4,9 +4,9 @@ Tests of Ctrl-C and SIGTERM (tests/test_faults.py) need the signal to land in a 
 phase: ``start-up``, ``data`` (loading), ``compilation`` (Numba's, in a fresh cache),
 ``step``, ``evaluation``, ``checkpoint-write``, or ``interrupted`` (winding down after a
 first signal). With ``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival; several
-separated by commas) in the environment, the process prints ``tinyres: paused at PHASE`` on stderr when it gets there
-and sleeps until a signal ends the sleep (at most 60 s, then it carries on). Without the
-variable, ``reached`` reads the environment and returns: nothing else happens.
+separated by commas) in the environment, the process prints ``tinyres: paused at PHASE``
+on stderr when it gets there and sleeps until a signal ends the sleep (at most 60 s, then
+it carries on). Without the variable, ``reached`` reads the environment and returns.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def reached(phase: str) -> None:
         return
     _arrivals[phase] = _arrivals.get(phase, 0) + 1
     if _arrivals[phase] in nth:
-        print(f"tinyres: paused at {phase}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"tinyres: paused at {phase}\n")  # one write: a signal cannot split the line
+        sys.stderr.flush()
         # Short naps: a signal the kernel hands to another thread (OpenBLAS's, the pool's) does
         # not cut the main thread's sleep short; its Python handler runs at the next wake-up.
         deadline = time.monotonic() + 60

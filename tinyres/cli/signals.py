@@ -10,6 +10,8 @@ start-up, data loading, Numba's compilation, a step, evaluation, a checkpoint wr
 ``cli.main`` catches it and prints one line; the exit status is 128 + the signal's
 number (130, 143), as a shell reports a process a signal ended.
 
+A handler that lands in a callback whose exceptions Python only prints (hypothesis's gc
+callback, under ``tinyres check``) raises the signal again instead, to land outside it.
 A second signal while the first is still being handled quits at once: one line, then
 ``os._exit`` (no clean-up runs: a checkpoint being written stays a temporary file, which
 the next write removes, so the last complete checkpoint is what remains).
@@ -26,6 +28,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -68,9 +71,20 @@ def handled() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():  # only it may set handlers
         yield received
         return
+    def unraisable(info: Any) -> None:
+        # The handler ran inside a callback whose exceptions Python only prints (a gc callback,
+        # a __del__): raise the signal again, to land outside it, instead of printing a traceback.
+        if isinstance(info.exc_value, Interrupted):
+            received.clear()
+            signal.raise_signal(info.exc_value.signum)
+        else:
+            previous_hook(info)
+
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield received
     finally:
+        sys.unraisablehook = previous_hook
         for s, old in previous.items():
             signal.signal(s, old)
