@@ -75,8 +75,8 @@ def handled() -> Iterator[list[int]]:
         # The handler ran inside a callback whose exceptions Python only prints (a gc callback,
         # a __del__): raise the signal again, to land outside it, instead of printing a traceback.
         if isinstance(info.exc_value, Interrupted):
-            received.clear()
-            signal.raise_signal(info.exc_value.signum)
+            received.clear()  # sent by a helper thread 10 ms on: after this hook has returned
+            threading.Timer(0.01, os.kill, (os.getpid(), info.exc_value.signum)).start()
         else:
             previous_hook(info)
 
