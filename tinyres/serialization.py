@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from tinyres import phases
 from tinyres.engine import Tensor
 from tinyres.plumbing import check_device
 
@@ -117,6 +118,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            phases.reached("checkpoint-write")
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the mode a plain open() would.

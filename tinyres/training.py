@@ -15,9 +15,12 @@ hold everything the next epoch depends on: the weights and BatchNorm buffers, th
 optimizer's momentum, the schedule, the history, and the state of the random
 generators (the loader's, which decides the order and the augmentation, and
 tinyres's own). Resuming from one therefore gives *the same numbers* as a run that
-was never stopped. A Ctrl-C leaves the last end-of-epoch checkpoint in place (a
-checkpoint of epoch 0 is written before the first step, so there always is one);
-``resume`` repeats the interrupted epoch from its start.
+was never stopped. A Ctrl-C (or, under ``tinyres train``, SIGTERM: ``cli/signals.py``)
+in any phase leaves the last end-of-epoch checkpoint in place (a checkpoint of epoch 0
+is written before the first step, so there always is one; a write cut short leaves the
+previous file whole); ``resume`` repeats the interrupted epoch from its start. Loading a
+checkpoint is all or nothing: if any entry fails, model, optimizer and schedule are put
+back as they were and the error names the entry.
 
 >>> import numpy as np
 >>> import tinyres as tr
@@ -48,7 +51,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from tinyres import creation, nn, optim, parallel_training
+from tinyres import creation, nn, optim, parallel_training, phases
 from tinyres.data import ArrayDataset, DataLoader, RandomCropFlip
 from tinyres.engine import no_grad
 from tinyres.history import plot_history, write_history
@@ -85,6 +88,7 @@ def train_one_epoch(
         loss = loss_fn(logits, labels)
         optimizer.zero_grad()
         loss.backward()
+        phases.reached("step")
         optimizer.step()
         n = len(labels)
         total_loss += loss.item() * n
@@ -116,6 +120,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> tuple[
     try:
         with no_grad():
             for images, labels in loader:
+                phases.reached("evaluation")
                 logits = model(images)
                 total_loss += loss_fn(logits, labels).item() * len(labels)
                 correct += int((logits._data.argmax(axis=1) == labels._data).sum())
@@ -184,17 +189,52 @@ def load_checkpoint(
     if (scheduler is None) != (ckpt["scheduler"] is None):
         raise ValueError(f"{path} was saved {'without' if scheduler else 'with'} a learning-rate "
                          "scheduler; resume with the same recipe")
+    entry = "model"
+    before = _training_state(model, optimizer, scheduler, loader)
     try:
         model.load_state_dict(ckpt["model"])
+        entry = "optimizer"
         optimizer.load_state_dict(ckpt["optimizer"])
+        entry = "scheduler"
         if scheduler is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
+        entry = "rng"
         loader.generator.bit_generator.state = ckpt["rng"]["loader"]
         creation.generator().bit_generator.state = ckpt["rng"]["tinyres"]
+        entry = "epoch and history"
         epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{path} is a damaged training checkpoint: {type(err).__name__}: {err}") from None
+    except BaseException as err:  # all or nothing: what was loaded before the failure is put back
+        _restore_training_state(before, model, optimizer, scheduler, loader)
+        if not isinstance(err, (KeyError, IndexError, TypeError, ValueError, RuntimeError)):
+            raise
+        raise ValueError(f"{path} is a damaged training checkpoint: its {entry!r} entry does not load "
+                         f"({type(err).__name__}: {err}); the model and optimizer are as they were") from None
     return epoch, history, ckpt.get("config")
+
+
+def _training_state(model: nn.Module, optimizer: optim.Optimizer,
+                    scheduler: optim.lr_scheduler.LRScheduler | None, loader: DataLoader) -> tuple:
+    """Copies of everything ``load_checkpoint`` changes, to put back if it fails part-way."""
+    import copy
+
+    return ({k: np.array(v._data) for k, v in model.state_dict(keep_vars=True).items()},
+            copy.deepcopy(optimizer.state_dict()),
+            copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+            loader.generator.bit_generator.state, creation.generator().bit_generator.state)
+
+
+def _restore_training_state(state: tuple, model: nn.Module, optimizer: optim.Optimizer,
+                            scheduler: optim.lr_scheduler.LRScheduler | None, loader: DataLoader) -> None:
+    weights, optimizer_state, scheduler_state, loader_rng, tinyres_rng = state
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(optimizer_state)
+    if scheduler is not None:
+        # Not load_state_dict (an update): a damaged file may have added entries of its own.
+        own = scheduler.optimizer
+        scheduler.__dict__.clear()
+        scheduler.__dict__.update(scheduler_state, optimizer=own)
+    loader.generator.bit_generator.state = loader_rng
+    creation.generator().bit_generator.state = tinyres_rng
 
 
 def _check_weights_fit(model: nn.Module, weights: Any, path: Any) -> None:
@@ -313,6 +353,10 @@ def _check_same_recipe(saved: dict[str, Any] | None, config: dict[str, Any] | No
                          "resume with the same options")
 
 
+class DirectoryInUseError(OSError):
+    """Another run holds the output directory's lock (an OSError: the CLI shows its message alone)."""
+
+
 @contextlib.contextmanager
 def lock_directory(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory/.lock`` so a second run into it stops at once.
@@ -333,8 +377,8 @@ def lock_directory(directory: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
-            raise RuntimeError(f"{directory} is in use by another training run ({owner}); wait for it, "
-                               "or choose another output directory") from None
+            raise DirectoryInUseError(f"{directory} is in use by another training run ({owner}); wait for "
+                                      "it, or choose another output directory") from None
         handle.truncate(0)
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()

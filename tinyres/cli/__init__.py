@@ -10,7 +10,10 @@ Errors, for every command alike (``main`` handles them, so a command only raises
 - anything else that fails while a command runs (a damaged ``--resume`` checkpoint,
   an ``--out`` that cannot be written, a model that refuses the input): one line
   ``tinyres COMMAND: error: ...`` on stderr, exit code 1;
-- ``--debug`` (before or after the command's name) shows the traceback instead.
+- ``--debug`` (before or after the command's name) shows the traceback instead;
+- Ctrl-C (SIGINT) or SIGTERM, in any phase: one line ``tinyres COMMAND: interrupted by
+  SIGINT`` (plus what the command's optional ``interrupted(args) -> str`` adds, e.g. which
+  checkpoint to resume from), exit code 130 or 143 (``cli.signals``); a second one quits at once.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import argparse
 import os
 import sys
 
+from tqdm import tqdm
+
+from tinyres import phases
 from tinyres.arguments import Parser, UsageError, add_debug_option
-from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, summary, train
+from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, signals, summary, train
 
 COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
 MESSAGE_LIMIT = 400  # characters: a list of 300 missing keys is not one clear line
@@ -37,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
         add_debug_option(p)
         command.add_arguments(p)
-        p.set_defaults(run=command.run)
+        p.set_defaults(run=command.run, interrupted=getattr(command, "interrupted", None))
     return parser
 
 
@@ -49,26 +55,43 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
+def close_progress_bars() -> None:
+    """End the line of every progress bar an exception left open, so the message gets a line of its own."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 0
-    try:
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`tinyres check | head`): stop quietly, as Unix tools do, and
-        # point stdout at /dev/null so Python's final flush cannot raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except Exception as err:  # every failure of a command: one line, unless --debug
-        if args.debug:
-            raise
-        usage = isinstance(err, UsageError)
-        hint = "" if usage else " (--debug shows the traceback)"
-        print(f"tinyres {args.command}: error: {one_line(err)}{hint}", file=sys.stderr)
-        return 2 if usage else 1
+    # The handlers come first, so Ctrl-C or SIGTERM at any moment from here on ends the same way.
+    with signals.handled() as received:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 0
+        try:
+            phases.watch_compilation()
+            phases.reached("start-up")
+            status = int(args.run(args) or 0)
+            if received:  # a library swallowed the KeyboardInterrupt: still stop as interrupted
+                raise signals.Interrupted(received[0])
+            return status
+        except KeyboardInterrupt as err:
+            phases.reached("interrupted")
+            note = args.interrupted(args) if args.interrupted else ""
+            close_progress_bars()
+            print(f"tinyres {args.command}: interrupted by {signals.name(err)}{note}", file=sys.stderr)
+            return signals.exit_status(err)
+        except BrokenPipeError:
+            # The reader went away (`tinyres check | head`): stop quietly, as Unix tools do, and
+            # point stdout at /dev/null so Python's final flush cannot raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except Exception as err:  # every failure of a command: one line, unless --debug
+            if args.debug:
+                raise
+            usage = isinstance(err, UsageError)
+            hint = "" if usage else " (--debug shows the traceback)"
+            close_progress_bars()
+            print(f"tinyres {args.command}: error: {one_line(err)}{hint}", file=sys.stderr)
+            return 2 if usage else 1

@@ -3,7 +3,8 @@
 Writes into ``--out`` (default ``runs/MODEL-DATA``): ``checkpoint.npz`` after every
 epoch, ``metrics.csv``, ``metrics.json`` and ``curves.png``. ``--resume`` continues
 from the checkpoint there and ends with the same weights and metrics as a run that
-was never stopped; Ctrl-C keeps the last end-of-epoch checkpoint.
+was never stopped; Ctrl-C or SIGTERM, in any phase, keeps the last end-of-epoch
+checkpoint and says so in one line (exit 130 or 143).
 
 Data:
 
@@ -19,21 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numba
 
-from tinyres import creation, distributed
+from tinyres import creation, distributed, phases
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
 from tinyres.kernels.threads import set_num_threads
 from tinyres.models import MODELS
 from tinyres.parallel_training import independent_jobs, is_writer, my_share
-from tinyres.serialization import write_atomically
+from tinyres.serialization import load, write_atomically
 from tinyres.training import TrainConfig, train
 
 NAME = "train"
@@ -111,6 +111,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the numbers then depend on N)")
 
 
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out or f"runs/{args.model}-{args.data}")
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What the line after Ctrl-C or SIGTERM adds (``cli.main`` prints it): where to resume from.
+
+    Checkpoints are written atomically, so the file holds the last completed epoch
+    whatever phase the signal stopped.
+    """
+    path = output_dir(args) / "checkpoint.npz"
+    try:
+        epoch = load(path)["epoch"]
+    except FileNotFoundError:
+        return f"; nothing to resume yet (no {path})"
+    except (OSError, ValueError, KeyError, TypeError, MemoryError):
+        return f"; {path} is as it was before this run"
+    return f"; {path} holds epoch {epoch}: continue with the same options and --resume"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.sweep:
         return run_sweep(args)
@@ -119,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         set_num_threads(args.threads)
     started = time.perf_counter()
-    out = Path(args.out or f"runs/{args.model}-{args.data}")
+    out = output_dir(args)
     if args.resume and not (out / "checkpoint.npz").is_file():
         raise SystemExit(f"--resume: no checkpoint at {out / 'checkpoint.npz'}")
+    phases.reached("data")
     if args.data == "digits":
         train_data, test_data = load_digits()
     else:
@@ -160,14 +181,9 @@ def run(args: argparse.Namespace) -> int:
                   f"acc {h['train_acc']:.4f}  test loss {h['test_loss']:.4f} acc {h['test_acc']:.4f}  "
                   f"{h['images_per_s']:.0f} img/s")
 
-    try:
-        history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
-                        label=args.model, on_epoch=report, progress=not args.no_progress,
-                        sync_bn=not args.no_sync_bn)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {out / 'checkpoint.npz'} holds the last completed epoch; "
-              f"continue with the same options and --resume", file=sys.stderr)
-        return 130
+    history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
+                    label=args.model, on_epoch=report, progress=not args.no_progress,
+                    sync_bn=not args.no_sync_bn)
     if history:
         last = history[-1]
         best = max(h["test_acc"] for h in history)

@@ -110,6 +110,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         is_array = isinstance(data, np.ndarray)
         got = f"{data.dtype} array of shape {data.shape}" if is_array else type(data).__name__
         raise ValueError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got {got}")
+    if len(data) == 0:  # before the labels: with no images, whatever they are is beside the point
+        raise ValueError(f"{path} holds zero images (its b'data' has shape {data.shape}); an official "
+                         f"batch holds 10,000; expected {EXPECTED}")
     # Checked on the list itself, one step per element, before NumPy walks it.
     if not (isinstance(labels, list) and len(labels) == len(data)
             and all(type(v) is int and 0 <= v <= 9 for v in labels)):

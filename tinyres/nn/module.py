@@ -378,9 +378,11 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values (NumPy arrays or tensors) into the parameters and buffers.
 
-        Checked before anything is copied, so a refused load leaves the module as it
-        was: a shape mismatch is always an error; missing or unexpected keys are an
-        error when ``strict``, and are returned otherwise. Values are cast to each
+        All or nothing: checked before anything is copied (a read-only slot included),
+        and a copy that fails part-way puts back the slots already copied, so a refused
+        load leaves the module as it was and names the entry. A shape mismatch is always
+        an error; missing or unexpected keys are an error when ``strict``, and are returned
+        otherwise. Values are cast to each
         slot's dtype and copied in place, so optimisers keep their references.
         """
         if not isinstance(state_dict, Mapping):
@@ -409,16 +411,37 @@ class Module:
                     f"size mismatch for {key}: copying a param with shape {value.shape} from "
                     f"checkpoint, the shape in current model is {target.shape}."
                 )
+            elif not target._data.flags.writeable:
+                errors.append(f"{key} is read-only in the current model (its array is not writeable)")
             else:
                 arrays[key] = value
         if errors:
             raise RuntimeError(
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
             )
-        with no_grad():  # in place, as PyTorch's param.copy_(value): versions count it
-            for key, value in arrays.items():
-                slots[key].copy_(Tensor(value))
+        self._copy_all_or_nothing(slots, arrays)
         return IncompatibleKeys(missing, unexpected)
+
+    def _copy_all_or_nothing(self, slots: dict[str, Tensor], arrays: dict[str, np.ndarray]) -> None:
+        """Copy each array into its slot; if one copy fails (memory, a cast, Ctrl-C), put the
+        slots already copied back as they were and name the entry that failed."""
+        done: list[tuple[Tensor, np.ndarray]] = []
+        key = ""
+        try:
+            with no_grad():  # in place, as PyTorch's param.copy_(value): versions count it
+                for key, value in arrays.items():
+                    old = slots[key]._data.copy()
+                    slots[key].copy_(Tensor(value))
+                    done.append((slots[key], old))
+        except BaseException as exc:
+            for slot, old in reversed(done):
+                np.copyto(slot._data, old)
+            if not isinstance(exc, Exception):
+                raise
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\tcopying {key} failed "
+                f"({type(exc).__name__}: {exc}); the module is as it was"
+            ) from exc
 
     # ---- printing -------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -85,6 +85,9 @@ def _window_options(
     op: str, input: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1
 ) -> tuple[Pair, Pair, Pair, Pair]:
     """Normalise and check kernel, stride, padding and dilation against the input."""
+    if 0 in input.shape[1:]:  # padding would make room for windows of nothing but padding
+        raise ValueError(f"{op}: expected non-empty channels, height and width (only the batch may be "
+                         f"empty, as in PyTorch), got input of shape {tuple(input.shape)}")
     kernel = as_pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None or stride == [] else as_pair(stride, "stride", op)
     padding, dilation = as_pair(padding, "padding", op), as_pair(dilation, "dilation", op)
@@ -137,5 +140,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
     out_hw = as_pair(sizes, "output_size", "adaptive_avg_pool2d")
     if min(out_hw) < 1:
         raise ValueError(f"adaptive_avg_pool2d: output_size must be at least 1, got {out_hw}")
+    if 0 in x.shape[2:] and out_hw != (1, 1):  # PyTorch returns NaN for 1x1 only, and refuses the rest
+        raise ValueError(f"adaptive_avg_pool2d: expected a non-empty height and width for an output larger "
+                         f"than 1x1, got input of shape {tuple(x.shape)} and output_size {out_hw}")
     out = AdaptiveAvgPool2D.apply(x, out_hw=out_hw)
     return out.squeeze(0) if unbatched else out

@@ -156,7 +156,10 @@ class Optimizer:
             state[p] = {}
             for k, v in s.items():
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
-                    raise ValueError(f"state {k!r} has shape {v.shape}, its parameter has {p.shape}")
+                    raise ValueError(f"state {k!r} of parameter {i} has shape {v.shape}, its parameter "
+                                     f"has {p.shape}")
+                if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+                    raise ValueError(f"state {k!r} of parameter {i} holds {v.dtype}, not numbers")
                 state[p][k] = v.astype(p.dtype) if isinstance(v, np.ndarray) else v
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
