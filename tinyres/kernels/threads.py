@@ -58,6 +58,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -91,6 +92,9 @@ def set_num_threads(threads: int) -> None:
 
 def _mark_worker() -> None:
     _in_pool.worker = True
+    # Ctrl-C and SIGTERM are for the main thread, whose Python handler ends the run; a pool
+    # thread that took one from the kernel would only delay that until its kernel returned.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _workers(threads: int) -> concurrent.futures.ThreadPoolExecutor:
