@@ -514,10 +514,12 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        The graph is walked by ``backpropagate``; afterwards it is freed unless
+        The graph is walked by ``WALK.get()`` (``backpropagate`` unless a ``with`` block,
+        ``tinyres.course.mine``, put another walk in); afterwards it is freed unless
         ``retain_graph``.
         """
-        backpropagate([self], [gradient], retain_graph)
+        _refuse_stale_view(self)
+        WALK.get()(self, _seed_gradient(self, gradient), retain_graph)
 
     # ---- operators (each is a Function in tinyres.ops) --------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -1043,6 +1045,19 @@ def backpropagate(
         if not retain_graph:
             node.release()
     return None if inputs is None else [captured.get(id(_node(t))) for t in inputs]
+
+
+def _walk(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
+    """The engine's own walk, ``WALK``'s default: ``backpropagate`` from one root."""
+    backpropagate([root], [seed], retain_graph)
+
+
+# The walk ``Tensor.backward`` runs, called as ``WALK.get()(root, seed_gradient, retain_graph)``.
+# A ContextVar, so a ``with`` block in one thread (``tinyres.course.mine``) can run a learner's
+# walk without changing what another thread's ``backward`` does.
+WALK: contextvars.ContextVar[Callable[[Tensor, np.ndarray, bool], None]] = contextvars.ContextVar(
+    "tinyres_backward_walk", default=_walk
+)
 
 
 def _topological_order(*roots: Function | Tensor) -> list[Function | Tensor]:

@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import numba
+import numpy as np
 
-from tinyres import creation
+from tinyres import course, creation
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
@@ -84,9 +85,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int_in(1, numba.config.NUMBA_NUM_THREADS), default=None,
                         help="threads for the kernels (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, one line per epoch")
+    course.add_arguments(parser)
+
+
+def mine_case(args: argparse.Namespace) -> course.Case:
+    """The self-check's step for ``--mine``: this model, a random batch of 16 images of the data's shape."""
+    shape = (1, 8, 8) if args.data == "digits" else (3, 32, 32)
+    options = {"in_channels": shape[0], **({"shortcut": args.shortcut} if args.shortcut else {})}
+    rng = np.random.default_rng(args.seed)
+    return course.Case(lambda: CIFAR_MODELS[args.model](num_classes=10, **options),
+                       rng.standard_normal((16, *shape)), rng.integers(0, 10, 16),
+                       lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.mine is not None or args.force) and not course.active():  # check the learner's pieces, then
+        return course.run_mine(args, run, lambda: mine_case(args))     # run this inside ``with mine(...)``
     if args.threads is not None:
         set_num_threads(args.threads)
     started = time.perf_counter()

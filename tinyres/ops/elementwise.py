@@ -12,6 +12,7 @@ import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
+from tinyres.pieces import learner
 
 
 class Add(Function):
@@ -306,7 +307,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    return Tanh.apply(x)
+    return (learner("Tanh") or Tanh).apply(x)  # the learner's ex02 inside tinyres.course.mine
 
 
 def cast(x: Tensor, dtype: Any) -> Tensor:
