@@ -202,6 +202,65 @@ def degradation_curves() -> Figure:
     return degradation.figure(data, words, title)
 
 
+# Lesson 14's full run: the command lines a learner types, on a copy of the reference solutions.
+CAPSTONE_TRAIN = ["train", "--model", "resnet20", "--shortcut", "B", "--data", "digits", "--epochs", "10",
+                  "--batch-size", "32", "--seed", "0", "--no-progress"]
+CAPSTONE_VANISHING = ["demo", "vanishing", "--norm", "batch", "--dtype", "float64", "--depths", "20", "56"]
+
+
+def _tinyres(arguments: list[str]) -> tuple[str, float, float]:
+    """Run ``python -m tinyres ARGUMENTS`` from the repository root: (stdout, load before, load after)."""
+    import os
+    import subprocess
+
+    before = os.getloadavg()[0]
+    out = subprocess.run([sys.executable, "-m", "tinyres", *arguments], cwd=FIGURE_DIR.parents[1],
+                         check=True, capture_output=True, text=True).stdout
+    return out, before, os.getloadavg()[0]
+
+
+def capstone() -> Figure:
+    """Lesson 14: ResNet-20 trained on the digits by the library and by the reference solutions
+    through ``--mine``; the vanishing demo on both; the step-time benchmark. About 30 minutes on
+    two cores, most of it the two trainings."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    work = Path(tempfile.mkdtemp())
+    folder = work / "mine"
+    folder.mkdir()
+    for f in (FIGURE_DIR.parent / "solutions").glob("ex*.py"):
+        shutil.copy(f, folder / f.name)
+    numbers: dict = {"train_command": " ".join(CAPSTONE_TRAIN),
+                     "vanishing_command": " ".join(CAPSTONE_VANISHING)}
+    for who, extra in (("mine", ["--mine", str(folder)]), ("library", [])):
+        out, before, after = _tinyres([*CAPSTONE_TRAIN, "--out", str(work / f"train-{who}"), *extra])
+        history = json.loads((work / f"train-{who}" / "metrics.json").read_text())
+        numbers[f"train_{who}"] = {
+            "test_acc": [h["test_acc"] for h in history], "train_loss": [h["train_loss"] for h in history],
+            "seconds": sum(h["seconds"] for h in history), "load": [before, after], "stdout": out,
+        }
+        out, before, after = _tinyres([*CAPSTONE_VANISHING, "--out", str(work / f"vanishing-{who}"), *extra])
+        data = json.loads((work / f"vanishing-{who}" / "vanishing.json").read_text())
+        numbers[f"vanishing_{who}"] = {"nets": data["settings"][0]["nets"], "seconds": data["seconds"],
+                                        "load": [before, after]}
+    bench = work / "bench.json"
+    subprocess.run([sys.executable, str(FIGURE_DIR.parents[1] / "benchmarks" / "bench_course.py"),
+                    "--json", str(bench)], check=True)
+    numbers["step_ms"] = json.loads(bench.read_text())
+    write_numbers("14-your-own-resnet", numbers)
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    for who, label in (("library", "the library's pieces"), ("mine", "your pieces (--mine)")):
+        acc = numbers[f"train_{who}"]["test_acc"]
+        ax.plot(range(1, len(acc) + 1), [1 - a for a in acc], label=label, ls="-" if who == "mine" else "--")
+    ax.set(xlabel="epoch", ylabel="test error", yscale="log", title="ResNet-20 on the digits")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
     """Replace the blocks ``names`` (e.g. "layer1.3") by the identity; returns them for putting back."""
     removed = {}
@@ -270,6 +329,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "10-vanishing": vanishing_settings,
     "11-degradation": degradation_curves,
     "12-lesion": lesion_curves,
+    "14-your-own-resnet": capstone,
 }
 
 
