@@ -475,7 +475,7 @@ class Mine:
         self.folder, self.status = folder, statuses
         self.used: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._stacks: list[contextlib.ExitStack] = []
+        self._local = threading.local()  # the open ``with`` blocks, per thread: one Mine may serve several
 
     @property
     def swapped(self) -> list[str]:
@@ -548,11 +548,11 @@ class Mine:
     def __enter__(self) -> Mine:
         stack = self.using(self.swapped)
         stack.__enter__()
-        self._stacks.append(stack)
+        self._local.__dict__.setdefault("stacks", []).append(stack)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stacks.pop().__exit__(*exc)
+        self._local.stacks.pop().__exit__(*exc)
 
     def table(self) -> str:
         """Which pieces are the learner's and which the library's, and why."""
@@ -752,6 +752,7 @@ def run_mine(args: argparse.Namespace, command: Callable[[argparse.Namespace], i
         print(f"stopped: {result.piece} disagrees with the library's (see above); fix it, or run "
               "with --force to train with it anyway", file=sys.stderr)
         return 1
+    learner.used.clear()
     with learner:
         status = command(args)
     used = [name for name in learner.swapped if learner.used[name]]
