@@ -245,7 +245,8 @@ def test_the_self_check_names_a_forced_failing_piece_with_its_worst_index(bn_eps
 
 def test_a_piece_that_raises_is_named(tmp_path):
     _copy(tmp_path / "f")
-    _edit(tmp_path / "f" / "ex07_sgd_step.py", "g = g + weight_decay * p", "g = g + weight_decay * p.reshape(-1)")
+    _edit(tmp_path / "f" / "ex07_sgd_step.py", "g = g + weight_decay * p",
+          "g = g + weight_decay * p.reshape(-1)")
     m = course.mine(tmp_path / "f", only=["SGD step"], force=True)
     result = m.self_check(resnet_case())
     assert result.piece == "SGD step" and "raised" in result.detail
