@@ -620,7 +620,11 @@ def mine(folder: str | Path, *, force: bool = False, only: Iterable[str] | None 
     unknown = sorted(wanted - set(BY_NAME))
     if unknown:
         raise ValueError(f"unknown piece {', '.join(unknown)}; the pieces are {', '.join(BY_NAME)}")
-    from tinyres.grading import BY_ID
+    try:
+        from tinyres.grading import BY_ID
+    except ModuleNotFoundError as err:  # hypothesis: the grader's optional dependency
+        raise ImportError(f"--mine grades your pieces with tinyres check, which needs {err.name}: "
+                          "pip install -e \".[lessons]\"") from None
 
     statuses = []
     for piece in PIECES:
