@@ -202,6 +202,77 @@ def degradation_curves() -> Figure:
     return degradation.figure(data, words, title)
 
 
+# Lesson 14's full run: the command lines a learner types, on a copy of the reference solutions.
+CAPSTONE_TRAIN = ["train", "--model", "resnet20", "--shortcut", "B", "--data", "digits", "--epochs", "10",
+                  "--batch-size", "32", "--seed", "0", "--no-progress"]
+CAPSTONE_VANISHING = ["demo", "vanishing", "--norm", "batch", "--dtype", "float64", "--depths", "20", "56"]
+
+
+def _tinyres(arguments: list[str], log: Path) -> None:
+    """Run ``python -m tinyres ARGUMENTS`` from the repository root, its output into ``log``."""
+    import os
+    import subprocess
+
+    before = os.getloadavg()[0]
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-m", "tinyres", *arguments], cwd=FIGURE_DIR.parents[1],
+                       check=True, stdout=out, stderr=subprocess.STDOUT)
+    log.with_suffix(".load").write_text(f"{before} {os.getloadavg()[0]}\n")
+
+
+def capstone() -> Figure:
+    """Lesson 14: ResNet-20 trained on the digits by the library and by the reference solutions
+    through ``--mine``; the vanishing demo on both; the step-time benchmark. About 30 minutes on
+    two cores, most of it the two trainings."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    work = Path(tempfile.mkdtemp())
+    folder = work / "mine"
+    folder.mkdir()
+    for f in (FIGURE_DIR.parent / "solutions").glob("ex*.py"):
+        shutil.copy(f, folder / f.name)
+    for who, extra in (("mine", ["--mine", str(folder)]), ("library", [])):
+        _tinyres([*CAPSTONE_TRAIN, "--out", str(work / f"train-{who}"), *extra], work / f"train-{who}.out")
+        _tinyres([*CAPSTONE_VANISHING, "--out", str(work / f"vanishing-{who}"), *extra],
+                 work / f"vanishing-{who}.out")
+    subprocess.run([sys.executable, str(FIGURE_DIR.parents[1] / "benchmarks" / "bench_course.py"),
+                    "--json", str(work / "bench.json")], check=True)
+    return capstone_figure(capstone_numbers(work))
+
+
+def capstone_numbers(work: Path) -> dict:
+    """Lesson 14's numbers from the outputs of ``capstone``'s commands in ``work``, written as JSON."""
+    numbers: dict = {"train_command": " ".join(CAPSTONE_TRAIN),
+                     "vanishing_command": " ".join(CAPSTONE_VANISHING)}
+    for who in ("mine", "library"):
+        history = json.loads((work / f"train-{who}" / "metrics.json").read_text())
+        numbers[f"train_{who}"] = {
+            "test_acc": [h["test_acc"] for h in history], "train_loss": [h["train_loss"] for h in history],
+            "seconds": sum(h["seconds"] for h in history),
+            "load": [float(v) for v in (work / f"train-{who}.load").read_text().split()],
+            "stdout": (work / f"train-{who}.out").read_text(),
+        }
+        data = json.loads((work / f"vanishing-{who}" / "vanishing.json").read_text())
+        numbers[f"vanishing_{who}"] = {"nets": data["settings"][0]["nets"], "seconds": data["seconds"]}
+    numbers["step_ms"] = json.loads((work / "bench.json").read_text())
+    write_numbers("14-your-own-resnet", numbers)
+    return numbers
+
+
+def capstone_figure(numbers: dict) -> Figure:
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    for who, label in (("library", "the library's pieces"), ("mine", "your pieces (--mine)")):
+        acc = numbers[f"train_{who}"]["test_acc"]
+        ax.plot(range(1, len(acc) + 1), [1 - a for a in acc], label=label, ls="-" if who == "mine" else "--")
+    ax.set(xlabel="epoch", ylabel="test error", yscale="log", title="ResNet-20 on the digits")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def delete_blocks(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
     """Replace the blocks ``names`` (e.g. "layer1.3") by the identity; returns them for putting back."""
     removed = {}
@@ -270,6 +341,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "10-vanishing": vanishing_settings,
     "11-degradation": degradation_curves,
     "12-lesion": lesion_curves,
+    "14-your-own-resnet": capstone,
 }
 
 

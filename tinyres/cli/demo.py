@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from tinyres import distributed
+import numpy as np
+
+from tinyres import course, distributed
 from tinyres.arguments import add_debug_option
 from tinyres.demos import degradation, jacobian, lesion, vanishing
+from tinyres.demos.nets import make_net
 from tinyres.demos.report import out_dir
 from tinyres.parallel_training import independent_jobs, my_share
 
@@ -26,10 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(demo.NAME, help=demo.HELP, description=demo.HELP)
         add_debug_option(p)
         demo.add_arguments(p)
+        course.add_arguments(p)
         p.set_defaults(demo_run=demo.run)
 
 
+def mine_case(args: argparse.Namespace) -> course.Case:
+    """The self-check's step for ``--mine``: the 8-layer residual net of the demo's setting, batch 8."""
+    options = {k: getattr(args, k) for k in ("activation", "init", "norm") if hasattr(args, k)}
+    x, y = vanishing.data_batch(8, getattr(args, "seed", 0), np.float64)
+    return course.Case(lambda: make_net(8, True, width=vanishing.WIDTH, **options), x.numpy(), y.numpy())
+
+
 def run(args: argparse.Namespace) -> int:
+    if (args.mine is not None or args.force) and not course.active():  # check the learner's pieces, then
+        return course.run_mine(args, run, lambda: mine_case(args))  # run inside ``with mine(...)``
     if distributed.launched_world_size() > 1 and args.demo in (degradation.NAME, lesion.NAME):
         return run_spread(args)
     return int(args.demo_run(args) or 0)

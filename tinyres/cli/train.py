@@ -25,8 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numba
+import numpy as np
 
-from tinyres import creation, distributed, phases
+from tinyres import course, creation, distributed, phases
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
@@ -110,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="under mpiexec -n N: batch norm over each rank's shard, not the global batch "
                              "(the numbers then depend on N)")
 
+    course.add_arguments(parser)
+
 
 def output_dir(args: argparse.Namespace) -> Path:
     return Path(args.out or f"runs/{args.model}-{args.data}")
@@ -131,7 +134,19 @@ def interrupted(args: argparse.Namespace) -> str:
     return f"; {path} holds epoch {epoch}: continue with the same options and --resume"
 
 
+def mine_case(args: argparse.Namespace) -> course.Case:
+    """The self-check's step for ``--mine``: this model, a random batch of 16 images of the data's shape."""
+    shape = (1, 8, 8) if args.data == "digits" else (3, 32, 32)
+    options = {"in_channels": shape[0], **({"shortcut": args.shortcut} if args.shortcut else {})}
+    rng = np.random.default_rng(args.seed)
+    return course.Case(lambda: CIFAR_MODELS[args.model](num_classes=10, **options),
+                       rng.standard_normal((16, *shape)), rng.integers(0, 10, 16),
+                       lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
 def run(args: argparse.Namespace) -> int:
+    if (args.mine is not None or args.force) and not course.active():  # check the learner's pieces, then
+        return course.run_mine(args, run, lambda: mine_case(args))     # run this inside ``with mine(...)``
     if args.sweep:
         return run_sweep(args)
     if distributed.launched_world_size() > 1 and not distributed.is_initialized():

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
-from types import ModuleType
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType, ModuleType
 
 from tinyres.kernels import (
     batchnorm_numba,
@@ -71,6 +71,11 @@ _tier: contextvars.ContextVar[str] = contextvars.ContextVar("tinyres_kernel_tier
 # (name, tile): tile is Winograd's output tile size m (2 or 4), or None to choose by shape.
 _algorithm: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
     "tinyres_conv_algorithm", default=("auto", None)
+)
+# A learner's kernels (``tinyres.course.mine``): family -> module with the family's protocol,
+# chosen before any tier. Empty outside a ``use_learner`` block.
+_learner: contextvars.ContextVar[Mapping[str, ModuleType]] = contextvars.ContextVar(
+    "tinyres_learner_kernels", default=MappingProxyType({})
 )
 
 
@@ -134,6 +139,18 @@ def use_tier(name: str) -> contextlib.AbstractContextManager[None]:
     if name not in TIERS:
         raise ValueError(f"unknown kernel tier {name!r}; expected one of {TIERS}")
     return _within(_tier, name)
+
+
+def use_learner(modules: Mapping[str, ModuleType]) -> contextlib.AbstractContextManager[None]:
+    """Inside a ``with`` block, ``select(family)`` returns ``modules[family]`` before any tier.
+
+    ``tinyres.course`` adapts a learner's exercise functions to the family protocols
+    (``docs/architecture.md``, "The learner's pieces"); the tier and algorithm stay as set.
+    """
+    unknown = sorted(set(modules) - set(KERNELS))
+    if unknown:
+        raise ValueError(f"unknown kernel family {', '.join(unknown)}; expected some of {sorted(KERNELS)}")
+    return _within(_learner, MappingProxyType(dict(modules)))
 
 
 def algorithms() -> tuple[str, ...]:
@@ -215,6 +232,8 @@ def select(
     if family == "conv2d":
         algorithm, tile = conv_algorithm(x_shape, w_shape, stride, dilation)
         family = f"conv2d/{algorithm}"
+    if family in _learner.get():
+        return _learner.get()[family]
     tiers = KERNELS[family]
     for tier in TIERS[TIERS.index(_tier.get()) :: -1]:  # the tier asked for, then simpler ones
         if tier in tiers:

@@ -40,6 +40,7 @@ import numpy as np
 from tinyres import nn
 from tinyres.engine import Function, Tensor
 from tinyres.nn import init
+from tinyres.pieces import learner
 
 NormLayer = Callable[[int], nn.Module]
 Activation = Callable[[], nn.Module]
@@ -345,6 +346,10 @@ def make_stage(
     >>> [type(m).__name__ for m in stage.children()]
     ['BasicBlock', 'BasicBlock']
     """
+    mine = learner("make_stage")  # the learner's blocks and make_layer inside tinyres.course.mine
+    stage = None if mine is None else mine(block, inplanes, planes, blocks, stride, shortcut, block_options)
+    if stage is not None:
+        return stage
     outplanes = planes * block.expansion
     first = {}
     if block.has_shortcut:

@@ -12,6 +12,7 @@ import numpy as np
 
 from tinyres import kernels
 from tinyres.engine import Function, Tensor
+from tinyres.pieces import learner
 
 
 class Add(Function):
@@ -312,7 +313,7 @@ def silu(x: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    return Tanh.apply(x)
+    return (learner("Tanh") or Tanh).apply(x)  # the learner's ex02 inside tinyres.course.mine
 
 
 def cast(x: Tensor, dtype: Any) -> Tensor:

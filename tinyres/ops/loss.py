@@ -20,6 +20,7 @@ import numpy as np
 
 from tinyres.engine import Function, Tensor
 from tinyres.ops.validate import check_float, check_tensor
+from tinyres.pieces import learner
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -99,6 +100,9 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
         raise IndexError(f"cross_entropy: target {bad} is out of range for {classes} classes")
     if x.ndim == 1:
         return CrossEntropy.apply(input.unsqueeze(0), target=t.reshape(1), reduction=reduction).sum()
+    mine = learner("cross_entropy")  # the learner's ex06 inside tinyres.course.mine: the mean only
+    if mine is not None and reduction == "mean":
+        return mine.apply(input, target=t.astype(np.int64))
     return CrossEntropy.apply(input, target=t.astype(np.int64), reduction=reduction)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyres.engine import Function, Tensor
+from tinyres.pieces import learner
 
 
 class MatMul(Function):
@@ -51,4 +52,7 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
         )
     if x.dtype != y.dtype:
         raise TypeError(f"matmul: operands have different dtypes: {x.dtype} and {y.dtype}")
+    mine = learner("MatMul")  # the learner's ex04 inside tinyres.course.mine: 2-d operands only
+    if mine is not None and x.ndim == 2 and y.ndim == 2:
+        return mine.apply(x, y)
     return MatMul.apply(x, y)

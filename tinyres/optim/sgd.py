@@ -29,6 +29,7 @@ from typing import Any
 
 from tinyres.engine import Tensor, no_grad
 from tinyres.optim.optimizer import Optimizer, check_non_negative
+from tinyres.pieces import learner
 
 
 class SGD(Optimizer):
@@ -51,8 +52,12 @@ class SGD(Optimizer):
     @no_grad()
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
+        mine = learner("sgd_step")  # the learner's ex07 inside tinyres.course.mine
         for group, p, g in self._params_with_grad():
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            if mine is not None and group["dampening"] == 0 and not group["nesterov"]:
+                mine(self.state.setdefault(p, {}), p, g, lr, momentum, weight_decay)
+                continue
             if weight_decay != 0:
                 g = g + weight_decay * p._data
             if momentum != 0:
