@@ -367,7 +367,7 @@ class _MirrorOp(Function):
         if node.freed:
             raise RuntimeError("Trying to backward through the graph a second time: its saved values were "
                                "freed by the first backward(). Pass retain_graph=True to the first call.")
-        grad = _hooked(node._hooks, grad)
+        grad = _hooked(node._hooks.values(), grad)
         if node.retained_by is not None:
             node.retained_by.grad = Tensor(grad.copy(order="K"))
         for saved in node.saved:
@@ -454,8 +454,8 @@ def _walk(learner_backward: Callable | None, reduce: Callable | None, library_wa
         for leaf, t in leaves:
             if t.grad is None:
                 continue
-            grad = _hooked(leaf._hooks, np.asarray(t.grad, dtype=leaf.dtype))
-            leaf.grad = Tensor(grad.copy()) if leaf.grad is None else Tensor(leaf.grad._data + grad)
+            # The engine's own accumulation: PyTorch's sum into .grad, then post-accumulate hooks (DDP's).
+            engine._accumulate(leaf, _hooked(leaf._hooks.values(), np.asarray(t.grad, dtype=leaf.dtype)))
 
     return walk
 
