@@ -27,6 +27,7 @@ from tqdm import tqdm
 from tinyres import phases
 from tinyres.arguments import Parser, UsageError, add_debug_option
 from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, signals, summary, train
+from tinyres.kernels.threads import load_numba_blas
 
 COMMANDS = [demo, gradcheck_report, summary, draw, train, bench, check, lessons]
 MESSAGE_LIMIT = 400  # characters: a list of 300 missing keys is not one clear line
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         try:
             phases.watch_compilation()
+            load_numba_blas()  # before the command fills memory (see its docstring)
             phases.reached("start-up")
             status = int(args.run(args) or 0)
             if received:  # a library swallowed the KeyboardInterrupt: still stop as interrupted

@@ -238,3 +238,23 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     with single_threaded_blas():
         run_split(lambda start, stop: np.matmul(a[start:stop], b[start:stop], out=out[start:stop]), len(a))
     return out
+
+
+def load_numba_blas() -> None:
+    """Load what Numba loads before its first compiled kernel runs, now, while memory is free.
+
+    Numba imports SciPy's BLAS (``scipy.linalg.cython_blas``) when it loads its first
+    kernel, and that BLAS starts its own threads. Under an address-space limit
+    (``ulimit -v``) that first kernel can come after a training run has filled most of
+    the limit, and SciPy's OpenBLAS then waits forever for threads it cannot create
+    (measured: a ResNet-20 batch of 5,000 CIFAR images under start-up + 600 MB hung
+    in that import). The command line calls this at start-up, so a run that is too
+    big fails with one ``MemoryError`` line instead.
+    """
+    try:
+        from numba.np.linalg import ensure_blas
+
+        ensure_blas()
+    except ImportError:  # Numba without SciPy: it loads no BLAS of its own
+        pass
+
