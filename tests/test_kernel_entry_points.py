@@ -33,11 +33,13 @@ SCRIPT = textwrap.dedent(
     """
     import numpy as np
     from tinyres.kernels import batchnorm_numba, columns_numba, im2col_numba, pool_numba, relu_numba
-    from tinyres.kernels import winograd_numba
+    from tinyres.kernels import direct_numba, winograd_numba
 
     x = np.ones((2, 8, 8, 3))                      # NHWC
     tiny = np.ones((4, 27))                         # far fewer rows than 2*8*8 fields
     bad_w = np.ones((4, 5, 3, 3))                   # 5 input channels for a 3-channel input
+    x32, w32 = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)  # direct's compiled dtype
+    bad_w32 = np.ones((4, 5, 3, 3), np.float32)
     calls = {
         "columns_numba.im2col_nhwc": lambda: columns_numba.im2col_nhwc(x, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8, tiny),
         "columns_numba.im2col_nhwc_rows": lambda: columns_numba.im2col_nhwc_rows(
@@ -57,6 +59,14 @@ SCRIPT = textwrap.dedent(
             np.ones((2, 3, 8, 8)), bad_w, None, (1, 1), (1, 1), (1, 1)),
         "winograd_numba.conv2d_backward": lambda: winograd_numba.conv2d_backward(
             np.ones((2, 4, 8, 8)), np.ones((2, 3, 8, 8)), bad_w, (1, 1), (1, 1), (1, 1)),
+        "direct_numba.conv2d_forward": lambda: direct_numba.conv2d_forward(
+            x32, bad_w32, None, (1, 1), (1, 1), (1, 1)),
+        "direct_numba.conv2d_backward": lambda: direct_numba.conv2d_backward(
+            np.ones((2, 4, 2, 2), np.float32), x32, w32, (1, 1), (1, 1), (1, 1)),
+        "direct_numba.forward": lambda: direct_numba.forward(x32, bad_w32, None, (1, 1), (1, 1), (1, 1)),
+        "direct_numba.backward": lambda: direct_numba.backward(
+            np.ones((2, 4, 2, 2), np.float32),
+            direct_numba.forward(x32, w32, None, (1, 1), (1, 1), (1, 1))[1], True, True),
         "pool_numba.max_pool2d_forward": lambda: pool_numba.max_pool2d_forward(
             np.ones((1, 1, 4, 4)), (9, 9), (1, 1), (0, 0), (1, 1)),
         "pool_numba.max_pool2d_backward": lambda: pool_numba.max_pool2d_backward(

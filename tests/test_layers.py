@@ -66,6 +66,8 @@ LAYERS = {
         (2, 2, 9, 5),
     ),
     "conv_1x1_stride2": (lambda lib: lib.Conv2d(4, 6, kernel_size=1, stride=2, bias=False), (3, 4, 6, 6)),
+    # On a machine with no GPU, PyTorch's DataParallel runs its module as it is; so does tinyres's.
+    "data_parallel": (lambda lib: lib.DataParallel(lib.Conv2d(3, 5, 3)), (2, 3, 7, 6)),
     "conv_seed_3x3": (lambda lib: lib.Conv2d(3, 4, kernel_size=3, stride=2, padding=1), (2, 3, 8, 8)),
     "linear": (lambda lib: lib.Linear(5, 3), (4, 5)),
     "linear_3d_nobias": (lambda lib: lib.Linear(4, 2, bias=False), (2, 3, 4)),
@@ -111,6 +113,9 @@ BATCHNORMS = {
     "no_running_stats": lambda lib: lib.BatchNorm2d(3, track_running_stats=False),
     "cumulative": lambda lib: lib.BatchNorm2d(3, momentum=None, eps=1e-3),
     "no_bias": lambda lib: lib.BatchNorm2d(3, bias=False),
+    # One process, no process group: both libraries' SyncBatchNorm is batch norm over the batch
+    # (tests/test_distributed.py checks it across ranks under mpiexec).
+    "sync": lambda lib: lib.SyncBatchNorm(3),
 }
 
 
@@ -193,6 +198,8 @@ GRADCHECKED = {
     "linear": (lambda: nn.Linear(4, 3), (3, 4)),
     "batchnorm_train": (lambda: nn.BatchNorm2d(2), (3, 2, 2, 3)),
     "batchnorm_eval": (lambda: nn.BatchNorm2d(2).eval(), (3, 2, 2, 3)),
+    "sync_batchnorm": (lambda: nn.SyncBatchNorm(2), (3, 2, 2, 3)),
+    "data_parallel": (lambda: nn.DataParallel(nn.Linear(4, 3)), (3, 4)),
     "maxpool": (lambda: nn.MaxPool2d(3, stride=2, padding=1), (1, 2, 5, 5)),
     "avgpool": (lambda: nn.AvgPool2d(2), (2, 2, 4, 4)),
     "adaptive": (lambda: nn.AdaptiveAvgPool2d(1), (2, 2, 3, 3)),
@@ -227,7 +234,7 @@ def test_layer_gradcheck_float64(name):
 
 
 # ---- every module class of tinyres.nn is in the tables above ---------------------------------
-NOT_MODULES = {"Module", "ModuleDict", "ModuleList", "Parameter", "functional", "init", "utils"}
+NOT_MODULES = {"Module", "ModuleDict", "ModuleList", "Parameter", "functional", "init", "parallel", "utils"}
 # Modules with no gradient of their own to check, and why.
 NOT_GRADCHECKED = {
     "Dropout": "p > 0 is random and p = 0 is the identity; its op is in the op table",

@@ -46,9 +46,19 @@ def functions_reached(name: str) -> set[type]:
     return {type(fn) for fn in reached}
 
 
+# Function subclasses that are no op a user calls, and why they need no case.
+NOT_OPS = {
+    "tinyres.course._MirrorOp": "the learner's walk's stand-in for an engine node: it runs the node's own "
+                                "backward, which has its case; tests/test_course.py checks the walk",
+    "tinyres.course._Seed": "the seed of the learner's walk (its backward returns the seed gradient); "
+                            "tests/test_course.py compares that walk with the engine's",
+}
+
+
 def test_every_function_is_in_the_table():
     reached = set().union(*(functions_reached(name) for name in CASES))
-    missing = sorted(f"{f.__module__}.{f.__qualname__}" for f in tinyres_functions() - reached)
+    missing = sorted(f"{f.__module__}.{f.__qualname__}" for f in tinyres_functions() - reached
+                     if f"{f.__module__}.{f.__qualname__}" not in NOT_OPS)
     assert not missing, f"Function subclasses with no case in tinyres/testing/op_table.py: {missing}"
 
 
