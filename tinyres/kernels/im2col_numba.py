@@ -47,7 +47,7 @@ from tinyres.kernels import buffers, conv_reference
 from tinyres.kernels.columns_numba import col2im_nhwc, columns, columns_buffer
 from tinyres.kernels.layout import from_channels_last, is_channels_last, to_channels_last
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
-from tinyres.kernels.threads import run_split, single_threaded_blas
+from tinyres.kernels.threads import run_split_with_blas
 
 # Column rows per block: the columns of a 16-channel 3x3 layer at batch 64 are 38 MB,
 # far beyond the caches; a block of whole samples of about this many rows (4.7 MB
@@ -113,6 +113,14 @@ def _sample_blocks(N: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
     return [(n, min(N, n + per)) for n in range(0, N, per)]
 
 
+def _sum_in_block_order(parts: np.ndarray) -> np.ndarray:
+    """parts[0] + parts[1] + ..., in that order (into parts[0]): the same sum on any number of threads."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 def _check(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> None:
     """Cheap checks before any kernel: the shapes agree and the output is not empty."""
     expect("x", x, ndim=4, floating=True)
@@ -148,8 +156,7 @@ def conv2d_forward(
             cols = columns(x_nhwc[n0:n1], (kH, kW), stride, padding, dilation, Ho, Wo)
             np.matmul(cols, w_t, out=y[n0 * Ho * Wo : n1 * Ho * Wo])
 
-    with single_threaded_blas():
-        run_split(run, len(blocks))
+    run_split_with_blas(run, len(blocks))
     if b is not None:
         y += b
     return from_channels_last(y.reshape(N, Ho, Wo, C_out))
@@ -199,11 +206,8 @@ def conv2d_backward(
                 (sH, sW), (pH, pW), (dH, dW) = stride, padding, dilation
                 col2im_nhwc(dcols, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo, dx[n0:n1])
 
-    with single_threaded_blas():
-        run_split(run, len(blocks))
-    dw_t = parts[0]
-    for part in parts[1:]:  # in block order: the same sum on any number of threads
-        dw_t += part
+    run_split_with_blas(run, len(blocks))
+    dw_t = _sum_in_block_order(parts)
     dw = _weight_layout(dw_t, w.shape)
     # Skipped without a bias: a column sum of the tall, narrow dY is slow in NumPy
     # (1.4 ms for a 16-channel layer at batch 64, a quarter of its backward's GEMMs).
@@ -240,8 +244,7 @@ def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np
             for n0, n1 in blocks[first:last]:
                 np.matmul(x3[n0:n1].transpose(0, 2, 1), w_t, out=y3[n0:n1])
 
-    with single_threaded_blas():
-        run_split(run, len(blocks))
+    run_split_with_blas(run, len(blocks))
     if b is not None:
         y += b
     return from_channels_last(y.reshape(N, H, W, C_out))
@@ -290,11 +293,8 @@ def _pointwise_backward(
                     np.matmul(w_matrix.T, g3[n0:n1].transpose(0, 2, 1), out=dx3[n0:n1])
 
         dx = None if dx3 is None else dx3.reshape(N, C, H, W)
-    with single_threaded_blas():
-        run_split(run, len(blocks))
-    dw = parts[0]
-    for part in parts[1:]:  # in block order: the same sum on any number of threads
-        dw += part
+    run_split_with_blas(run, len(blocks))
+    dw = _sum_in_block_order(parts)
     return dx, np.ascontiguousarray(dw).reshape(w.shape), db
 
 

@@ -226,6 +226,12 @@ def single_threaded_blas() -> Iterator[None]:
                 _blas_restore = None
 
 
+def run_split_with_blas(task: Callable[[int, int], object], n: int) -> None:
+    """``run_split(task, n)`` with BLAS on one thread meanwhile: each run's products stay on its thread."""
+    with single_threaded_blas():
+        run_split(task, n)
+
+
 def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[k] = a[k] @ b[k] for every k, each product on one BLAS thread, the k split between threads.
 
@@ -235,8 +241,8 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     threads against 20-60 ms on one, on the busy 2-core machine). NumPy releases the
     GIL inside a product, so the split runs at once.
     """
-    with single_threaded_blas():
-        run_split(lambda start, stop: np.matmul(a[start:stop], b[start:stop], out=out[start:stop]), len(a))
+    run_split_with_blas(lambda start, stop: np.matmul(a[start:stop], b[start:stop], out=out[start:stop]),
+                        len(a))
     return out
 
 
