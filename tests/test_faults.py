@@ -752,6 +752,31 @@ def test_demo_and_check_end_a_signal_with_one_line(tmp_path, signame):
     assert_interrupted(check, signum, "tinyres check: interrupted")
 
 
+def test_an_object_the_signal_left_half_built_prints_nothing_at_exit(tmp_path):
+    """Seen in CI: Ctrl-C during Numba's compilation left an llvmlite object half-built, and its
+    ``__del__`` printed a traceback when the interpreter's clean-up collected it (a reference cycle
+    keeps it until then). The console script leaves without that clean-up once the line is out."""
+    import signal
+
+    code = (
+        "import os, signal, tinyres.cli.demo as demo\n"
+        "class HalfBuilt:\n"
+        "    def __del__(self):\n"
+        "        raise AttributeError('half-built: no _as_parameter_')\n"
+        "def run(args):\n"
+        "    cycle = HalfBuilt(); cycle.me = cycle\n"  # collected only at the interpreter's exit
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    while True: pass\n"
+        "demo.run = run\n"
+        "from tinyres.cli import script\n"
+        "import sys; sys.argv = ['tinyres', 'demo', 'vanishing']\n"
+        "script()\n"
+    )
+    result = run_python(code, cwd=tmp_path, timeout=60)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr.strip().splitlines() == ["tinyres demo: interrupted by SIGINT"], result.stderr
+
+
 def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
     runs_to_resume, tmp_path
 ):

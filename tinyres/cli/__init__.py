@@ -14,11 +14,13 @@ Errors, for every command alike (``main`` handles them, so a command only raises
 - Ctrl-C (SIGINT) or SIGTERM, in any phase: one line ``tinyres COMMAND: interrupted by
   SIGINT`` (plus what the command's optional ``interrupted(args) -> str`` adds, e.g. which
   checkpoint to resume from), exit code 130 or 143 (``cli.signals``); a second one quits at once.
+  The console script then leaves without the interpreter's clean-up (``script``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -60,6 +62,23 @@ def close_progress_bars() -> None:
     """End the line of every progress bar an exception left open, so the message gets a line of its own."""
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
+
+
+def script() -> None:
+    """The ``tinyres`` console script and ``python -m tinyres``: ``main()``, then exit with its status.
+
+    After a signal, leave at once (``os._exit``) once the line is printed: the exception has
+    already unwound every ``finally`` (the checkpoint is kept), but the signal may have landed
+    inside a half-built object of a library (seen: llvmlite's compiler options, during Numba's
+    compilation) whose ``__del__`` prints a traceback when the interpreter's clean-up collects it.
+    """
+    status = main()
+    if status in signals.EXIT_STATUSES:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> int:

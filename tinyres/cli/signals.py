@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_STATUSES = tuple(128 + s for s in SIGNALS)  # what ``exit_status`` returns: 130, 143
 
 
 class Interrupted(KeyboardInterrupt):
