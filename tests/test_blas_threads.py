@@ -92,6 +92,35 @@ def test_convolution_gives_the_same_numbers_on_one_and_two_threads(dtype, shape)
         np.testing.assert_array_equal(one, two)
 
 
+MATMUL_SHAPES = [((600, 33), (33, 70)), ((3, 300, 20), (20, 9)), ((2, 1, 260, 8), (3, 8, 5)),
+                 ((300, 17), (17,)), ((17,), (17, 4)), ((40, 6), (6, 5)), ((0, 3), (3, 2)), ((5, 0), (0, 2))]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("a_shape", "b_shape"), MATMUL_SHAPES)
+def test_matmul_on_the_pool_is_numpys_product_with_the_same_numbers_on_one_and_two_threads(dtype, a_shape,
+                                                                                          b_shape):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    b_t = np.asfortranarray(b)  # the ops pass transposed views (W.T): a layout BLAS reads in place
+    before, results = blas_threads(), []
+    for count in (1, 2):
+        saved = tr.get_num_threads()
+        tr.set_num_threads(count)
+        try:
+            results.append((threads.matmul(a, b), threads.matmul(a, b_t)))
+        finally:
+            tr.set_num_threads(saved)
+    expected = a @ b
+    tolerance = 1e-12 if dtype == np.float64 else 1e-4
+    for got in (*results[0], *results[1]):
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance * max(1, a.shape[-1]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert blas_threads() == before  # the user's own products keep the user's setting
+
+
 STEP = textwrap.dedent(
     """
     import json, os, threading, time
@@ -106,9 +135,13 @@ STEP = textwrap.dedent(
         return out
 
     tinyres.manual_seed(0)
-    model = models.resnet20(10)
+    if MODEL == "resnet20":
+        model, x = models.resnet20(10), tinyres.randn(32, 3, 32, 32)
+    else:  # a Linear large enough that OpenBLAS would use its threads (a classifier's stays on one)
+        model, x = tinyres.nn.Sequential(tinyres.nn.Linear(1024, 1024), tinyres.nn.ReLU(),
+                                         tinyres.nn.Linear(1024, 10)), tinyres.randn(256, 1024)
     opt = tinyres.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x, y = tinyres.randn(32, 3, 32, 32), tinyres.randint(0, 10, (32,))
+    y = tinyres.randint(0, 10, (len(x),))
 
     def step():
         opt.zero_grad()
@@ -131,11 +164,14 @@ STEP = textwrap.dedent(
 )
 
 
-def test_no_thread_outside_tinyres_pool_is_busy_during_a_training_step():
+@pytest.mark.parametrize("model", ["resnet20", "mlp"])
+def test_no_thread_outside_tinyres_pool_is_busy_during_a_training_step(model):
     # A clean environment: none of the thread variables a user might have set.
     env = {key: os.environ[key] for key in ("PATH", "HOME", "NUMBA_CACHE_DIR") if key in os.environ}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, timeout=600)
+    program = f"MODEL = {model!r}\n{STEP}"
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     busy = {tid: seconds for tid, seconds in report["others"].items() if seconds > 0.05 * report["ours"]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyres.engine import Function, Tensor
+from tinyres.kernels.threads import matmul
 from tinyres.ops.validate import check_float, check_tensor
 
 
@@ -19,21 +20,24 @@ class Addmm(Function):
     r"""y = x W^T + b for x of shape (..., in), W (out, in), b (out,).
 
     With the leading axes of x flattened into rows X (M, in) and dY (M, out):
-    dX = dY W,  dW = dY^T X,  db = sum of dY over the rows.
+    dX = dY W,  dW = dY^T X,  db = sum of dY over the rows. The products run on tinyres's
+    threads (``kernels.threads.matmul``), not on BLAS's own.
     """
 
     saved_inputs = ((1,), (0,))  # dW reads x, dx reads W
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         self.x, self.w, self.has_bias = x, w, b is not None
-        y = x @ w.T
-        return y + b if b is not None else y
+        y = matmul(x, w.T)
+        if b is not None:
+            y += b  # y is this op's own new array
+        return y
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         rows = grad.reshape(-1, grad.shape[-1])
-        dw = rows.T @ self.x.reshape(-1, self.x.shape[-1])
+        dw = matmul(rows.T, self.x.reshape(-1, self.x.shape[-1]))
         db = rows.sum(axis=0) if self.has_bias else None
-        return grad @ self.w, dw, db
+        return matmul(grad, self.w), dw, db
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

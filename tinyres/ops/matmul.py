@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyres.engine import Function, Tensor
+from tinyres.kernels.threads import matmul as product
 from tinyres.pieces import learner
 
 
@@ -13,14 +14,15 @@ class MatMul(Function):
 
     1-d operands are promoted to matrices for the backward (as NumPy does for the
     forward) and the extra axis is dropped again; batch axes that broadcasting
-    added are summed by the engine.
+    added are summed by the engine. The products run on tinyres's threads
+    (``kernels.threads.matmul``), not on BLAS's own.
     """
 
     saved_inputs = ((1,), (0,))
 
     def forward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         self.x, self.y = x, y
-        return x @ y
+        return product(x, y)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.x[None, :] if self.x.ndim == 1 else self.x
@@ -29,8 +31,8 @@ class MatMul(Function):
             grad = np.expand_dims(grad, -2)
         if self.y.ndim == 1:
             grad = np.expand_dims(grad, -1)
-        dx = grad @ np.swapaxes(y, -1, -2)
-        dy = np.swapaxes(x, -1, -2) @ grad
+        dx = product(grad, np.swapaxes(y, -1, -2))
+        dy = product(np.swapaxes(x, -1, -2), grad)
         if self.x.ndim == 1:
             dx = dx.reshape(dx.shape[:-2] + dx.shape[-1:])
         if self.y.ndim == 1:
