@@ -262,7 +262,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     product is most of their time. A product of at most 128 rows (a ResNet's classifier) is
     one block, run in the calling thread.
     """
-    if a.ndim < 2:
+    if a.ndim < 2 or a.shape[-2] <= MATMUL_BLOCK_ROWS:  # one block: no result to split
         with single_threaded_blas():
             return np.matmul(a, b)
     rows = a.shape[-2]
