@@ -47,9 +47,9 @@ def backpropagate(
     released after its backward unless ``retain_graph``.
     """
     grads: dict[int, np.ndarray] = {}
+    sums: set[int] = set()  # the nodes whose waiting gradient is a sum the walk made
     for out, gradient in zip(outputs, gradients, strict=True):
-        seed, root = _seed_gradient(out, gradient), _node(out)
-        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
+        _add_into(grads, sums, id(_node(out)), _seed_gradient(out, gradient))
     wanted = None if inputs is None else {id(_node(t)) for t in inputs}
     captured: dict[int, np.ndarray] = {}
     for node in _topological_order(*(_node(out) for out in outputs)):
@@ -66,7 +66,7 @@ def backpropagate(
         if wanted is None and node.retained_by is not None:
             node.retained_by.grad = Tensor(grad.copy(order="K"))
         for parent, g in _input_gradients(node, grad):
-            grads[id(parent)] = grads[id(parent)] + g if id(parent) in grads else g
+            _add_into(grads, sums, id(parent), g)
         if not retain_graph:
             node.release()
     return None if inputs is None else [captured.get(id(_node(t))) for t in inputs]
@@ -131,6 +131,22 @@ def _seed_gradient(root: Tensor, gradient: Any) -> np.ndarray:
     if seed.shape != root.shape:
         raise RuntimeError(f"gradient has shape {seed.shape}, expected the tensor's shape {root.shape}")
     return seed
+
+
+def _add_into(grads: dict[int, np.ndarray], sums: set[int], key: int, g: np.ndarray) -> None:
+    """Add ``g`` to the gradient waiting for node ``key``: the first is kept as it is, the second
+    makes a new array (the sum), later ones are added into it in place. Only a sum the walk
+    made is written (nothing else sees it before its node runs); an arriving gradient may be
+    an op's saved array or also go to another node (``Add`` sends one array to both inputs).
+    """
+    if key not in grads:
+        grads[key] = g
+        sums.discard(key)
+    elif key in sums:
+        np.add(grads[key], g, out=grads[key])
+    else:  # out=: a new array even for 0-d gradients, where ``a + b`` gives a NumPy scalar
+        grads[key] = np.add(grads[key], g, out=np.empty_like(grads[key]))
+        sums.add(key)
 
 
 def _run_hooks(hooks: Any, grad: np.ndarray) -> np.ndarray:
@@ -272,17 +288,21 @@ class Function:
         Positional arguments may be Tensors, arrays, numbers or ``None``; keyword
         arguments are options (strides, axes, ...) and are never differentiated.
         """
-        fn = cls()
-        for a in args:
-            _refuse_stale_view(a)
-        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        fn, arrays, any_requires_grad = cls(), [], False
+        for a in args:  # one pass: this runs for every op of every step
+            if isinstance(a, Tensor):
+                _refuse_stale_view(a)
+                arrays.append(a._data)
+                any_requires_grad = any_requires_grad or a._requires_grad
+            else:
+                arrays.append(a)
         out = fn.forward(*arrays, **kwargs)
-        needs_grad = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        needs_grad = any_requires_grad and is_grad_enabled()
         result = Tensor(out, requires_grad=needs_grad)
         _share_counter_with_base(result, args)
         if needs_grad:
             fn.inputs = args
-            fn.parents = tuple(_node(a) for a in args)
+            fn.parents = tuple(map(_node, args))
             saved = [_saved(args[i]) for i in range(len(cls.saved_inputs)) if cls.saves_input(i, args)]
             result.grad_fn = fn
             fn.saved = (*saved, _saved(result)) if cls.saves_output else tuple(saved)
