@@ -56,7 +56,7 @@ def backpropagate(
         grad = grads.pop(id(node), None)
         if grad is None:
             continue
-        grad = _run_hooks(node._hooks.values(), grad)
+        grad = _run_hooks(node._hooks.values(), grad) if node._hooks else grad
         if wanted is not None and id(node) in wanted:
             captured[id(node)] = grad
         if isinstance(node, Tensor):
@@ -200,7 +200,8 @@ def _input_gradients(fn: Function, grad: np.ndarray) -> Iterator[tuple[Function 
                            f"for {len(fn.inputs)} inputs")
     for parent, inp, g in zip(fn.parents, fn.inputs, input_grads):
         if parent is not None and g is not None:
-            yield parent, unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)
+            data = inp._data  # not .dtype and .shape: properties, and a Size made per call
+            yield parent, unbroadcast(np.asarray(g, dtype=data.dtype), data.shape)
 
 
 # ---- version counters: what makes an in-place change after forward an error ---------------
