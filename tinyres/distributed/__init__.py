@@ -272,7 +272,7 @@ def launched_world_size() -> int:
 RUN_MARK = "tinyres.distributed.run:"  # how a rank talks to the launcher, on its stdout
 # The failure lines below and ``tinyres COMMAND: interrupted by SIGINT on rank R of N``; searched,
 # not matched, as another rank's unfinished line (a progress bar) may come first.
-_FAILURE = re.compile(r"\btinyres[\w.]*( \w+)?: .*\brank \d+ of \d+\b")
+_FAILURE = re.compile(r"tinyres[\w.]*( \w+)?: .*\brank \d+ of \d+\b")
 
 
 def is_failure_line(line: str) -> bool:

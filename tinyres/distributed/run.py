@@ -50,6 +50,9 @@ HYDRA = re.compile(r"^(={60,}\s*$"
                    r"with your application|Please see the FAQ page|Abort\(\d+\) on node \d+"
                    r"|\[mpiexec@[^]]*\] (Sending Ctrl-C|Press Ctrl-C again))")
 KILLED = re.compile(r"^=   PID (\d+) RUNNING AT (\S+)")
+# Where a line of tinyres starts: a rank that prints its line in two writes (Python's print:
+# the text, then "\n") may have another rank's line land between them.
+STARTS = re.compile(r"(?=tinyres[\w.]*(?: \w+)?: )")
 SIGNALLED = re.compile(r"\(signal (\d+)\)|^=   EXIT CODE: (\d+)")
 
 
@@ -81,6 +84,7 @@ class Relay:
         self.killed: tuple[str, str] | None = None  # (pid, host) of hydra's banner
         self.signum: int | None = None
         self.ends_line: dict[BinaryIO, bool] = {}  # whether the last thing written ended a line
+        self.owed: dict[BinaryIO, int] = {}  # line ends still to come of lines cut by another's
 
     def segment(self, text: str, out: BinaryIO, held: list[str]) -> None:
         """One line (ending in "\\n" or a progress bar's "\\r") of mpiexec's stdout or stderr."""
@@ -104,10 +108,22 @@ class Relay:
                 if found and self.signum is None:
                     self.signum = int(found.group(1) or found.group(2)) & 0x7F
                 return
-            if is_failure_line(line):
-                if self.reported:
+            if not line and self.owed.get(out):  # the end of a line whose rest came glued before it
+                self.owed[out] -= 1
+                return
+            kept = ""
+            for i, part in enumerate(STARTS.split(line)):
+                if is_failure_line(part):
+                    if self.reported:
+                        self.owed[out] = self.owed.get(out, 0) + (i > 0)
+                        continue
+                    self.reported = True
+                kept += part
+            if kept != line:
+                if not kept:
                     return
-                self.reported = True
+                text = kept + text[len(line):]
+                line = kept
             if not line and text.endswith("\n"):  # hold a blank line until we see what follows
                 self.write(out, "".join(held))
                 held[:] = [text]
