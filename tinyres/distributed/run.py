@@ -111,11 +111,12 @@ class Relay:
             if not line and self.owed.get(out):  # the end of a line whose rest came glued before it
                 self.owed[out] -= 1
                 return
-            kept = ""
-            for i, part in enumerate(STARTS.split(line)):
+            kept, at = "", 0
+            for part in STARTS.split(line):
+                at += len(part)
                 if is_failure_line(part):
-                    if self.reported:
-                        self.owed[out] = self.owed.get(out, 0) + (i > 0)
+                    if self.reported:  # a second rank's line about the same ending
+                        self.owed[out] = self.owed.get(out, 0) + (at > len(part))
                         continue
                     self.reported = True
                 kept += part
