@@ -141,7 +141,7 @@ def launch(args: list[str], timeout: float = BOUND) -> tuple[subprocess.Complete
 def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, fault, launcher):
     """Rank 1 of a DDP program raises or gets a signal after its forward; rank 0 waits for it in
     the all-reduce. Plain mpiexec: a rank left with an exception hung in MPI_Finalize (> 60 s),
-    SIGTERM gave hydra's banner of 9 lines. A SIGKILLed rank cannot speak: the launcher does."""
+    SIGTERM gave hydra's banner of 11 lines. A SIGKILLed rank cannot speak: the launcher does."""
     front = RUN if launcher == "run" else [MPIEXEC, "-n", "2", sys.executable]
     front += ["-n", "2"] if launcher == "run" else []
     run, seconds = launch([*front, "-m", "tests.distributed_cases", fault, str(tmp_path / "never.npz")])
@@ -154,7 +154,7 @@ def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, fault, launcher)
 
 @needs_mpi
 def test_plain_mpiexec_ends_a_killed_ranks_run_with_hydras_banner(tmp_path):
-    """The limit the launcher is for: hydra ends the run at once, but says so in 9 lines of its own."""
+    """The limit the launcher is for: hydra ends the run at once, but says so in 11 lines of its own."""
     run, seconds = launch([MPIEXEC, "-n", "2", sys.executable, "-m", "tests.distributed_cases", "kill",
                            str(tmp_path / "never.npz")])
     assert run.returncode == 9 and seconds < BOUND

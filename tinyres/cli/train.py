@@ -224,16 +224,17 @@ def run_rank(args: argparse.Namespace) -> int:
 def or_abort(work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``work(args)``; on a failure of this rank, end every rank at once with one line naming
     this rank and why (the others may be waiting for it in an all-reduce)."""
+    command = getattr(args, "command", None) or NAME  # `tinyres demo` spreads its runs this way too
     try:
         return work(args)
     except SystemExit as stop:
         if stop.code in (0, None):
             raise
-        distributed.abort(f"tinyres train: {distributed.where()} failed: {stop.code}")
+        distributed.abort(f"tinyres {command}: {distributed.where()} failed: {stop.code}")
     except Exception as err:
         from tinyres.cli import one_line
 
-        distributed.abort(f"tinyres train: {distributed.where()} failed: {one_line(err)}")
+        distributed.abort(f"tinyres {command}: {distributed.where()} failed: {one_line(err)}")
     return 1
 
 

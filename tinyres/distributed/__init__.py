@@ -17,6 +17,11 @@ mpi4py is imported by ``init_process_group``, not by ``import tinyres``: importi
 ``mpi4py.MPI`` starts MPI, a side effect a library must not have at import. Without a
 launcher the process is a world of one (rank 0 of 1), so the same program runs alone.
 
+A rank that raises, or is stopped by SIGTERM or Ctrl-C, after ``init_process_group`` prints
+one line (``tinyres.distributed: rank 1 of 2 failed: ...``) and ends every rank within a
+second, where the others would wait for it for ever (see "a failing rank" below); for a rank
+killed outright, launch with ``python -m tinyres.distributed.run -n N program.py``.
+
 >>> import tinyres.distributed as dist
 >>> dist.is_available(), dist.is_initialized()  # doctest: +SKIP
 (True, False)
@@ -266,13 +271,13 @@ def launched_world_size() -> int:
 # fails prints its one line and leaves with ``os._exit``: not through the interpreter's exit,
 # whose MPI_Finalize (mpi4py's at-exit hook) would wait for the others, measured at > 60 s, and
 # not through MPI_Abort, to which MPICH adds a line of its own. A rank killed by a signal it
-# cannot catch (SIGKILL, SIGSEGV) says nothing; hydra then prints a banner of 9 lines, which
+# cannot catch (SIGKILL, SIGSEGV) says nothing; hydra then prints a banner of 11 lines, which
 # ``python -m tinyres.distributed.run`` reduces to one line naming the rank.
 
 RUN_MARK = "tinyres.distributed.run:"  # how a rank talks to the launcher, on its stdout
 # The failure lines below and ``tinyres COMMAND: interrupted by SIGINT on rank R of N``; searched,
 # not matched, as another rank's unfinished line (a progress bar) may come first.
-_FAILURE = re.compile(r"tinyres[\w.]*( \w+)?: .*\brank \d+ of \d+\b")
+_FAILURE = re.compile(r"tinyres[\w.]*( \w+)?: (.*\brank \d+ of \d+\b|interrupted by SIG)")
 
 
 def is_failure_line(line: str) -> bool:

@@ -5,7 +5,7 @@ is one line.
 ranks' output passes through as it comes (progress bars too). What changes is a failure:
 
 - a rank killed by a signal it cannot catch (``kill -9``, a segfault): MPICH's launcher,
-  hydra, ends the other ranks within a second but prints a banner of 9 lines naming a
+  hydra, ends the other ranks within a second but prints a banner of 11 lines naming a
   process id; here it becomes ``tinyres: rank 1 of 2 (pid 4242 on HOST) was killed by SIGKILL;
   every rank stopped`` (and, for ``tinyres train``, which checkpoint to resume from), exit 137
   (128 + the signal, as a shell reports it);
