@@ -117,7 +117,7 @@ def test_pytorch_tutorial_ddp_program_matches_one_process(tmp_path):
 # test allows from launch to the end: the run itself takes ~2 s (a DDP case) or ~10 s (tinyres
 # train) on a loaded machine, the ending < 1 s (hydra kills the others as soon as one leaves).
 BOUND = 60  # s
-RUN = [sys.executable, "-m", "tinyres.distributed.run"]  # the launcher: mpiexec, its output reduced
+RUN = (sys.executable, "-m", "tinyres.distributed.run")  # the launcher: mpiexec, its output reduced
 
 FAULT_LINES = {  # what a DDP program's rank 1 says, and the exit status, under plain mpiexec
     "raise": (r"tinyres\.distributed: rank 1 of 2 failed: RuntimeError: planted failure on rank 1 "
@@ -142,8 +142,7 @@ def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, fault, launcher)
     """Rank 1 of a DDP program raises or gets a signal after its forward; rank 0 waits for it in
     the all-reduce. Plain mpiexec: a rank left with an exception hung in MPI_Finalize (> 60 s),
     SIGTERM gave hydra's banner of 11 lines. A SIGKILLed rank cannot speak: the launcher does."""
-    front = RUN if launcher == "run" else [MPIEXEC, "-n", "2", sys.executable]
-    front += ["-n", "2"] if launcher == "run" else []
+    front = [*RUN, "-n", "2"] if launcher == "run" else [MPIEXEC, "-n", "2", sys.executable]
     run, seconds = launch([*front, "-m", "tests.distributed_cases", fault, str(tmp_path / "never.npz")])
     line, status = FAULT_LINES[fault]
     lines = (run.stdout + run.stderr).splitlines()
@@ -219,7 +218,7 @@ def test_a_failing_rank_in_tinyres_train_stops_the_run_with_one_line(tmp_path, f
     script = tmp_path / "train_with_fault.py"
     script.write_text(TRAIN_WITH_A_FAULT)
     out = tmp_path / "run"
-    front = RUN + ["-n", "2"] if fault == "kill" else [MPIEXEC, "-n", "2", sys.executable]
+    front = [*RUN, "-n", "2"] if fault == "kill" else [MPIEXEC, "-n", "2", sys.executable]
     run, seconds = launch([*front, str(script), fault, str(out)], timeout=2 * BOUND)
     assert run.stdout.splitlines() == [f"plain20 on digits: 1438 training and 359 test images of shape "
                                        f"(1, 8, 8); writing to {out}"]

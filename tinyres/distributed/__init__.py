@@ -19,8 +19,9 @@ launcher the process is a world of one (rank 0 of 1), so the same program runs a
 
 A rank that raises, or is stopped by SIGTERM or Ctrl-C, after ``init_process_group`` prints
 one line (``tinyres.distributed: rank 1 of 2 failed: ...``) and ends every rank within a
-second, where the others would wait for it for ever (see "a failing rank" below); for a rank
-killed outright, launch with ``python -m tinyres.distributed.run -n N program.py``.
+second (once its current call into compiled code returns), where the others would wait for it
+for ever (see "a failing rank" below); for a rank killed outright, launch with
+``python -m tinyres.distributed.run -n N program.py``.
 
 >>> import tinyres.distributed as dist
 >>> dist.is_available(), dist.is_initialized()  # doctest: +SKIP
