@@ -185,6 +185,18 @@ def test_the_launcher_keeps_the_ranks_output_and_drops_hydras():
     assert relay.last_line() is None
 
 
+def test_the_launcher_refuses_a_command_without_n_in_one_line(capsys):
+    from tinyres.distributed.run import parse
+
+    assert parse(["-n", "2", "-m", "tinyres", "train"]) == (2, ["-m", "tinyres", "train"])
+    for wrong in ([], ["-n", "0", "x.py"], ["-n", "2"], ["x.py"]):
+        with pytest.raises(SystemExit) as stop:
+            parse(wrong)
+        assert stop.value.code == 2
+        said = capsys.readouterr().err
+        assert said.count("\n") == 1 and said.startswith("tinyres.distributed.run: expected -n N (N >= 1)")
+
+
 TRAIN_WITH_A_FAULT = """
 import os, signal, sys
 import tinyres.training as training

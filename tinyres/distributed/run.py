@@ -169,12 +169,16 @@ class Relay:
 
 
 def parse(argv: list[str]) -> tuple[int, list[str]]:
+    """``-n N PROGRAM...`` -> (N, PROGRAM); anything else ends with one line saying what was expected."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{USAGE}\n\n{__doc__}")
+        raise SystemExit(0)
     if len(argv) >= 3 and argv[0] == "-n" and argv[1].isdigit() and int(argv[1]) > 0:
         return int(argv[1]), argv[2:]
-    if len(argv) >= 2 and argv[0].startswith("-n") and argv[0][2:].isdigit() and int(argv[0][2:]) > 0:
-        return int(argv[0][2:]), argv[1:]
     given = " ".join(argv) or "nothing"
-    raise SystemExit(f"{USAGE}\ntinyres.distributed.run: expected -n N (N >= 1) and a program, got {given}")
+    print(f"tinyres.distributed.run: expected -n N (N >= 1) and what follows python (prog.py ARGS, or "
+          f"-m module ARGS), got {given}", file=sys.stderr)
+    raise SystemExit(2)  # a usage error, as the tinyres command's
 
 
 def main(argv: list[str] | None = None) -> int:
