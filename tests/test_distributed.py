@@ -173,16 +173,18 @@ def test_the_launcher_keeps_the_ranks_output_and_drops_hydras():
                  "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n", "\n", "===\n"]:
         relay.segment(text, out, held)
     assert out.getvalue().decode() == "epoch 1:  50%|#####     |\r\n===\n"  # a blank line before "===" stays
-    assert relay.last_line() == ("tinyres: rank 1 of 2 (pid 4242 on vm) was killed by SIGKILL; every rank "
+    assert relay.last_line(9) == ("tinyres: rank 1 of 2 (pid 4242 on vm) was killed by SIGKILL; every rank "
                                  "stopped; nothing to resume yet (no nowhere)")
     relay, out = Relay(), __import__("io").BytesIO()
     # print() writes a line and its end in two writes, so another rank's line can land between them
     for text in ["tinyres train: interrupted by SIGINT on rank 1 of 2; xtinyres train: interrupted by SIGINT "
-                 "on rank 0 of 2; x\n", "Abort(1) on node 1 (rank 1)\n", "\n",
+                 "on rank 0 of 2; x\n", "[mpiexec@vm] Sending Ctrl-C to processes as requested\n", "\n",
                  "tinyres train: interrupted by SIGINT on rank 0 of 2; x\n", "\n", "last\n"]:
         relay.segment(text, out, held)
     assert out.getvalue().decode() == "tinyres train: interrupted by SIGINT on rank 1 of 2; x\n\nlast\n"
-    assert relay.last_line() is None
+    assert relay.last_line(130) is None
+    assert Relay().last_line(3) == "tinyres: a rank ended with status 3 and said nothing; every rank stopped"
+    assert Relay().last_line(0) is None
 
 
 def test_the_launcher_refuses_a_command_without_n_in_one_line(capsys):

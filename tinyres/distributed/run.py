@@ -12,8 +12,9 @@ ranks' output passes through as it comes (progress bars too). What changes is a 
 - a rank that raises, or gets SIGTERM or SIGINT, prints its own line (``tinyres.distributed``
   does so under plain ``mpiexec`` too) and the others are ended; several ranks failing at once
   (Ctrl-C reaches them all) would print one line each: only the first is shown;
-- hydra's other lines about the ending (``Abort(1) on node ...``, ``Sending Ctrl-C to
-  processes``) are dropped.
+- hydra's other lines about the ending (``Sending Ctrl-C to processes``) are dropped;
+- a rank that ends with a non-zero status without a word (``os._exit(3)``): hydra ends the
+  others and says nothing; here one line says so.
 
 Why a launcher: hydra prints its banner whenever a process ends by a signal, and nothing in
 its options (``mpiexec --help``) or environment turns it off except ``-disable-auto-cleanup``,
@@ -43,11 +44,12 @@ from tinyres.distributed import RUN_MARK, is_failure_line
 USAGE = "usage: python -m tinyres.distributed.run -n N (prog.py | -m module) [ARGS...]"
 
 # What hydra prints when a rank ends badly (src/pm/hydra/mpiexec: pmiserv_cb.c and mpiexec.c),
-# MPICH's MPI_Abort line, and hydra's answer to a first Ctrl-C.
+# and its answer to a first Ctrl-C. (MPICH's line for a program's own MPI_Abort stays: tinyres
+# never calls it, so there it is the only word on why the run ended.)
 HYDRA = re.compile(r"^(={60,}\s*$"
                    r"|=   (BAD TERMINATION|PID \d+ RUNNING AT|EXIT CODE:|CLEANING UP|YOU CAN IGNORE)"
                    r"|YOUR APPLICATION TERMINATED WITH THE EXIT STRING:|This typically refers to a problem "
-                   r"with your application|Please see the FAQ page|Abort\(\d+\) on node \d+"
+                   r"with your application|Please see the FAQ page"
                    r"|\[mpiexec@[^]]*\] (Sending Ctrl-C|Press Ctrl-C again))")
 KILLED = re.compile(r"^=   PID (\d+) RUNNING AT (\S+)")
 # Where a line of tinyres starts: a rank that prints its line in two writes (Python's print:
@@ -153,10 +155,12 @@ class Relay:
         with self.lock:
             self.write(out, "".join(held))
 
-    def last_line(self) -> str | None:
-        """The one line for a rank killed without a word (None when a rank said why itself)."""
-        if self.reported or self.killed is None:
+    def last_line(self, status: int) -> str | None:
+        """The one line for a rank that ended without a word (None when a rank said why itself)."""
+        if self.reported or (self.killed is None and status == 0):
             return None
+        if self.killed is None:
+            return f"tinyres: a rank ended with status {status} and said nothing; every rank stopped"
         pid, host = self.killed
         name = signal.Signals(self.signum).name if self.signum else "a signal"
         if f"{pid}@{host}" in self.ranks:
@@ -207,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    line = relay.last_line()
+    status = status if status >= 0 else 128 - status  # mpiexec itself killed by a signal
+    line = relay.last_line(status)
     if line is not None:
         sys.stdout.flush()
         start = "" if relay.ends_line.get(sys.stderr.buffer, True) else "\n"  # after a progress bar
         print(start + line, file=sys.stderr, flush=True)
-        return 128 + (relay.signum or signal.SIGKILL)
-    return status if status >= 0 else 128 - status
+        if relay.killed is not None:
+            return 128 + (relay.signum or signal.SIGKILL)
+    return status
 
 
 if __name__ == "__main__":
