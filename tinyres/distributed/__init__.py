@@ -274,6 +274,9 @@ def launched_world_size() -> int:
 # not through MPI_Abort, to which MPICH adds a line of its own. A rank killed by a signal it
 # cannot catch (SIGKILL, SIGSEGV) says nothing; hydra then prints a banner of 11 lines, which
 # ``python -m tinyres.distributed.run`` reduces to one line naming the rank.
+# Not covered: ``sys.exit(...)`` on one rank. Python calls no hook with its status, and the
+# interpreter's exit waits in MPI_Finalize for ranks that wait for this one (tinyres train
+# catches its own SystemExit in ``or_abort``).
 
 RUN_MARK = "tinyres.distributed.run:"  # how a rank talks to the launcher, on its stdout
 # The failure lines below and ``tinyres COMMAND: interrupted by SIGINT on rank R of N``; searched,

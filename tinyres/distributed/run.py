@@ -17,8 +17,9 @@ ranks' output passes through as it comes (progress bars too). What changes is a 
   others and says nothing; here one line says so.
 
 Why a launcher: hydra prints its banner whenever a process ends by a signal, and nothing in
-its options (``mpiexec --help``) or environment turns it off except ``-disable-auto-cleanup``,
-which also stops it from ending the other ranks, so they would wait for ever. Why not
+its options (``mpiexec --help``) or environment (the ``HYDRA_*`` variables) turns it off;
+``-disable-auto-cleanup`` drops the banner but keeps its last 3 lines, "YOUR APPLICATION
+TERMINATED WITH THE EXIT STRING: Killed (signal 9)" and two lines of advice. Why not
 ``torchrun``'s way (a process of our own watching the ranks): MPI already starts, connects
 and watches them; this only reads what ``mpiexec`` prints.
 
