@@ -20,6 +20,7 @@ from tinyres import nn
 from tinyres.nn.parallel import DistributedDataParallel as DDP  # noqa: N817 (PyTorch tutorials' name)
 
 GLOBAL_BATCH, STEPS = 64, 3
+FAULTS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT, "raise": None}
 
 
 def network(batch_norm: bool = True) -> nn.Module:
@@ -65,10 +66,10 @@ def run(case: str, dtype: type) -> dict[str, np.ndarray]:
             loss = loss_fn(model(torch.tensor(x[half:])), torch.tensor(y[half:])) / 2
         else:
             loss = loss_fn(model(torch.tensor(x)), torch.tensor(y))
-        if case == "die" and rank == 1 and step == 1:
-            os.kill(os.getpid(), signal.SIGKILL)  # a rank that dies without a word
-        if case == "raise" and rank == 1 and step == 1:
-            raise RuntimeError("planted failure on rank 1")
+        if case in FAULTS and rank == 1 and step == 1:  # rank 0 then waits for it in backward's all-reduce
+            if case == "raise":
+                raise RuntimeError("planted failure on rank 1")
+            os.kill(os.getpid(), FAULTS[case])  # SIGKILL: a rank that dies without a word
         loss.backward()
         optimizer.step()
         losses.append(loss.item())

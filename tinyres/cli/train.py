@@ -31,10 +31,11 @@ from tinyres import course, creation, distributed, phases
 from tinyres.arguments import int_in, non_negative_float, positive_float, positive_int, seed
 from tinyres.data import download_cifar10, load_cifar10, load_digits
 from tinyres.data.cifar10 import URL as CIFAR_URL
+from tinyres.distributed.run import checkpoint_note
 from tinyres.kernels.threads import set_num_threads
 from tinyres.models import MODELS
 from tinyres.parallel_training import independent_jobs, is_writer, my_share
-from tinyres.serialization import load, write_atomically
+from tinyres.serialization import write_atomically
 from tinyres.training import TrainConfig, train
 
 NAME = "train"
@@ -119,19 +120,11 @@ def output_dir(args: argparse.Namespace) -> Path:
 
 
 def interrupted(args: argparse.Namespace) -> str:
-    """What the line after Ctrl-C or SIGTERM adds (``cli.main`` prints it): where to resume from.
-
-    Checkpoints are written atomically, so the file holds the last completed epoch
-    whatever phase the signal stopped.
-    """
-    path = output_dir(args) / "checkpoint.npz"
-    try:
-        epoch = load(path)["epoch"]
-    except FileNotFoundError:
-        return f"; nothing to resume yet (no {path})"
-    except (OSError, ValueError, KeyError, TypeError, MemoryError):
-        return f"; {path} is as it was before this run"
-    return f"; {path} holds epoch {epoch}: continue with the same options and --resume"
+    """What the line after Ctrl-C or SIGTERM adds (``cli.main`` prints it): under mpiexec which
+    rank, then where to resume from (checkpoints are written atomically, so the file holds the
+    last completed epoch whatever phase the signal stopped)."""
+    rank = f" on {distributed.where()}" if distributed.is_initialized() else ""
+    return rank + checkpoint_note(output_dir(args) / "checkpoint.npz")
 
 
 def mine_case(args: argparse.Namespace) -> course.Case:
@@ -223,22 +216,25 @@ def join_ranks(args: argparse.Namespace) -> None:
 def run_rank(args: argparse.Namespace) -> int:
     """One rank of ``mpiexec -n N tinyres train ...``: join the others and train."""
     join_ranks(args)
+    if distributed.get_rank() == 0:  # for the launcher's line if a rank is killed without a word
+        distributed.announce("checkpoint", str(output_dir(args) / "checkpoint.npz"))
     return or_abort(run, args)
 
 
 def or_abort(work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``work(args)``; on a failure of this rank, end every rank at once with one line naming
     this rank and why (the others may be waiting for it in an all-reduce)."""
+    command = getattr(args, "command", None) or NAME  # `tinyres demo` spreads its runs this way too
     try:
         return work(args)
     except SystemExit as stop:
         if stop.code in (0, None):
             raise
-        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {stop.code}")
+        distributed.abort(f"tinyres {command}: {distributed.where()} failed: {stop.code}")
     except Exception as err:
         from tinyres.cli import one_line
 
-        distributed.abort(f"tinyres train: rank {distributed.get_rank()} failed: {one_line(err)}")
+        distributed.abort(f"tinyres {command}: {distributed.where()} failed: {one_line(err)}")
     return 1
 
 

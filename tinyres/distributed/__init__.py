@@ -17,6 +17,12 @@ mpi4py is imported by ``init_process_group``, not by ``import tinyres``: importi
 ``mpi4py.MPI`` starts MPI, a side effect a library must not have at import. Without a
 launcher the process is a world of one (rank 0 of 1), so the same program runs alone.
 
+A rank that raises, or is stopped by SIGTERM or Ctrl-C, after ``init_process_group`` prints
+one line (``tinyres.distributed: rank 1 of 2 failed: ...``) and ends every rank within a
+second (once its current call into compiled code returns), where the others would wait for it
+for ever (see "a failing rank" below); for a rank killed outright, launch with
+``python -m tinyres.distributed.run -n N program.py``.
+
 >>> import tinyres.distributed as dist
 >>> dist.is_available(), dist.is_initialized()  # doctest: +SKIP
 (True, False)
@@ -24,7 +30,15 @@ launcher the process is a world of one (rank 0 of 1), so the same program runs a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import traceback
 from typing import Any
 
 import numpy as np
@@ -100,11 +114,13 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                              f"process as {what} {actual}; launch with the matching mpiexec -n, or drop "
                              f"the argument")
     _world = comm
+    _handle_failures()
 
 
 def destroy_process_group(group: Any = None) -> None:
     """Leave the process group (MPI itself is finalised by mpi4py at exit)."""
     global _world
+    _restore()
     _world = None
 
 
@@ -242,22 +258,112 @@ _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # what MPICH's and Open M
 
 def launched_world_size() -> int:
     """How many ranks ``mpiexec`` started (1 without it), read before MPI starts."""
-    import os
-
     for name in _LAUNCHER_SIZE:
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return 1
 
 
+# ---- a failing rank ends the run: one line, a bounded time ---------------------------------
+#
+# MPI has no way to interrupt a rank that waits in an all-reduce for a rank that has gone: it
+# waits for ever. What ends the run is the launcher: MPICH's hydra kills (SIGKILL, silently)
+# every rank as soon as one leaves without MPI_Finalize, whatever its exit status. So a rank that
+# fails prints its one line and leaves with ``os._exit``: not through the interpreter's exit,
+# whose MPI_Finalize (mpi4py's at-exit hook) would wait for the others, measured at > 60 s, and
+# not through MPI_Abort, to which MPICH adds a line of its own. A rank killed by a signal it
+# cannot catch (SIGKILL, SIGSEGV) says nothing; hydra then prints a banner of 11 lines, which
+# ``python -m tinyres.distributed.run`` reduces to one line naming the rank.
+# Not covered: ``sys.exit(...)`` on one rank. Python calls no hook with its status, and the
+# interpreter's exit waits in MPI_Finalize for ranks that wait for this one (tinyres train
+# catches its own SystemExit in ``or_abort``).
+
+RUN_MARK = "tinyres.distributed.run:"  # how a rank talks to the launcher, on its stdout
+# The failure lines below and ``tinyres COMMAND: interrupted by SIGINT on rank R of N``; searched,
+# not matched, as another rank's unfinished line (a progress bar) may come first.
+_FAILURE = re.compile(r"tinyres[\w.]*( \w+)?: (.*\brank \d+ of \d+\b|interrupted by SIG)")
+
+
+def is_failure_line(line: str) -> bool:
+    """True for the line a failing rank prints (the launcher shows the first one only)."""
+    return _FAILURE.search(line) is not None
+
+
+def where() -> str:
+    """``rank R of N`` (what every failure line names)."""
+    comm = _comm()
+    return f"rank {comm.Get_rank()} of {comm.Get_size()}"
+
+
 def abort(message: str, code: int = 1) -> None:
-    """Print ``message`` (one line, naming this rank) and end every rank at once.
+    """Print ``message`` (one line, naming this rank) and end every rank within a second.
 
-    MPI_Abort is the one call that ends all ranks whatever they are doing: ranks waiting in
-    an all-reduce for this one would otherwise wait for ever. MPICH adds its own line naming
-    the rank and the code.
+    This process leaves at once with ``code`` (see above for why ``os._exit``); the launcher
+    then kills the ranks that may be waiting for it in an all-reduce.
     """
-    import sys
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.write(2, (" ".join(message.split()) + "\n").encode())
+    os._exit(code)
 
-    print(message, file=sys.stderr, flush=True)
-    _comm().Abort(code)
+
+def announce(key: str, value: str) -> None:
+    """Tell ``python -m tinyres.distributed.run`` ``key value`` (nothing without it).
+
+    ``tinyres train`` announces its checkpoint, so the launcher's line for a rank killed
+    without a word can still say where to resume from.
+    """
+    if os.environ.get("TINYRES_RUN") == "1":
+        os.write(1, f"{RUN_MARK} {key} {value}\n".encode())
+
+
+class RankInterrupted(KeyboardInterrupt):
+    """SIGTERM, in a program that left it to Python's default (which kills without a word)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise RankInterrupted(signum)  # unwinds as Ctrl-C does (finally blocks run), then _excepthook
+
+
+def _excepthook(kind: type[BaseException], err: BaseException, tb: Any) -> None:
+    """An exception no one caught on a rank: one line naming the rank, then end every rank."""
+    if isinstance(err, KeyboardInterrupt):
+        signum = getattr(err, "signum", signal.SIGINT)
+        abort(f"tinyres.distributed: {where()} interrupted by {signal.Signals(signum).name}", 128 + signum)
+    text = " ".join(str(err).split())
+    text = f"{kind.__name__}: {text}" if text else kind.__name__
+    if len(text) > 300:  # a message of 300 missing keys is not one clear line
+        text = text[:297] + "..."
+    frames = traceback.extract_tb(tb)
+    at = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+    abort(f"tinyres.distributed: {where()} failed: {text}{at}", 1)
+
+
+def _handle_failures() -> None:
+    """What ``init_process_group`` sets up so a failing rank ends the run (see above)."""
+    global _previous
+    _previous = sys.excepthook, signal.getsignal(signal.SIGTERM)
+    sys.excepthook = _excepthook
+    if _previous[1] is signal.SIG_DFL and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)  # a handler the program set is left alone
+    if os.environ.get("TINYRES_RUN") == "1":
+        comm = _comm()
+        announce("rank", f"{comm.Get_rank()} {comm.Get_size()} {os.getpid()} {socket.gethostname()}")
+
+
+def _restore() -> None:
+    global _previous
+    if _previous is None:
+        return
+    sys.excepthook = _previous[0]
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, _previous[1])
+    _previous = None
+
+
+_previous: Any = None  # sys.excepthook and SIGTERM's handler before init_process_group
