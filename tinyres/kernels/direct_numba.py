@@ -48,9 +48,9 @@ from tinyres.kernels import im2col_numba
 from tinyres.kernels.direct_reference import (
     LANES,
     PIXELS,
-    SKIP,
     check_applies,
     chunks,
+    class_filter,
     forward_taps,
     gradient_classes,
     pack,
@@ -144,7 +144,7 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
                 n = f // (Ha * Wa)
                 a = (f - n * Ha * Wa) // Wa
                 b = f - n * Ha * Wa - a * Wa
-                whole_rows = rising and off_w[0] != SKIP
+                whole_rows = rising
                 for t in range(PIXELS):
                     n_[t], a_[t], b_[t] = n, a, b  # past the end: the last pixel again
                     whole_rows &= Mw * b + off_w[0] >= 0 and Mw * b + off_w[kW - 1] < Ws
@@ -156,7 +156,7 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
                             if a == Ha:
                                 a, n = 0, n + 1
                 acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = zeros()
-                interior = whole_rows and rows_rising and kH > 0 and off_h[0] != SKIP
+                interior = whole_rows and rows_rising
                 for t in range(PIXELS):
                     h = Mh * a_[t] + off_h[0]
                     interior &= h >= 0 and Mh * a_[t] + off_h[kH - 1] < Hs
@@ -166,8 +166,6 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
                         at[0], at[1], at[2], at[3], at[4], at[5], weights + block * kH * kW * Cs * VECTOR,
                         kH, kW * Cs, Ws * pixel, acc0, acc1, acc2, acc3, acc4, acc5)
                 for i in range(0 if interior else kH):
-                    if off_h[i] == SKIP:
-                        continue
                     rows_inside, all_inside = False, True
                     for t in range(PIXELS):
                         h = Mh * a_[t] + off_h[i]
@@ -178,8 +176,6 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
                         continue
                     merged = whole_rows and all_inside  # the row's kW taps: one run of kW*C
                     for j in range(1 if merged else kW):
-                        if off_w[j] == SKIP:
-                            continue
                         inside = False
                         for t in range(PIXELS):
                             v = Mw * b_[t] + off_w[j]
@@ -332,15 +328,16 @@ def conv2d_backward(
     if not input_grad:
         return None, dw, db
     dx = np.empty((N, H, W, C), dtype=np.float32)
-    # The filter turned 180 degrees and the tap tables reversed: the same sum, but a stride-1
-    # class's offsets now rise by 1 along a row, so its taps merge into one run (see _gather).
-    swapped, zero_row = pack(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]), np.zeros(C_out, np.float32)
-    for r_h, count_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
-        for r_w, count_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
-            if count_h and count_w:
-                taps_h, taps_w = off_h[::-1].copy(), off_w[::-1].copy()
-                parallel_for(_gather, _tiles(N * count_h * count_w), dy, swapped, zero_row, dx,
-                             count_h, count_w, 1, 1, taps_h, taps_w, r_h, r_w, *stride)
+    zero_row = np.zeros(C_out, np.float32)
+    # Each phase class: a stride-1 gather of dy with the class's sub-filter (direct_reference);
+    # its offsets rise by 1, so its taps merge into runs and its interior tiles into one call.
+    for r_h, count_h, taps_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
+        for r_w, count_w, taps_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
+            if len(taps_h) == 0 or len(taps_w) == 0:  # stride > kernel: no tap reaches these pixels
+                dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
+            elif count_h and count_w:
+                parallel_for(_gather, _tiles(N * count_h * count_w), dy, class_filter(w, taps_h, taps_w),
+                             zero_row, dx, count_h, count_w, 1, 1, off_h, off_w, r_h, r_w, *stride)
     return from_channels_last(dx), dw, db
 
 
