@@ -15,10 +15,12 @@ weight gradient's chunks), written with the explicit 16 x float32 vector type of
   pixel and stores only the real ones; a block of fewer than 16 channels is stored
   (and the gradient read) with masked vector operations, so nothing past an array's
   end is touched;
-- **threads** (``tinyres.kernels.threads.parallel_for``): the forward and the input
-  gradient split their tiles (consecutive output pixels, so over the batch), the
-  weight gradient its chunks of samples; the chunks' partial sums are added in a fixed
-  order afterwards, so every result is the same for any number of threads.
+- **threads** (``tinyres.kernels.threads.parallel_for``, ``_share``): every thread, the
+  caller included, takes the next piece of work until none is left: a group of tiles
+  (consecutive output pixels, so over the batch) of the forward and the input gradient,
+  a chunk of samples of the weight gradient. A tile's outputs and a chunk's partial sums
+  are its own, and the chunks are added in a fixed order afterwards, so every result is
+  the same for any number of threads.
 
 Only **float32** has compiled kernels (the vector type is 16 float32). Float64 inputs
 run ``im2col_numba`` instead, through this module's ``forward``/``backward``, so a
@@ -57,9 +59,20 @@ from tinyres.kernels.direct_reference import (
     unpack,
 )
 from tinyres.kernels.layout import from_channels_last, to_channels_last
-from tinyres.kernels.simd import add, address, broadcast, fma, load, load_first, store, store_first, zeros
+from tinyres.kernels.simd import (
+    add,
+    address,
+    broadcast,
+    fetch_add,
+    fma,
+    load,
+    load_first,
+    store,
+    store_first,
+    zeros,
+)
 from tinyres.kernels.sizes import Pair, expect, expect_positive, output_size
-from tinyres.kernels.threads import parallel_for
+from tinyres.kernels.threads import get_num_threads, parallel_for
 
 BYTES = 4  # one float32
 VECTOR = LANES * BYTES
@@ -109,9 +122,10 @@ def _microkernel_rows(x0, x1, x2, x3, x4, x5, w, rows, count, row_stride,
 
 
 @njit(nogil=True, cache=True)
-def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_w,
+def _gather(_run, _runs, counter, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_w,
             first_h, first_w, step_h, step_w):  # pragma: no cover - compiled
-    """Tiles [start, stop) of ``direct_reference.gather``: 6 pixels x 16 channels in registers.
+    """``direct_reference.gather``, 6 pixels x 16 channels in registers, on every thread at once:
+    each takes the next group of GROUP tiles from ``counter`` until none is left (``_share``).
 
     Where a kernel row's taps read consecutive pixels (off_w rising by 1) and all 6 pixels'
     runs lie inside the image, the taps (j, c) of the row are one run of kW*C numbers in
@@ -126,6 +140,7 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
     Hd, Wd, Cd = dst.shape[1], dst.shape[2], dst.shape[3]
     blocks, kH, kW = packed.shape[0], packed.shape[1], packed.shape[2]
     total = N * Ha * Wa
+    tiles = -(-total // PIXELS)
     source, weights, zero, out = address(src), address(packed), address(zero_row), address(dst)
     pixel = Cs * BYTES
     rising, rows_rising = True, True
@@ -135,10 +150,13 @@ def _gather(start, stop, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_
         rows_rising &= off_h[i] == off_h[i - 1] + 1
     n_, a_, b_ = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
     row, at = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
-    for group in range(start, stop, GROUP):
+    while True:
+        group = fetch_add(address(counter), 1) * GROUP
+        if group >= tiles:
+            break
         for block in range(blocks):
             lanes = min(LANES, Cd - block * LANES)
-            for tile in range(group, min(stop, group + GROUP)):
+            for tile in range(group, min(tiles, group + GROUP)):
                 # The tile's pixels (n, a, b): one division, then counting (divisions cost ~20% here).
                 f = tile * PIXELS
                 n = f // (Ha * Wa)
@@ -211,14 +229,18 @@ def _first_valid(kernel_offset, stride, padding):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def _weight_chunks(start, stop, x, dy, bounds, sh, sw, ph, pw, partial):  # pragma: no cover - compiled
-    """Chunks [start, stop) of ``direct_reference.weight_gradient``: 6 x 16 channels in registers."""
+def _weight_chunks(_run, _runs, counter, x, dy, bounds, sh, sw, ph, pw, partial):  # pragma: no cover
+    """``direct_reference.weight_gradient``, 6 x 16 channels in registers, on every thread at once:
+    each takes the next chunk of samples from ``counter`` until none is left (``_share``)."""
     H, W, C = x.shape[1], x.shape[2], x.shape[3]
     Ho, Wo, Co = dy.shape[1], dy.shape[2], dy.shape[3]
     blocks, kH, kW = partial.shape[1], partial.shape[2], partial.shape[3]
     xs, gs, ps = address(x), address(dy), address(partial)
     band = max(1, BAND_PIXELS // Wo)
-    for k in range(start, stop):
+    while True:
+        k = fetch_add(address(counter), 1)
+        if k >= len(bounds) - 1:
+            break
         for n in range(bounds[k], bounds[k + 1]):
             for band_lo in range(0, Ho, band):
                 for block in range(blocks):
@@ -283,8 +305,24 @@ def _compiled(x: np.ndarray) -> bool:
     return x.dtype == np.float32 and not numba.config.DISABLE_JIT
 
 
-def _tiles(count: int) -> int:
-    return -(-count // PIXELS)
+def _groups(pixels: int) -> int:
+    """How many groups of GROUP tiles of PIXELS pixels cover ``pixels`` output pixels."""
+    return -(-pixels // (PIXELS * GROUP))
+
+
+def _share(kernel, units: int, *args: object) -> None:
+    """``kernel(run, runs, counter, *args)`` on up to ``get_num_threads()`` threads at once (the caller is
+    one), sharing ``units`` pieces of work through ``counter``: each thread takes the next piece
+    (``simd.fetch_add``) until none is left.
+
+    Why not a fixed half each: the pool's thread starts its half later than the caller (it is
+    woken, then waits for the GIL to enter the kernel), and on a shared machine either thread
+    may lose its core for a while; with fixed halves the other then waits (the lock waits in
+    ``bench_models.py --profile``), here it takes the pieces left. Which thread computes a piece
+    does not change its numbers: a tile's outputs, or a chunk's partial sums, are its own.
+    """
+    counter = np.zeros(1, np.int64)
+    parallel_for(kernel, min(get_num_threads(), units), counter, *args)
 
 
 def conv2d_forward(
@@ -301,8 +339,8 @@ def conv2d_forward(
     y = np.empty((N, Ho, Wo, C_out), dtype=np.float32)
     Mh, off_h = forward_taps(kH, stride[0], padding[0])
     Mw, off_w = forward_taps(kW, stride[1], padding[1])
-    parallel_for(_gather, _tiles(N * Ho * Wo), to_channels_last(x), pack(w), np.zeros(C, np.float32), y,
-                 Ho, Wo, Mh, Mw, off_h, off_w, 0, 0, 1, 1)
+    _share(_gather, _groups(N * Ho * Wo), to_channels_last(x), pack(w), np.zeros(C, np.float32), y,
+           Ho, Wo, Mh, Mw, off_h, off_w, 0, 0, 1, 1)
     if b is not None:
         y += b
     return from_channels_last(y)
@@ -322,7 +360,7 @@ def conv2d_backward(
     dy, x_nhwc = to_channels_last(grad), to_channels_last(x)
     bounds = chunks(N)
     partial = np.zeros((len(bounds) - 1, -(-C_out // LANES), kH, kW, C, LANES), dtype=np.float32)
-    parallel_for(_weight_chunks, len(bounds) - 1, x_nhwc, dy, bounds, *stride, *padding, partial)
+    _share(_weight_chunks, len(bounds) - 1, x_nhwc, dy, bounds, *stride, *padding, partial)
     dw = unpack(partial.sum(axis=0), C_out)  # chunks added in order: the same for any thread count
     db = dy.reshape(-1, C_out).sum(axis=0) if bias_grad else None
     if not input_grad:
@@ -336,8 +374,8 @@ def conv2d_backward(
             if len(taps_h) == 0 or len(taps_w) == 0:  # stride > kernel: no tap reaches these pixels
                 dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
             elif count_h and count_w:
-                parallel_for(_gather, _tiles(N * count_h * count_w), dy, class_filter(w, taps_h, taps_w),
-                             zero_row, dx, count_h, count_w, 1, 1, off_h, off_w, r_h, r_w, *stride)
+                _share(_gather, _groups(N * count_h * count_w), dy, class_filter(w, taps_h, taps_w), zero_row,
+                       dx, count_h, count_w, 1, 1, off_h, off_w, r_h, r_w, *stride)
     return from_channels_last(dx), dw, db
 
 
