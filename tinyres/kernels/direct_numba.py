@@ -366,7 +366,7 @@ def conv2d_backward(
     if not input_grad:
         return None, dw, db
     dx = np.empty((N, H, W, C), dtype=np.float32)
-    zero_row = np.zeros(C_out, np.float32)
+    zero_row, swapped = np.zeros(C_out, np.float32), pack(w.transpose(1, 0, 2, 3))  # packed once, all classes
     # Each phase class: a stride-1 gather of dy with the class's sub-filter (direct_reference);
     # its offsets rise by 1, so its taps merge into runs and its interior tiles into one call.
     for r_h, count_h, taps_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
@@ -374,8 +374,9 @@ def conv2d_backward(
             if len(taps_h) == 0 or len(taps_w) == 0:  # stride > kernel: no tap reaches these pixels
                 dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
             elif count_h and count_w:
-                _share(_gather, _groups(N * count_h * count_w), dy, class_filter(w, taps_h, taps_w), zero_row,
-                       dx, count_h, count_w, 1, 1, off_h, off_w, r_h, r_w, *stride)
+                sub = class_filter(swapped, taps_h, taps_w)
+                _share(_gather, _groups(N * count_h * count_w), dy, sub, zero_row, dx, count_h, count_w, 1, 1,
+                       off_h, off_w, r_h, r_w, *stride)
     return from_channels_last(dx), dw, db
 
 

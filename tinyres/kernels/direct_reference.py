@@ -103,10 +103,10 @@ def gradient_classes(size: int, kernel: int, stride: int, padding: int) -> Class
     return classes
 
 
-def class_filter(w: np.ndarray, taps_h: np.ndarray, taps_w: np.ndarray) -> np.ndarray:
-    """A phase class's sub-filter of w (C_out, C, kH, kW), packed for the input gradient:
-    (ceil(C/16), kh, kw, C_out, 16), its taps in the order of ``taps_h`` and ``taps_w``."""
-    return pack(w.transpose(1, 0, 2, 3)[:, :, taps_h][:, :, :, taps_w])
+def class_filter(swapped: np.ndarray, taps_h: np.ndarray, taps_w: np.ndarray) -> np.ndarray:
+    """A phase class's sub-filter for the input gradient: the taps ``taps_h`` x ``taps_w`` of
+    ``swapped`` = pack(w.transpose(1, 0, 2, 3)), (ceil(C/16), kH, kW, C_out, 16), in that order."""
+    return np.ascontiguousarray(swapped[:, taps_h][:, :, taps_w])
 
 
 def chunks(N: int) -> np.ndarray:
@@ -212,13 +212,14 @@ def conv2d_backward(
     if not input_grad:
         return None, dw, db
     dx = np.empty((N, H, W, C), dtype=x.dtype)
+    swapped = pack(w.transpose(1, 0, 2, 3))  # (C/16, kH, kW, C_out, 16): dx's channels in the lanes
     for r_h, count_h, taps_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
         for r_w, count_w, taps_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
             if len(taps_h) == 0 or len(taps_w) == 0:  # stride > kernel: no tap reaches these pixels
                 dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
             elif count_h and count_w:
-                gather(dy, class_filter(w, taps_h, taps_w), dx, (count_h, count_w), (1, 1), off_h, off_w,
-                       (r_h, r_w), stride)
+                sub = class_filter(swapped, taps_h, taps_w)
+                gather(dy, sub, dx, (count_h, count_w), (1, 1), off_h, off_w, (r_h, r_w), stride)
     return dx.transpose(0, 3, 1, 2), dw, db
 
 
