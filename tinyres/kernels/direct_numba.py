@@ -46,7 +46,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from tinyres.kernels import im2col_numba
+from tinyres.kernels import buffers, im2col_numba
 from tinyres.kernels.direct_reference import (
     LANES,
     PIXELS,
@@ -336,7 +336,7 @@ def conv2d_forward(
         return im2col_numba.conv2d_forward(x, w, b, stride, padding, dilation)
     N, C, _, _ = x.shape
     C_out, _, kH, kW = w.shape
-    y = np.empty((N, Ho, Wo, C_out), dtype=np.float32)
+    y = buffers.empty((N, Ho, Wo, C_out), np.float32)
     Mh, off_h = forward_taps(kH, stride[0], padding[0])
     Mw, off_w = forward_taps(kW, stride[1], padding[1])
     _share(_gather, _groups(N * Ho * Wo), to_channels_last(x), pack(w), np.zeros(C, np.float32), y,
@@ -365,7 +365,7 @@ def conv2d_backward(
     db = dy.reshape(-1, C_out).sum(axis=0) if bias_grad else None
     if not input_grad:
         return None, dw, db
-    dx = np.empty((N, H, W, C), dtype=np.float32)
+    dx = buffers.empty((N, H, W, C), np.float32)
     zero_row, swapped = np.zeros(C_out, np.float32), pack(w.transpose(1, 0, 2, 3))  # packed once, all classes
     # Each phase class: a stride-1 gather of dy with the class's sub-filter (direct_reference);
     # its offsets rise by 1, so its taps merge into runs and its interior tiles into one call.
