@@ -122,104 +122,119 @@ def _microkernel_rows(x0, x1, x2, x3, x4, x5, w, rows, count, row_stride,
 
 
 @njit(nogil=True, cache=True)
-def _gather(_run, _runs, counter, src, packed, zero_row, dst, Ha, Wa, Mh, Mw, off_h, off_w,
-            first_h, first_w, step_h, step_w):  # pragma: no cover - compiled
-    """``direct_reference.gather``, 6 pixels x 16 channels in registers, on every thread at once:
-    each takes the next group of GROUP tiles from ``counter`` until none is left (``_share``).
+def _gather(_run, _runs, counter, src, weights, classes, taps, zero_row, dst, Mh, Mw, step_h, step_w,
+            samples):  # pragma: no cover - compiled
+    """``direct_reference.gather`` for one or more *classes*, 6 pixels x 16 channels in registers.
 
-    Where a kernel row's taps read consecutive pixels (off_w rising by 1) and all 6 pixels'
-    runs lie inside the image, the taps (j, c) of the row are one run of kW*C numbers in
-    both the NHWC input and the packed weights: one microkernel call instead of kW short
-    ones (*merged*; the 7x7 stem's C = 3 made its loop 3 long: 31 -> 59 GFLOP/s per CPU
-    second, measured under load). Where moreover the kernel's rows are consecutive input rows
-    (off_h rising by 1) and every pixel's whole receptive field lies inside the image (*interior*:
-    most tiles), the tile's kH runs are one call with a row stride and its per-row address work is
-    skipped; the sums are added in the same order, so the numbers do not change.
+    Class k (a row of ``classes``: grid_h, grid_w, first_h, first_w, kh, kw, where its packed
+    filter starts in ``weights``, where its tap tables start in ``taps``) is one call of the
+    reference's gather: the forward has one, the input gradient one per phase class. Work
+    comes in *units*, one class over ``samples`` samples, in the order (samples, class), and
+    every thread takes the next unit from ``counter`` until none is left (``_share``): the
+    classes of a strided layer write a sample's dx while it is in cache (class after class
+    over the whole batch, the stores to every other pixel made its input gradient 35% slower).
+
+    Within a kernel row the taps (j, c) are one run of kW*C numbers in both the NHWC input and
+    the packed weights (the tap tables rise by 1): one microkernel call instead of kW short
+    ones where all 6 pixels' runs lie inside the image (*merged*; the 7x7 stem's C = 3 made
+    its loop 3 long: 31 -> 59 GFLOP/s per CPU second, measured under load). Where every pixel's
+    whole receptive field is inside (*interior*: most tiles), the tile's kH runs are one call
+    with a row stride. The sums are added in the same order either way (taps i, j, channels).
     """
     N, Hs, Ws, Cs = src.shape
     Hd, Wd, Cd = dst.shape[1], dst.shape[2], dst.shape[3]
-    blocks, kH, kW = packed.shape[0], packed.shape[1], packed.shape[2]
-    total = N * Ha * Wa
-    tiles = -(-total // PIXELS)
-    source, weights, zero, out = address(src), address(packed), address(zero_row), address(dst)
+    blocks = -(-Cd // LANES)
+    source, zero, out = address(src), address(zero_row), address(dst)
     pixel = Cs * BYTES
-    rising, rows_rising = True, True
-    for j in range(1, kW):
-        rising &= off_w[j] == off_w[j - 1] + 1
-    for i in range(1, kH):
-        rows_rising &= off_h[i] == off_h[i - 1] + 1
     n_, a_, b_ = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
     row, at = np.empty(PIXELS, np.int64), np.empty(PIXELS, np.int64)
+    K = classes.shape[0]
+    units = K * -(-N // samples)
     while True:
-        group = fetch_add(address(counter), 1) * GROUP
-        if group >= tiles:
+        unit = fetch_add(address(counter), 1)
+        if unit >= units:
             break
-        for block in range(blocks):
-            lanes = min(LANES, Cd - block * LANES)
-            for tile in range(group, min(tiles, group + GROUP)):
-                # The tile's pixels (n, a, b): one division, then counting (divisions cost ~20% here).
-                f = tile * PIXELS
-                n = f // (Ha * Wa)
-                a = (f - n * Ha * Wa) // Wa
-                b = f - n * Ha * Wa - a * Wa
-                whole_rows = rising
-                for t in range(PIXELS):
-                    n_[t], a_[t], b_[t] = n, a, b  # past the end: the last pixel again
-                    whole_rows &= Mw * b + off_w[0] >= 0 and Mw * b + off_w[kW - 1] < Ws
-                    if f + 1 < total:
-                        f += 1
-                        b += 1
-                        if b == Wa:
-                            b, a = 0, a + 1
-                            if a == Ha:
-                                a, n = 0, n + 1
-                acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = zeros()
-                interior = whole_rows and rows_rising
-                for t in range(PIXELS):
-                    h = Mh * a_[t] + off_h[0]
-                    interior &= h >= 0 and Mh * a_[t] + off_h[kH - 1] < Hs
-                    at[t] = source + ((n_[t] * Hs + h) * Ws + Mw * b_[t] + off_w[0]) * pixel
-                if interior:  # every tap inside: one call over the kH rows, kW*C numbers each
-                    acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel_rows(
-                        at[0], at[1], at[2], at[3], at[4], at[5], weights + block * kH * kW * Cs * VECTOR,
-                        kH, kW * Cs, Ws * pixel, acc0, acc1, acc2, acc3, acc4, acc5)
-                for i in range(0 if interior else kH):
-                    rows_inside, all_inside = False, True
+        k = unit % K
+        Ha, Wa, first_h, first_w = classes[k, 0], classes[k, 1], classes[k, 2], classes[k, 3]
+        kH, kW, w_at, t_at = classes[k, 4], classes[k, 5], classes[k, 6], classes[k, 7]
+        off_h, off_w = taps[t_at : t_at + kH], taps[t_at + kH : t_at + kH + kW]
+        packed = address(weights) + w_at * BYTES
+        rising, rows_rising = True, True
+        for j in range(1, kW):
+            rising &= off_w[j] == off_w[j - 1] + 1
+        for i in range(1, kH):
+            rows_rising &= off_h[i] == off_h[i - 1] + 1
+        n0 = unit // K * samples
+        total = (min(N, n0 + samples) - n0) * Ha * Wa  # the unit's pixels
+        tiles = -(-total // PIXELS)
+        for group in range(0, tiles, GROUP):
+            for block in range(blocks):
+                lanes = min(LANES, Cd - block * LANES)
+                for tile in range(group, min(tiles, group + GROUP)):
+                    # The tile's pixels (n, a, b): one division, then counting.
+                    f = tile * PIXELS
+                    n = f // (Ha * Wa)
+                    a = (f - n * Ha * Wa) // Wa
+                    b = f - n * Ha * Wa - a * Wa
+                    n += n0
+                    whole_rows = rising
                     for t in range(PIXELS):
-                        h = Mh * a_[t] + off_h[i]
-                        row[t] = source + (n_[t] * Hs + h) * Ws * pixel if 0 <= h < Hs else -1
-                        rows_inside |= row[t] >= 0
-                        all_inside &= row[t] >= 0
-                    if not rows_inside:
-                        continue
-                    merged = whole_rows and all_inside  # the row's kW taps: one run of kW*C
-                    for j in range(1 if merged else kW):
-                        inside = False
+                        n_[t], a_[t], b_[t] = n, a, b  # past the unit's end: its last pixel again
+                        whole_rows &= Mw * b + off_w[0] >= 0 and Mw * b + off_w[kW - 1] < Ws
+                        if f + 1 < total:
+                            f += 1
+                            b += 1
+                            if b == Wa:
+                                b, a = 0, a + 1
+                                if a == Ha:
+                                    a, n = 0, n + 1
+                    acc0 = acc1 = acc2 = acc3 = acc4 = acc5 = zeros()
+                    interior = whole_rows and rows_rising
+                    for t in range(PIXELS):
+                        h = Mh * a_[t] + off_h[0]
+                        interior &= h >= 0 and Mh * a_[t] + off_h[kH - 1] < Hs
+                        at[t] = source + ((n_[t] * Hs + h) * Ws + Mw * b_[t] + off_w[0]) * pixel
+                    if interior:  # every tap inside: one call over the kH rows, kW*C numbers each
+                        acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel_rows(
+                            at[0], at[1], at[2], at[3], at[4], at[5], packed + block * kH * kW * Cs * VECTOR,
+                            kH, kW * Cs, Ws * pixel, acc0, acc1, acc2, acc3, acc4, acc5)
+                    for i in range(0 if interior else kH):
+                        rows_inside, all_inside = False, True
                         for t in range(PIXELS):
-                            v = Mw * b_[t] + off_w[j]
-                            at[t] = row[t] + v * pixel if row[t] >= 0 and 0 <= v < Ws else zero
-                            inside |= at[t] != zero
-                        if not inside:
-                            continue  # the whole tile is in the padding for this tap
-                        acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel(
-                            at[0], at[1], at[2], at[3], at[4], at[5],
-                            weights + ((block * kH + i) * kW + j) * Cs * VECTOR, kW * Cs if merged else Cs,
-                            acc0, acc1, acc2, acc3, acc4, acc5)
-                for t in range(min(PIXELS, total - tile * PIXELS)):
-                    h, v = first_h + step_h * a_[t], first_w + step_w * b_[t]
-                    target = out + (((n_[t] * Hd + h) * Wd + v) * Cd + block * LANES) * BYTES
-                    if t == 0:
-                        _put(target, acc0, lanes)
-                    elif t == 1:
-                        _put(target, acc1, lanes)
-                    elif t == 2:
-                        _put(target, acc2, lanes)
-                    elif t == 3:
-                        _put(target, acc3, lanes)
-                    elif t == 4:
-                        _put(target, acc4, lanes)
-                    else:
-                        _put(target, acc5, lanes)
+                            h = Mh * a_[t] + off_h[i]
+                            row[t] = source + (n_[t] * Hs + h) * Ws * pixel if 0 <= h < Hs else -1
+                            rows_inside |= row[t] >= 0
+                            all_inside &= row[t] >= 0
+                        if not rows_inside:
+                            continue
+                        merged = whole_rows and all_inside  # the row's kW taps: one run of kW*C
+                        for j in range(1 if merged else kW):
+                            inside = False
+                            for t in range(PIXELS):
+                                v = Mw * b_[t] + off_w[j]
+                                at[t] = row[t] + v * pixel if row[t] >= 0 and 0 <= v < Ws else zero
+                                inside |= at[t] != zero
+                            if not inside:
+                                continue  # the whole tile is in the padding for this tap
+                            acc0, acc1, acc2, acc3, acc4, acc5 = _microkernel(
+                                at[0], at[1], at[2], at[3], at[4], at[5],
+                                packed + ((block * kH + i) * kW + j) * Cs * VECTOR, kW * Cs if merged else Cs,
+                                acc0, acc1, acc2, acc3, acc4, acc5)
+                    for t in range(min(PIXELS, total - tile * PIXELS)):
+                        h, v = first_h + step_h * a_[t], first_w + step_w * b_[t]
+                        target = out + (((n_[t] * Hd + h) * Wd + v) * Cd + block * LANES) * BYTES
+                        if t == 0:
+                            _put(target, acc0, lanes)
+                        elif t == 1:
+                            _put(target, acc1, lanes)
+                        elif t == 2:
+                            _put(target, acc2, lanes)
+                        elif t == 3:
+                            _put(target, acc3, lanes)
+                        elif t == 4:
+                            _put(target, acc4, lanes)
+                        else:
+                            _put(target, acc5, lanes)
 
 
 @njit(inline="always")
@@ -305,9 +320,24 @@ def _compiled(x: np.ndarray) -> bool:
     return x.dtype == np.float32 and not numba.config.DISABLE_JIT
 
 
-def _groups(pixels: int) -> int:
-    """How many groups of GROUP tiles of PIXELS pixels cover ``pixels`` output pixels."""
-    return -(-pixels // (PIXELS * GROUP))
+def _classes(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_gather``'s class table, tap tables and weights from [(grid_h, grid_w, first_h, first_w,
+    off_h, off_w, packed filter)]: one row per class, the tables and filters one after another."""
+    classes, taps, weights, w_at, t_at = [], [], [], 0, 0
+    for grid_h, grid_w, first_h, first_w, off_h, off_w, packed in parts:
+        kh, kw = packed.shape[1], packed.shape[2]
+        classes.append((grid_h, grid_w, first_h, first_w, kh, kw, w_at, t_at))
+        taps += [off_h, off_w]
+        weights.append(packed.ravel())
+        w_at, t_at = w_at + packed.size, t_at + kh + kw
+    return (np.array(classes, dtype=np.int64), np.concatenate(taps).astype(np.int64),
+            np.concatenate(weights))
+
+
+def _samples(pixels: int) -> int:
+    """Samples per unit of work: about 256 output pixels of a class or more (a few units per thread
+    even for 8 x 8 planes, and a unit's last tile, which repeats pixels, is a small part of it)."""
+    return max(1, 256 // max(pixels, 1))
 
 
 def _share(kernel, units: int, *args: object) -> None:
@@ -339,8 +369,10 @@ def conv2d_forward(
     y = buffers.empty((N, Ho, Wo, C_out), np.float32)
     Mh, off_h = forward_taps(kH, stride[0], padding[0])
     Mw, off_w = forward_taps(kW, stride[1], padding[1])
-    _share(_gather, _groups(N * Ho * Wo), to_channels_last(x), pack(w), np.zeros(C, np.float32), y,
-           Ho, Wo, Mh, Mw, off_h, off_w, 0, 0, 1, 1)
+    classes, taps, weights = _classes([(Ho, Wo, 0, 0, off_h, off_w, pack(w))])
+    samples = _samples(Ho * Wo)
+    _share(_gather, len(classes) * -(-N // samples), to_channels_last(x), weights, classes, taps,
+           np.zeros(C, np.float32), y, Mh, Mw, 1, 1, samples)
     if b is not None:
         y += b
     return from_channels_last(y)
@@ -366,7 +398,7 @@ def conv2d_backward(
     if not input_grad:
         return None, dw, db
     dx = buffers.empty((N, H, W, C), np.float32)
-    zero_row, swapped = np.zeros(C_out, np.float32), pack(w.transpose(1, 0, 2, 3))  # packed once, all classes
+    swapped, parts = pack(w.transpose(1, 0, 2, 3)), []  # packed once, sliced for every class
     # Each phase class: a stride-1 gather of dy with the class's sub-filter (direct_reference);
     # its offsets rise by 1, so its taps merge into runs and its interior tiles into one call.
     for r_h, count_h, taps_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
@@ -375,8 +407,12 @@ def conv2d_backward(
                 dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
             elif count_h and count_w:
                 sub = class_filter(swapped, taps_h, taps_w)
-                _share(_gather, _groups(N * count_h * count_w), dy, sub, zero_row, dx, count_h, count_w, 1, 1,
-                       off_h, off_w, r_h, r_w, *stride)
+                parts.append((count_h, count_w, r_h, r_w, off_h, off_w, sub))
+    if parts:
+        classes, taps, weights = _classes(parts)
+        samples = _samples(H * W // (stride[0] * stride[1]))
+        _share(_gather, len(classes) * -(-N // samples), dy, weights, classes, taps,
+               np.zeros(C_out, np.float32), dx, 1, 1, *stride, samples)
     return from_channels_last(dx), dw, db
 
 
