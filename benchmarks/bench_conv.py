@@ -49,6 +49,8 @@ SHAPES = [
     (8, 256, 56, 56, 512, 1, 2, 0),
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
+# How many convolutions of each of SHAPES[0:6] a CIFAR ResNet-20 has (the first layer, then per stage).
+RESNET20_LAYERS = {0: 1, 1: 6, 2: 1, 3: 5, 4: 1, 5: 5}
 SELECTED: list[int] = []  # --shapes: indices into SHAPES to run (all when empty)
 
 
@@ -389,8 +391,9 @@ def run_ab(revision: str, repeats: int) -> None:
     then = direct_at(revision)
     print(f"A = {revision}, B = this tree; one thread; before: {load_note()}")
     header = ["shape (N,C,H,W,C_out,k,s,p)", "forward A / B", "input grad A / B", "weight grad A / B"]
-    rows = []
-    for _, shape in chosen() if SELECTED else list(enumerate(SHAPES))[:6]:
+    rows, step = [], [0.0, 0.0]
+    shapes = chosen() if SELECTED else list(enumerate(SHAPES))[:6]
+    for index, shape in shapes:
         *_, stride, pad = shape
         x, w = make_arrays(shape)
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
@@ -411,6 +414,9 @@ def run_ab(revision: str, repeats: int) -> None:
                         seconds[side].append(time.thread_time() - start)
             medians[kernel] = [statistics.median(s) for s in seconds]
         medians["input"] = [max(b - a, 1e-9) for a, b in zip(medians["weight"], medians.pop("both"))]
+        kernels = ("forward", "weight") if index == 0 else ("forward", "input", "weight")
+        for side in (0, 1):  # a network never asks for its input image's gradient
+            step[side] += RESNET20_LAYERS.get(index, 0) * sum(medians[k][side] for k in kernels)
         row = [label(shape)] + [" / ".join(f"{gflop(shape) / t:.0f}" for t in medians[kernel])
                                 for kernel in ("forward", "input", "weight")]
         rows.append(row)
@@ -418,6 +424,9 @@ def run_ab(revision: str, repeats: int) -> None:
     print()
     print(table(header, rows))
     print(f"\nGFLOP/s per CPU second, median of {repeats} calls each after one; after: {load_note()}")
+    if set(RESNET20_LAYERS) <= {index for index, _ in shapes}:
+        print(f"ResNet-20's convolutions at batch 64 (these shapes, each as often as in the network): "
+              f"A {1000 * step[0]:.1f} ms, B {1000 * step[1]:.1f} ms of CPU per training step")
 
 
 def run_interleaved(repeats: int) -> None:
