@@ -16,11 +16,11 @@ weight gradient's chunks), written with the explicit 16 x float32 vector type of
   (and the gradient read) with masked vector operations, so nothing past an array's
   end is touched;
 - **threads** (``tinyres.kernels.threads.parallel_for``, ``_share``): every thread, the
-  caller included, takes the next piece of work until none is left: a group of tiles
-  (consecutive output pixels, so over the batch) of the forward and the input gradient,
-  a chunk of samples of the weight gradient. A tile's outputs and a chunk's partial sums
-  are its own, and the chunks are added in a fixed order afterwards, so every result is
-  the same for any number of threads.
+  caller included, takes the next unit of work until none is left: one class's tiles
+  over a few samples for the forward and the input gradient, a chunk of samples for the
+  weight gradient. A tile's outputs and a chunk's partial sums are its own, and the
+  chunks are added in a fixed order afterwards, so every result is the same for any
+  number of threads.
 
 Only **float32** has compiled kernels (the vector type is 16 float32). Float64 inputs
 run ``im2col_numba`` instead, through this module's ``forward``/``backward``, so a
@@ -132,7 +132,7 @@ def _gather(_run, _runs, counter, src, weights, classes, taps, zero_row, dst, Mh
     comes in *units*, one class over ``samples`` samples, in the order (samples, class), and
     every thread takes the next unit from ``counter`` until none is left (``_share``): the
     classes of a strided layer write a sample's dx while it is in cache (class after class
-    over the whole batch, the stores to every other pixel made its input gradient 35% slower).
+    over the whole batch, its input gradient was 8-15 % slower: benchmarks/README.md).
 
     Within a kernel row the taps (j, c) are one run of kW*C numbers in both the NHWC input and
     the packed weights (the tap tables rise by 1): one microkernel call instead of kW short
@@ -342,13 +342,13 @@ def _samples(pixels: int) -> int:
 
 def _share(kernel, units: int, *args: object) -> None:
     """``kernel(run, runs, counter, *args)`` on up to ``get_num_threads()`` threads at once (the caller is
-    one), sharing ``units`` pieces of work through ``counter``: each thread takes the next piece
+    one), sharing ``units`` units of work through ``counter``: each thread takes the next unit
     (``simd.fetch_add``) until none is left.
 
     Why not a fixed half each: the pool's thread starts its half later than the caller (it is
     woken, then waits for the GIL to enter the kernel), and on a shared machine either thread
     may lose its core for a while; with fixed halves the other then waits (the lock waits in
-    ``bench_models.py --profile``), here it takes the pieces left. Which thread computes a piece
+    ``bench_models.py --profile``), here it takes the units left. Which thread computes a unit
     does not change its numbers: a tile's outputs, or a chunk's partial sums, are its own.
     """
     counter = np.zeros(1, np.int64)
