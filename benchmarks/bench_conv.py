@@ -7,6 +7,7 @@
     python benchmarks/bench_conv.py --kernels       # GFLOP/s of each kernel against the core's peak
     python benchmarks/bench_conv.py --interleaved   # the algorithms call by call, CPU time (busy machines)
     python benchmarks/bench_conv.py --accuracy      # float32 error against a float64 truth
+    python benchmarks/bench_conv.py --ab REV        # direct's kernels: git revision REV against this tree
 
 PyTorch runs in its own process with its default threads, so neither library's
 thread pool sits spinning while the other one works. The loop reference is timed
@@ -48,6 +49,8 @@ SHAPES = [
     (8, 256, 56, 56, 512, 1, 2, 0),
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
+# How many convolutions of each of SHAPES[0:6] a CIFAR ResNet-20 has (the first layer, then per stage).
+RESNET20_LAYERS = {0: 1, 1: 6, 2: 1, 3: 5, 4: 1, 5: 5}
 SELECTED: list[int] = []  # --shapes: indices into SHAPES to run (all when empty)
 
 
@@ -351,6 +354,81 @@ def run_kernels(repeats: int) -> None:
           f"peak {peak_cpu:.0f} GFLOP/s per core; after: {load_note()}")
 
 
+def direct_at(revision: str):
+    """``direct_numba`` as it was at git ``revision``, a module of its own beside this tree's.
+
+    Its ``direct_reference`` comes from the same revision; the rest of tinyres (``simd``,
+    ``threads``, ``buffers``) is this tree's. Compiled into a fresh temporary folder.
+    """
+    import importlib.util
+
+    folder = Path(tempfile.mkdtemp(prefix="tinyres-direct-"))
+    for name in ("direct_reference", "direct_numba"):
+        done = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:tinyres/kernels/{name}.py"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"--ab: no tinyres/kernels/{name}.py at {revision!r}: {done.stderr.strip()}")
+        text = done.stdout.replace("from tinyres.kernels.direct_reference import",
+                                   "from then_reference import")
+        (folder / f"then_{name.split('_')[1]}.py").write_text(text)
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("then_numba", folder / "then_numba.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["then_numba"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_ab(revision: str, repeats: int) -> None:
+    """Direct's kernels at ``revision`` (A) against this tree's (B) in one process on one thread,
+    call by call in turn: GFLOP/s per CPU second, medians of ``repeats``. On a busy machine the
+    two see the same load at the same moments, so their ratio holds where separate runs' do not."""
+    import time
+
+    from tinyres.kernels import direct_numba, threads
+
+    threads.set_num_threads(1)
+    then = direct_at(revision)
+    print(f"A = {revision}, B = this tree; one thread; before: {load_note()}")
+    header = ["shape (N,C,H,W,C_out,k,s,p)", "forward A / B", "input grad A / B", "weight grad A / B"]
+    rows, step = [], [0.0, 0.0]
+    shapes = chosen() if SELECTED else list(enumerate(SHAPES))[:6]
+    for index, shape in shapes:
+        *_, stride, pad = shape
+        x, w = make_arrays(shape)
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        args = ((stride, stride), (pad, pad), (1, 1))
+        y = direct_numba.conv2d_forward(x, w, None, *args)
+        g = np.ascontiguousarray(np.ones_like(y).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        medians = {}
+        for kernel in ("forward", "weight", "both"):
+            seconds: list[list[float]] = [[], []]
+            for k in range(repeats + 1):
+                for side, module in enumerate((then, direct_numba)):
+                    start = time.thread_time()
+                    if kernel == "forward":
+                        module.conv2d_forward(x, w, None, *args)
+                    else:
+                        module.conv2d_backward(g, x, w, *args, kernel == "both", False)
+                    if k:  # the first call of each compiles or warms up
+                        seconds[side].append(time.thread_time() - start)
+            medians[kernel] = [statistics.median(s) for s in seconds]
+        medians["input"] = [max(b - a, 1e-9) for a, b in zip(medians["weight"], medians.pop("both"))]
+        kernels = ("forward", "weight") if index == 0 else ("forward", "input", "weight")
+        for side in (0, 1):  # a network never asks for its input image's gradient
+            step[side] += RESNET20_LAYERS.get(index, 0) * sum(medians[k][side] for k in kernels)
+        row = [label(shape)] + [" / ".join(f"{gflop(shape) / t:.0f}" for t in medians[kernel])
+                                for kernel in ("forward", "input", "weight")]
+        rows.append(row)
+        print(" | ".join(row), f"({load_note()})", flush=True)
+    print()
+    print(table(header, rows))
+    print(f"\nGFLOP/s per CPU second, median of {repeats} calls each after one; after: {load_note()}")
+    if set(RESNET20_LAYERS) <= {index for index, _ in shapes}:
+        print(f"ResNet-20's convolutions at batch 64 (these shapes, each as often as in the network): "
+              f"A {1000 * step[0]:.1f} ms, B {1000 * step[1]:.1f} ms of CPU per training step")
+
+
 def run_interleaved(repeats: int) -> None:
     """Each shape's algorithms called in turn, one forward+backward each, ``repeats`` times.
 
@@ -595,6 +673,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="", help="comma-separated indices into SHAPES (default: all)")
     parser.add_argument("--interleaved", action="store_true",
                         help="the algorithms call by call, CPU time beside wall time (for a busy machine)")
+    parser.add_argument("--ab", metavar="REV",
+                        help="direct's kernels at git revision REV against this tree's, in turn, one thread")
     parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     SELECTED.extend(int(i) for i in args.shapes.split(",") if i)
@@ -606,6 +686,8 @@ def main() -> None:
         print(json.dumps(torch_errors(SHAPES[args.torch_accuracy])))
     elif args.accuracy:
         run_accuracy()
+    elif args.ab:
+        run_ab(args.ab, args.repeats)
     elif args.algorithms:
         run_algorithms(args.repeats, args.rounds)
     elif args.kernels:

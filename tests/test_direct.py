@@ -240,3 +240,66 @@ def test_auto_picks_direct_for_narrow_small_kernel_layers_only():
     for tier in ("numpy", "reference"):
         with kernels.use_tier(tier):
             assert choose((64, 16, 32, 32), (16, 16, 3, 3), ONE, ONE) == ("im2col", None)
+
+
+def test_fetch_add_returns_the_value_before_and_adds():
+    from numba import njit
+
+    from tinyres.kernels.simd import address, fetch_add
+
+    @njit
+    def twice(counter):
+        return fetch_add(address(counter), 1), fetch_add(address(counter), 5)
+
+    counter = np.array([7], np.int64)
+    assert twice(counter) == (7, 8) and counter[0] == 13
+
+
+def test_shared_work_gives_every_unit_to_exactly_one_thread():
+    """``_share``: two threads take units from one counter; none is skipped or taken twice.
+    A counter read and written in two steps (fetch_add made non-atomic) gives some units to
+    both threads: it failed this test in about half the runs on the 2-core machine under load."""
+    from numba import njit
+
+    from tinyres.kernels.simd import address, fetch_add
+
+    @njit(nogil=True)
+    def take(_run, _runs, counter, taken, work):
+        while True:
+            unit = fetch_add(address(counter), 1)
+            if unit >= len(taken):
+                break
+            value = work[unit % 8]
+            for _ in range(50):  # some work (a chain LLVM cannot fold), so both threads are inside at once
+                value = value * 0.999 + 1.0
+            work[unit % 8] = value
+            taken[unit] += 1
+
+    before = threads.get_num_threads()
+    try:
+        threads.set_num_threads(2)
+        for _ in range(20):
+            taken = np.zeros(400_000, np.int64)
+            direct_numba._share(take, len(taken), taken, np.zeros(8))
+            assert (taken == 1).all(), np.flatnonzero(taken != 1)[:10]
+    finally:
+        threads.set_num_threads(before)
+
+
+def test_input_gradient_pixels_no_tap_reaches_are_zero_in_reused_memory():
+    """A 1x1 stride-2 layer: three of the four phase classes get no tap, so their dx pixels are
+    written as zeros, not left as whatever the reused buffer (kernels.buffers) held."""
+    from tinyres.kernels import buffers
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 16, 40, 40)).astype(np.float32)  # dx: 400 KB, a kept block
+    w = rng.standard_normal((16, 16, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+    want = conv_reference.conv2d_backward(g.astype(float), x.astype(float), w.astype(float), (2, 2), (0, 0),
+                                          ONE, bias_grad=False)[0]
+    for _ in range(2):
+        dirty = buffers.empty((4, 40, 40, 16), np.float32)
+        dirty.fill(np.nan)
+        del dirty
+        dx = direct_numba.conv2d_backward(g, x, w, (2, 2), (0, 0), ONE, bias_grad=False)[0]
+        np.testing.assert_allclose(dx, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -23,11 +23,14 @@ outputs stay in the CPU's vector registers for the whole reduction:
 every destination pixel d of a grid, ``dst[d] = sum over taps (i, j) and channels of
 src[M d + off(i, j)] w[i, j]``. The forward is the case M = stride, off = (i - p, j - p).
 The input gradient (``dx[h] = sum over i with h + p - i = oh s of dy[oh] w[i]``) splits
-dx's pixels into s x s *phase classes* (h mod s, v mod s): within one class only the
+dx's pixels into s x s *phase classes* (h mod s, v mod s): within one class r only the
 taps with ``(r + p - i) % s == 0`` contribute and ``oh = a + (r + p - i) / s`` for the
-class's a-th pixel, so it is the same gather with M = 1, that tap table, and the
-filter's channel axes swapped (packed ``[C_in/16][kH][kW][C_out][16]``). No flipped
-copy of the filter, no zero-stuffed gradient.
+class's a-th pixel. Taken in falling i those offsets rise by 1, so a class is a
+*stride-1* gather (M = 1) of dy with its own small sub-filter: those taps of the filter,
+its channel axes swapped (packed ``[C_in/16][kh][kw][C_out][16]``; for a 3x3 stride-2
+layer the four classes' sub-filters are 1x1, 1x2, 2x1 and 2x2). No zero-stuffed
+gradient, no tap that contributes nothing, and in every class consecutive taps read
+consecutive pixels, which the compiled kernel runs as one stretch of memory.
 
 **The weight gradient** ``dw[o, c, i, j] = sum over pixels of dy[o] x[c]`` is a
 reduction over pixels: its tile is 6 input channels x 16 output channels, the
@@ -58,7 +61,6 @@ from tinyres.kernels.sizes import Pair, output_size
 LANES = 16  # output channels per vector: one <16 x float> (simd.py)
 # Output pixels per tile: 6 x 2 ymm accumulators + 2 for the weights + 1 broadcast = 15 of AVX2's 16.
 PIXELS = 6
-SKIP = -(2**40)  # a tap table entry for "this tap does not contribute" (any index it makes is outside)
 CHUNKS = 8  # the weight gradient's partial sums: the batch cut into at most this many runs
 
 
@@ -82,19 +84,29 @@ def forward_taps(kernel: int, stride: int, padding: int) -> tuple[int, np.ndarra
     return stride, np.arange(kernel, dtype=np.int64) - padding
 
 
-def gradient_classes(size: int, kernel: int, stride: int, padding: int) -> list[tuple[int, int, np.ndarray]]:
-    """The input gradient's phase classes along one axis: (r, count, off) for r = 0..stride-1.
+Classes = list[tuple[int, int, np.ndarray, np.ndarray]]
 
-    dx index h = r + s a (a < count); the gradient index it reads through tap i is
-    oh = a + off[i], with off[i] = (r + p - i) / s where that divides, SKIP elsewhere.
+
+def gradient_classes(size: int, kernel: int, stride: int, padding: int) -> Classes:
+    """The input gradient's phase classes along one axis: (r, count, taps, off) for r = 0..stride-1.
+
+    dx index h = r + s a (a < count) receives from the kernel indices ``taps`` (those with
+    (r + p - i) % s == 0, in falling order) the gradient at oh = a + off[k], with
+    off[k] = (r + p - taps[k]) / s: rising by 1 from one tap to the next.
     """
     classes = []
     for r in range(stride):
         count = len(range(r, size, stride))
-        off = np.array([(r + padding - i) // stride if (r + padding - i) % stride == 0 else SKIP
-                        for i in range(kernel)], dtype=np.int64)
-        classes.append((r, count, off))
+        taps = np.array([i for i in range(kernel - 1, -1, -1) if (r + padding - i) % stride == 0],
+                        dtype=np.int64)
+        classes.append((r, count, taps, (r + padding - taps) // stride))
     return classes
+
+
+def class_filter(swapped: np.ndarray, taps_h: np.ndarray, taps_w: np.ndarray) -> np.ndarray:
+    """A phase class's sub-filter for the input gradient: the taps ``taps_h`` x ``taps_w`` of
+    ``swapped`` = pack(w.transpose(1, 0, 2, 3)), (ceil(C/16), kH, kW, C_out, 16), in that order."""
+    return np.ascontiguousarray(swapped[:, taps_h][:, :, taps_w])
 
 
 def chunks(N: int) -> np.ndarray:
@@ -124,12 +136,8 @@ def gather(src: np.ndarray, packed: np.ndarray, dst: np.ndarray, grid: Pair, M: 
         for block in range(blocks):
             acc = np.zeros((PIXELS, LANES), dtype=src.dtype)  # in registers, in the compiled kernel
             for i in range(kH):
-                if off_h[i] == SKIP:
-                    continue
                 h = M[0] * a + off_h[i]
                 for j in range(kW):
-                    if off_w[j] == SKIP:
-                        continue
                     v = M[1] * b + off_w[j]
                     inside = (h >= 0) & (h < Hs) & (v >= 0) & (v < Ws)
                     rows = np.stack([src[n[t], h[t], v[t]] if inside[t] else zero_row for t in range(PIXELS)])
@@ -205,10 +213,13 @@ def conv2d_backward(
         return None, dw, db
     dx = np.empty((N, H, W, C), dtype=x.dtype)
     swapped = pack(w.transpose(1, 0, 2, 3))  # (C/16, kH, kW, C_out, 16): dx's channels in the lanes
-    for r_h, count_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
-        for r_w, count_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
-            if count_h and count_w:
-                gather(dy, swapped, dx, (count_h, count_w), (1, 1), off_h, off_w, (r_h, r_w), stride)
+    for r_h, count_h, taps_h, off_h in gradient_classes(H, kH, stride[0], padding[0]):
+        for r_w, count_w, taps_w, off_w in gradient_classes(W, kW, stride[1], padding[1]):
+            if len(taps_h) == 0 or len(taps_w) == 0:  # stride > kernel: no tap reaches these pixels
+                dx[:, r_h :: stride[0], r_w :: stride[1]] = 0
+            elif count_h and count_w:
+                sub = class_filter(swapped, taps_h, taps_w)
+                gather(dy, sub, dx, (count_h, count_w), (1, 1), off_h, off_w, (r_h, r_w), stride)
     return dx.transpose(0, 3, 1, 2), dw, db
 
 

@@ -18,6 +18,7 @@ called):
 ``store(address, v)``               16 float32 to ``address``
 ``store_first(address, v, n)``      the first n lanes only (``llvm.masked.store``)
 ``address(array)``                  where an array's first element is, as an integer
+``fetch_add(address, n)``           the int64 at ``address`` before adding n to it, atomically
 ==================================  =========================================================
 
 ``fma_peak()`` measures what one core can do with them: the ceiling every kernel's
@@ -207,6 +208,24 @@ def store_first(typingctx, where, vector, n):
         return context.get_dummy_value()
 
     return types.none(types.intp, f32x16, types.intp), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, where, n):
+    """Add ``n`` to the int64 at byte address ``where`` as one atomic step; return the value before.
+
+    Threads sharing work take the next piece with it (``direct_numba``): each piece goes to
+    exactly one thread, whichever asks first.
+    """
+    if not (isinstance(where, types.Integer) and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        value = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", _pointer(builder, args[0], i64), value, "monotonic")
+
+    return types.int64(types.intp, n), codegen
 
 
 # ---- the peak a kernel is measured against ---------------------------------------------
