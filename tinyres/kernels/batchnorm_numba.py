@@ -210,7 +210,9 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows.reshape(n, s, c).transpose(0, 2, 1)
 
 
-def _rows_train_forward(x, gamma, beta, eps):
+def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine):
+    """The channels-last training forward; ``affine(start, stop, rows, scale, shift, out)``
+    writes the output rows (``batchnorm_relu_numba`` passes one with ReLU in it)."""
     rows = _rows(x, x.dtype)
     chunks = min(CHUNKS, rows.shape[0])
     totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
@@ -224,8 +226,20 @@ def _rows_train_forward(x, gamma, beta, eps):
     scale = gamma.astype(np.float64) * inv_std
     out = buffers.empty_like(rows)
     shift = (beta - mean * scale).astype(x.dtype)
-    parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
+    parallel_for(affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
+
+
+def input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training):
+    """Per-channel (a, b, c0) with dx = a*dy + b*x + c0: the reference's closed form, folded
+    (in float64; ``mean``, ``inv_std`` float64 too)."""
+    scale = gamma.astype(np.float64) * inv_std
+    if training:  # the same fold as the NCHW kernel
+        b = -scale * inv_std * dgamma / m
+        c0 = -scale * dbeta / m - b * mean
+    else:
+        b, c0 = np.zeros(scale.shape), np.zeros(scale.shape)
+    return scale, b, c0
 
 
 def _rows_backward(dy, x, mean, inv_std, gamma, training):
@@ -237,14 +251,9 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
     parallel_for(_rows_backward_sums, chunks, dy_rows, rows, mean, sums_dy, sums_dy_xc)
     dbeta = sums_dy.sum(axis=0)
     dgamma = sums_dy_xc.sum(axis=0) * inv_std
-    scale = gamma.astype(np.float64) * inv_std
-    if training:  # the same fold as the NCHW kernel: dx = a*dy + b*x + c0
-        b = -scale * inv_std * dgamma / m
-        c0 = -scale * dbeta / m - b * mean
-    else:
-        b, c0 = np.zeros(c), np.zeros(c)
+    a, b, c0 = input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training)
     dx = buffers.empty_like(rows)
-    parallel_for(_rows_input_grad, m, dy_rows, rows, scale, b, c0, dx)
+    parallel_for(_rows_input_grad, m, dy_rows, rows, a, b, c0, dx)
     return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from tinyres import nn
 from tinyres.engine import Function, Tensor
 from tinyres.nn import init
+from tinyres.nn.fusion import batch_norm_relu
 from tinyres.pieces import learner
 
 NormLayer = Callable[[int], nn.Module]
@@ -206,7 +207,8 @@ class BasicBlock(ResidualBlock):
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): conv-BN-ReLU-conv-BN."""
-        out = self.relu(self.bn1(self.conv1(x)))
+        # relu(bn1(...)) as one op when nothing observes the pair (tinyres.nn.fusion).
+        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))
         return self.bn2(self.conv2(out))
 
     def last_bn(self) -> nn.Module:
@@ -273,8 +275,8 @@ class Bottleneck(ResidualBlock):
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): (conv-BN-ReLU) twice, then conv-BN."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))  # see tinyres.nn.fusion
+        out = batch_norm_relu(self.bn2, self.relu, self.conv2(out))
         return self.bn3(self.conv3(out))
 
     def last_bn(self) -> nn.Module:
@@ -307,15 +309,15 @@ class PreActBlock(ResidualBlock):
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): BN-ReLU-conv-BN-ReLU-conv; the block is x + F(x)."""
-        return self._branch_from(self.relu(self.bn1(x)))
+        return self._branch_from(batch_norm_relu(self.bn1, self.relu, x))
 
     def _branch_from(self, pre: Tensor) -> Tensor:
         # F after its first BN-ReLU, which forward also feeds a projecting shortcut:
         # computing it once keeps training-mode BN statistics updated once per call.
-        return self.conv2(self.relu(self.bn2(self.conv1(pre))))
+        return self.conv2(batch_norm_relu(self.bn2, self.relu, self.conv1(pre)))
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.relu(self.bn1(x))
+        pre = batch_norm_relu(self.bn1, self.relu, x)  # see tinyres.nn.fusion
         identity = x if self.downsample is None else self.downsample(pre)
         return self._branch_from(pre) + identity
 
