@@ -210,9 +210,9 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows.reshape(n, s, c).transpose(0, 2, 1)
 
 
-def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine):
-    """The channels-last training forward; ``affine(start, stop, rows, scale, shift, out)``
-    writes the output rows (``batchnorm_relu_numba`` passes one with ReLU in it)."""
+def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine, extra=()):
+    """The channels-last training forward; ``affine(start, stop, rows, scale, shift, out, *extra)``
+    writes the output rows (``batchnorm_relu_numba`` passes one with ReLU, and a residual, in it)."""
     rows = _rows(x, x.dtype)
     chunks = min(CHUNKS, rows.shape[0])
     totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
@@ -226,7 +226,7 @@ def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine):
     scale = gamma.astype(np.float64) * inv_std
     out = buffers.empty_like(rows)
     shift = (beta - mean * scale).astype(x.dtype)
-    parallel_for(affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
+    parallel_for(affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out, *extra)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 

@@ -1,18 +1,24 @@
-r"""Batch norm followed by ReLU as one op, in plain NumPy: the oracle for ``batchnorm_relu_numba``.
+r"""Batch norm, an optional residual add, then ReLU, as one op, in plain NumPy: the oracle
+for ``batchnorm_relu_numba``.
 
-.. math::  z = \max(\gamma \hat{x} + \beta, 0)
+.. math::  z = \max(\gamma \hat{x} + \beta \;[+\, r], 0)
 
-is exactly ``relu(batch_norm(x))``, composed here from the two references
-(``batchnorm_reference``, ``relu_reference``) so the fused op can never mean anything
-else. Backward: ReLU's mask first (z > 0 exactly where the normalised value was
-positive), then batch norm's backward on the masked gradient,
+is exactly ``relu(batch_norm(x))`` (a conv-BN-ReLU layer), or ``relu(batch_norm(x) + r)``
+(the end of a residual block, r the shortcut), composed here from the references of
+the pieces (``batchnorm_reference``, ``relu_reference``) so the fused op can never mean
+anything else. Backward: ReLU's mask first (z > 0 exactly where the sum was
+positive), then batch norm's backward on the masked gradient; the residual's gradient
+is the masked gradient itself (an addition passes it on):
 
-.. math::  \frac{\partial L}{\partial x} = \mathrm{BN}'\big(dz \cdot [z > 0]\big).
+.. math::  g = dz \cdot [z > 0], \qquad \frac{\partial L}{\partial x} = \mathrm{BN}'(g), \qquad
+    \frac{\partial L}{\partial r} = g.
 
-What the fusion changes is not the math but the memory: the pair stores one array
-(z, which the next layer keeps anyway) instead of two (the batch norm output y, held
-as ReLU's input, and z), and the compiled tier makes one pass over memory where the
-pair made two (``batchnorm_relu_numba``).
+What the fusion changes is not the math but the memory: the pieces keep batch norm's
+output (held as the next op's input until backward) and the sum beside z; fused, only
+z is stored, which the next layer keeps anyway. The compiled tier also makes one pass
+over memory where the pieces made two or three (``batchnorm_relu_numba``).
+
+Every array is (N, C, S) as in ``batchnorm_reference``; ``residual`` has x's shape.
 
 >>> import numpy as np
 >>> x = np.arange(8.0).reshape(2, 2, 2)
@@ -20,25 +26,24 @@ pair made two (``batchnorm_relu_numba``).
 >>> np.round(z[:, 0], 3)          # the channel normalised to mean 0, std 1, then ReLU
 array([[0.   , 0.   ],
        [0.728, 1.213]])
->>> dx, dgamma, dbeta = backward(np.ones_like(z), saved)
->>> dbeta                          # sum of dz where z > 0: two positive values per channel
-array([2., 2.])
+>>> dx, dgamma, dbeta, dr = backward(np.ones_like(z), saved)
+>>> dbeta, dr                      # sum of dz where z > 0; no residual, no gradient for it
+(array([2., 2.]), None)
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from tinyres.kernels import batchnorm_reference, relu_reference
-from tinyres.kernels.protocol import build
 
 
 class Saved(NamedTuple):
-    """Batch norm's saved record (``batchnorm_reference.Saved``) plus the output z, whose
-    sign is ReLU's mask. z is the op's output, alive anyway as the next layer's input."""
+    """Batch norm's saved record (``batchnorm_reference.Saved``, the same fields, which its
+    ``backward`` reads) plus the output z, whose sign is ReLU's mask, and whether a residual
+    was added (it then gets a gradient). z is alive anyway as the next layer's input."""
 
     x: np.ndarray
     mean: np.ndarray
@@ -47,41 +52,23 @@ class Saved(NamedTuple):
     gamma: np.ndarray
     training: bool
     z: np.ndarray
+    residual: bool
 
 
-def train_forward(x, gamma, beta, eps):
-    """relu(batch norm with the batch's statistics): z, mean, biased var, inv_std."""
-    y, mean, var, inv_std = batchnorm_reference.train_forward(x, gamma, beta, eps)
-    return relu_reference.forward(y)[0], mean, var, inv_std
+def forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+    running: tuple[np.ndarray, np.ndarray] | None = None, residual: np.ndarray | None = None,
+) -> tuple[np.ndarray, Saved]:
+    """(z, saved): z = relu(batch_norm(x) [+ residual]); ``running`` as ``batchnorm_reference.forward``."""
+    y, saved = batchnorm_reference.forward(x, gamma, beta, eps, running)
+    if residual is not None:
+        y = y + residual
+    z, _ = relu_reference.forward(y)
+    return z, Saved(*saved, z=z, residual=residual is not None)
 
 
-def eval_forward(x, mean, inv_std, gamma, beta):
-    """relu(batch norm with given statistics)."""
-    return relu_reference.forward(batchnorm_reference.eval_forward(x, mean, inv_std, gamma, beta))[0]
-
-
-def batch_norm_relu_backward(dz, z, x, mean, inv_std, gamma, training):
-    """dx, dgamma, dbeta: ReLU's backward (the mask z > 0), then batch norm's."""
-    dy = relu_reference.backward(dz, z)
-    return batchnorm_reference.batch_norm_backward(dy, x, mean, inv_std, gamma, training)
-
-
-def save(args: tuple, options: dict, result: tuple) -> tuple[np.ndarray, Saved]:
-    """(z, saved): batch norm's record with z added, for the mask."""
-    z, saved = result
-    return z, Saved(*saved, z=z)
-
-
-def read(saved: Saved) -> tuple[tuple, dict]:
-    """``batch_norm_relu_backward``'s arguments after dz."""
-    return (saved.z, saved.x, saved.mean, saved.inv_std, saved.gamma, saved.training), {}
-
-
-def protocol(train, evaluate, array_backward):
-    """The ``batch_norm_relu`` family's ``forward(x, gamma, beta, eps, running=None) -> (z, saved)``
-    and ``backward(dz, saved) -> (dx, dgamma, dbeta)``: batch norm's protocol, z added."""
-    array_forward = functools.partial(batchnorm_reference.normalise, train=train, evaluate=evaluate)
-    return build(array_forward, array_backward, save=save, read=read)
-
-
-forward, backward = protocol(train_forward, eval_forward, batch_norm_relu_backward)
+def backward(dz: np.ndarray, saved: Saved) -> tuple[np.ndarray | None, ...]:
+    """dx, dgamma, dbeta, d(residual) (None without one): ReLU's mask, then batch norm's backward."""
+    g = relu_reference.backward(dz, saved.z)
+    dx, dgamma, dbeta = batchnorm_reference.backward(g, saved)
+    return dx, dgamma, dbeta, (g if saved.residual else None)

@@ -1,7 +1,9 @@
-"""When a model may run ``relu(bn(x))`` as one op, and the one place that decides.
+"""When a model may run ``relu(bn(x))`` or ``relu(bn(x) + r)`` as one op, and the one place that decides.
 
-``BatchNormReLU`` (``tinyres.ops.norm``) computes relu(batch_norm(x)) in one pass and
-stores one array where the pair stores two (benchmarks/README.md, "Fusions"). A model
+``BatchNormReLU`` (``tinyres.ops.norm``) computes relu(batch_norm(x) [+ r]) in one
+pass and stores one array where the pieces store two or three (the engine keeps each
+op's inputs until backward: batch norm's output, and the sum, beside z; see
+benchmarks/README.md, "Fusions"). A model
 still *has* a ``BatchNorm2d`` and a ``ReLU`` (printing, ``state_dict``, hooks and
 ``summary`` are PyTorch's), and the fused op stands in for them only when nobody could
 tell the difference:
@@ -62,3 +64,12 @@ def batch_norm_relu(bn: Module, relu: Module, x: Tensor) -> Tensor:
     if fusable(bn, relu, x):
         return fused_batch_norm_relu(x, *bn.functional_arguments(x))
     return relu(bn(x))
+
+
+def batch_norm_add_relu(bn: Module, relu: Module, x: Tensor, residual: Tensor) -> Tensor:
+    """``relu(bn(x) + residual)`` (a residual block's end): one fused op when nothing observes
+    the pieces and ``residual`` is a tensor of the output's shape and dtype, else as written."""
+    if (fusable(bn, relu, x) and isinstance(residual, Tensor) and residual.shape == x.shape
+            and residual.dtype == x.dtype):
+        return fused_batch_norm_relu(x, *bn.functional_arguments(x), residual=residual)
+    return relu(bn(x) + residual)

@@ -49,6 +49,11 @@ class BatchNorm(Function):
         momentum: float,
         eps: float,
     ) -> np.ndarray:
+        return self.normalise(x, gamma, beta, (), running_mean, running_var, training, momentum, eps)
+
+    def normalise(self, x, gamma, beta, extra: tuple, running_mean, running_var, training, momentum, eps):
+        """The kernels' forward on the (N, C, S) view, ``extra`` arrays (of x's shape) after
+        the others, and the running statistics' update."""
         n, c = x.shape[:2]
         x3 = x.reshape(n, c, -1)  # (N, C, S): every layout the kernels see
         self.has_gamma, self.has_beta = gamma is not None, beta is not None
@@ -56,7 +61,8 @@ class BatchNorm(Function):
         beta = np.zeros(c, x.dtype) if beta is None else beta
         self.kernels = kernels.select(self.family)  # fixed here, reused by backward
         running = None if training else (running_mean, running_var)
-        y, self.for_backward = self.kernels.forward(x3, gamma, beta, eps, running)
+        extra = tuple(a.reshape(x3.shape) for a in extra)
+        y, self.for_backward = self.kernels.forward(x3, gamma, beta, eps, running, *extra)
         if training:
             mean, var = self.for_backward.mean, self.for_backward.var
             if running_mean is not None:
@@ -69,11 +75,12 @@ class BatchNorm(Function):
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         x3 = self.for_backward.x
-        dx, dgamma, dbeta = self.kernels.backward(grad.reshape(x3.shape), self.for_backward)
+        dx, dgamma, dbeta, *extra = self.kernels.backward(grad.reshape(x3.shape), self.for_backward)
         return (
             dx.reshape(grad.shape),
             dgamma if self.has_gamma else None,
             dbeta if self.has_beta else None,
+            *(None if g is None else g.reshape(grad.shape) for g in extra),
         )
 
 
@@ -138,18 +145,23 @@ def batch_norm(
 
 
 class BatchNormReLU(BatchNorm):
-    """z = max(batch_norm(x), 0) as one op: ``relu(batch_norm(x, ...))`` storing one array.
+    """z = max(batch_norm(x) [+ residual], 0) as one op: ``relu(batch_norm(x, ...) [+ residual])``
+    storing one array.
 
-    Unfused, the pair keeps batch norm's output y alive until backward (it is ReLU's
-    input) beside ReLU's output z; fused, only z, whose sign is ReLU's mask
+    As pieces, the ops keep batch norm's output (the next op's input) and the sum alive
+    until backward beside ReLU's output z; fused, only z, whose sign is ReLU's mask
     (``tinyres.kernels.batchnorm_relu_reference``). Backward reads z, so an in-place
     change of z before backward is refused, exactly as after ``relu``.
     ``tinyres.nn.fusion`` decides when a model may use it: never when anyone observes
-    the pieces (module hooks, a learner's batch-norm or ReLU kernels).
+    the pieces (module hooks, a learner's batch-norm kernels).
     """
 
     family = "batch_norm_relu"
     saves_output = True
+
+    def forward(self, x, gamma, beta, residual, *, running_mean, running_var, training, momentum, eps):
+        extra = () if residual is None else (residual,)
+        return self.normalise(x, gamma, beta, extra, running_mean, running_var, training, momentum, eps)
 
 
 def batch_norm_relu(
@@ -161,23 +173,32 @@ def batch_norm_relu(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    residual: Tensor | None = None,
 ) -> Tensor:
-    """``relu(batch_norm(input, ...))`` (same arguments as ``batch_norm``) as one op.
+    """``relu(batch_norm(input, ...) + residual)`` (the residual optional; the other arguments
+    as ``batch_norm``'s) as one op. ``residual`` has the input's shape and dtype.
 
     >>> import numpy as np
     >>> import tinyres as tr
     >>> x = tr.tensor(np.arange(8.0).reshape(2, 2, 2, 1))
-    >>> z = batch_norm_relu(x, None, None, training=True)
-    >>> np.array_equal(z.numpy(), batch_norm(x, None, None, training=True).relu().numpy())
+    >>> z = batch_norm_relu(x, None, None, training=True, residual=x)
+    >>> np.array_equal(z.numpy(), (batch_norm(x, None, None, training=True) + x).relu().numpy())
     True
     """
     arrays = _checked(input, running_mean, running_var, weight, bias, training, "batch_norm_relu")
+    if residual is not None:
+        r = _array(residual)
+        if r.shape != tuple(input.shape) or r.dtype != _array(input).dtype:
+            raise ValueError(f"batch_norm_relu: residual has shape {r.shape} and dtype {r.dtype}, expected "
+                             f"the input's {tuple(input.shape)} and {_array(input).dtype}")
     if input.shape[1] == 0:
-        return input.relu()
+        return (input if residual is None else input + residual).relu()
     return BatchNormReLU.apply(
         input,
         weight,
         bias,
+        residual,
         running_mean=arrays["running_mean"],
         running_var=arrays["running_var"],
         training=training,
