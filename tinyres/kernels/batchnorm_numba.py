@@ -210,10 +210,9 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows.reshape(n, s, c).transpose(0, 2, 1)
 
 
-def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine, extra=()):
-    """The channels-last training forward; ``affine(start, stop, rows, scale, shift, out, *extra)``
-    writes the output rows (``batchnorm_relu_numba`` passes one with ReLU, and a residual, in it)."""
-    rows = _rows(x, x.dtype)
+def rows_coefficients(rows, gamma, beta, eps):
+    """Of an (M, C) matrix of rows: the batch's mean, biased var and inv_std (float64), and
+    the affine step's per-channel scale and shift, in the rows' dtype (y = scale*x + shift)."""
     chunks = min(CHUNKS, rows.shape[0])
     totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
     shift = rows[0].astype(np.float64)
@@ -224,9 +223,15 @@ def _rows_train_forward(x, gamma, beta, eps, affine=_rows_affine, extra=()):
     var = np.maximum((square - total * total / m) / m, 0.0)
     inv_std = 1.0 / np.sqrt(var + eps)
     scale = gamma.astype(np.float64) * inv_std
+    shift = (beta - mean * scale).astype(rows.dtype)
+    return mean, var, inv_std, scale.astype(rows.dtype), shift
+
+
+def _rows_train_forward(x, gamma, beta, eps):
+    rows = _rows(x, x.dtype)
+    mean, var, inv_std, scale, shift = rows_coefficients(rows, gamma, beta, eps)
     out = buffers.empty_like(rows)
-    shift = (beta - mean * scale).astype(x.dtype)
-    parallel_for(affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out, *extra)
+    parallel_for(_rows_affine, rows.shape[0], rows, scale, shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
