@@ -210,7 +210,7 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows.reshape(n, s, c).transpose(0, 2, 1)
 
 
-def rows_coefficients(rows, gamma, beta, eps):
+def _rows_coefficients(rows, gamma, beta, eps):
     """Of an (M, C) matrix of rows: the batch's mean, biased var and inv_std (float64), and
     the affine step's per-channel scale and shift, in the rows' dtype (y = scale*x + shift)."""
     chunks = min(CHUNKS, rows.shape[0])
@@ -229,13 +229,13 @@ def rows_coefficients(rows, gamma, beta, eps):
 
 def _rows_train_forward(x, gamma, beta, eps):
     rows = _rows(x, x.dtype)
-    mean, var, inv_std, scale, shift = rows_coefficients(rows, gamma, beta, eps)
+    mean, var, inv_std, scale, shift = _rows_coefficients(rows, gamma, beta, eps)
     out = buffers.empty_like(rows)
     parallel_for(_rows_affine, rows.shape[0], rows, scale, shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
-def input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training):
+def _input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training):
     """Per-channel (a, b, c0) with dx = a*dy + b*x + c0: the reference's closed form, folded
     (in float64; ``mean``, ``inv_std`` float64 too)."""
     scale = gamma.astype(np.float64) * inv_std
@@ -256,7 +256,7 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
     parallel_for(_rows_backward_sums, chunks, dy_rows, rows, mean, sums_dy, sums_dy_xc)
     dbeta = sums_dy.sum(axis=0)
     dgamma = sums_dy_xc.sum(axis=0) * inv_std
-    a, b, c0 = input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training)
+    a, b, c0 = _input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training)
     dx = buffers.empty_like(rows)
     parallel_for(_rows_input_grad, m, dy_rows, rows, a, b, c0, dx)
     return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)

@@ -88,7 +88,7 @@ def forward(
         z, _ = relu_numba.forward(y)
         return z, Saved(*saved, z=z, residual=residual is not None)
     rows = _rows(x, x.dtype)
-    mean, var, inv_std, scale, shift = batchnorm_numba.rows_coefficients(rows, gamma, beta, eps)
+    mean, var, inv_std, scale, shift = batchnorm_numba._rows_coefficients(rows, gamma, beta, eps)
     out = buffers.empty_like(rows)
     if residual is None:
         parallel_for(_rows_affine_relu, rows.shape[0], rows, scale, shift, out)
