@@ -253,3 +253,23 @@ def test_other_modules_are_not_fused():
     bn.forward = lambda t: t * 2
     out = fusion.batch_norm_relu(bn, nn.ReLU(), x)
     np.testing.assert_array_equal(out.detach().numpy(), np.maximum(x.detach().numpy() * 2, 0))
+
+
+def test_unfused_shows_the_pieces_ops_in_this_thread_only():
+    """Code that reads the graph afterwards asks for the pieces with ``unfused()``."""
+    import threading
+
+    model, x = models.resnet20(), tr.randn(2, 3, 8, 8)
+    seen = {}
+
+    def other_thread():
+        seen["other"] = grad_fn_names(model(x))
+
+    with fusion.unfused():
+        names = grad_fn_names(model(x))
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert "BatchNormReLU" not in names and {"BatchNorm", "Relu", "Add"} <= names
+    assert "BatchNormReLU" in seen["other"]
+    assert "BatchNormReLU" in grad_fn_names(model(x))

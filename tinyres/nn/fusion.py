@@ -13,7 +13,10 @@ tell the difference:
   replaced on the instance (``tinyres.viz``, ``summary`` and a user's hooks see the
   pieces and the intermediate tensor);
 - no learner's kernels stand in for batch norm or ReLU (``tinyres.course.mine``):
-  the learner's batch-norm backward must run, on its own op.
+  the learner's batch-norm backward must run, on its own op;
+- not inside ``with unfused():``, which code that reads the autograd graph afterwards
+  (``tinyres.viz.trace``, a walk over ``grad_fn``) uses to see the pieces' ops, as
+  PyTorch's graph has them: a fused op is one node of the graph.
 
 Otherwise it calls ``relu(bn(x))``, the two modules as written. Either way the
 numbers agree to float rounding (equal bit for bit in the forward), the running
@@ -33,12 +36,36 @@ gradients (``tests/test_fusion.py``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 from tinyres import kernels
 from tinyres.engine import Tensor
 from tinyres.nn.activation import ReLU
 from tinyres.nn.batchnorm import BatchNorm2d
 from tinyres.nn.module import Module
 from tinyres.ops.norm import batch_norm_relu as fused_batch_norm_relu
+
+# False inside ``unfused()``: a context variable, so a block in one thread changes nothing in another.
+_fusing: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyres_fusing", default=True)
+
+
+@contextlib.contextmanager
+def unfused() -> Iterator[None]:
+    """Inside the block, every model runs its batch norms and ReLUs as separate ops.
+
+    >>> import tinyres as tr
+    >>> from tinyres import nn
+    >>> with unfused():
+    ...     type(batch_norm_relu(nn.BatchNorm2d(2), nn.ReLU(), tr.randn(3, 2, 4, 4)).grad_fn).__name__
+    'Relu'
+    """
+    token = _fusing.set(False)
+    try:
+        yield
+    finally:
+        _fusing.reset(token)
 
 
 def unobserved(*modules: Module) -> bool:
@@ -50,7 +77,8 @@ def unobserved(*modules: Module) -> bool:
 def fusable(bn: Module, relu: Module, x: Tensor) -> bool:
     """Whether ``relu(bn(x))`` may run as the fused op (the rules in the module docstring)."""
     return (
-        type(bn) is BatchNorm2d
+        _fusing.get()
+        and type(bn) is BatchNorm2d
         and type(relu) is ReLU
         and isinstance(x, Tensor)
         and x.ndim == 4
