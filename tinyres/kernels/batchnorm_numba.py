@@ -243,18 +243,6 @@ def _rows_train_forward(x, gamma, beta, eps):
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
-def _input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training):
-    """Per-channel (a, b, c0) with dx = a*dy + b*x + c0: the reference's closed form, folded
-    (in float64; ``mean``, ``inv_std`` float64 too)."""
-    scale = gamma.astype(np.float64) * inv_std
-    if training:  # the same fold as the NCHW kernel
-        b = -scale * inv_std * dgamma / m
-        c0 = -scale * dbeta / m - b * mean
-    else:
-        b, c0 = np.zeros(scale.shape), np.zeros(scale.shape)
-    return scale, b, c0
-
-
 def _rows_backward(dy, x, mean, inv_std, gamma, training):
     rows, dy_rows = _rows(x, x.dtype), _rows(dy, x.dtype)
     m, c = rows.shape
@@ -264,9 +252,14 @@ def _rows_backward(dy, x, mean, inv_std, gamma, training):
     parallel_for(_rows_backward_sums, chunks, dy_rows, rows, mean, sums_dy, sums_dy_xc)
     dbeta = sums_dy.sum(axis=0)
     dgamma = sums_dy_xc.sum(axis=0) * inv_std
-    a, b, c0 = _input_grad_fold(m, mean, inv_std, gamma, dgamma, dbeta, training)
+    scale = gamma.astype(np.float64) * inv_std
+    if training:  # the same fold as the NCHW kernel: dx = a*dy + b*x + c0
+        b = -scale * inv_std * dgamma / m
+        c0 = -scale * dbeta / m - b * mean
+    else:
+        b, c0 = np.zeros(c), np.zeros(c)
     dx = buffers.empty_like(rows)
-    parallel_for(_rows_input_grad, m, dy_rows, rows, a, b, c0, dx)
+    parallel_for(_rows_input_grad, m, dy_rows, rows, scale, b, c0, dx)
     return _unrows(dx, x.shape), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 
