@@ -20,7 +20,8 @@ ReLU), the gradient reaches early layers even when the branches' Jacobians are s
 - ``PlainBlock``: a ``BasicBlock`` without the shortcut: the paper's plain baseline.
 
 All four share ``ResidualBlock``'s arguments and forward; each writes only its layers
-(``make_layers``) and its branch.
+(``make_layers``) and its branch (up to its last BN, ``before_last_bn``, so that BN, the
+addition and the ReLU can run as one op: ``tinyres.nn.fusion``).
 
 Attribute names (``conv1``, ``bn1``, ..., ``relu``, ``downsample``) are torchvision's, so
 state dicts move between the two with plain arrays.
@@ -140,7 +141,9 @@ class ResidualBlock(nn.Module):
     """What every block shares: the arguments, the shortcut check, ``relu(F(x) + s(x))``.
 
     A block class writes only ``make_layers`` (its layers, in torchvision's order, so
-    printing and state dicts match) and ``branch`` (F); ``norm_layer(channels)`` and
+    printing and state dicts match) and F, as ``before_last_bn`` and ``last_bn`` (``branch``
+    composes them; a subclass may write ``branch`` instead, and then forward runs it as
+    written, unfused); ``norm_layer(channels)`` and
     ``activation()`` build the normalisation and non-linearity (BatchNorm2d and ReLU by
     default), and the attribute keeps torchvision's name ``relu`` whatever the activation.
     ``stride`` goes to the branch; ``downsample`` (when given) maps ``x`` to the output's
