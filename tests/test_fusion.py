@@ -273,3 +273,17 @@ def test_unfused_shows_the_pieces_ops_in_this_thread_only():
     assert "BatchNormReLU" not in names and {"BatchNorm", "Relu", "Add"} <= names
     assert "BatchNormReLU" in seen["other"]
     assert "BatchNormReLU" in grad_fn_names(model(x))
+
+
+def test_a_block_that_writes_its_own_branch_runs_it():
+    """A subclass's ``branch`` is what forward adds to the shortcut (no fused tail skips it)."""
+
+    class HalfBranch(models.BasicBlock):
+        def branch(self, x):
+            return super().branch(x) * 0.5
+
+    tr.manual_seed(0)
+    block = HalfBranch(4, 4).eval()
+    x = tr.randn(2, 4, 5, 5)
+    with tr.no_grad():
+        np.testing.assert_allclose(block(x).numpy(), (block.branch(x) + x).relu().numpy(), rtol=1e-6)
