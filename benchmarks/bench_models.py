@@ -4,6 +4,7 @@
     python benchmarks/bench_models.py --profile    # where a ResNet-20 step spends its time
     python benchmarks/bench_models.py --step --rounds 3   # ResNet-20 step: PyTorch, auto, im2col, direct
     python benchmarks/bench_models.py --step-cpu --rounds 3   # the same, one thread each, CPU time
+    python benchmarks/bench_models.py --fusion-ab --rounds 5  # BN-(add-)ReLU fused or not, alternating
 
 Rows (float32, median of ``--repeats`` after warm-up, so Numba compilation is never
 inside them):
@@ -217,6 +218,43 @@ def step_cpu(name: str, repeats: int) -> dict[str, float]:
     return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
 
 
+def unfuse(keep: str) -> None:
+    """Run the models in this process with fewer fusions: ``keep="none"``, every BN-(add-)ReLU as
+    the separate ops; ``"bn_relu"``, only BN + ReLU fused, each block's BN + add + ReLU as ops."""
+    from tinyres.models import blocks
+    from tinyres.nn import fusion
+
+    if keep == "none":
+        fusion.fusable = lambda *args: False
+    blocks.batch_norm_add_relu = lambda bn, relu, x, residual: relu(bn(x) + residual)
+
+
+def run_fusion_ab(repeats: int, rounds: int) -> None:
+    """No fusion, BN + ReLU fused, and BN (+ add) + ReLU fused: tinyres auto on one thread, fresh
+    processes alternating, CPU ms per step, and the first step's peak memory of each."""
+    print(f"before: {load_note()}")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+    env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    variants = {"no fusion": ["--fusion", "none"], "BN+ReLU": ["--fusion", "bn_relu"], "all": []}
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    memory: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, flags in variants.items():
+            command = [sys.executable, __file__, "--only-step-cpu", "auto", "--repeats", str(repeats), *flags]
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            peak = in_subprocess("--memory", "tinyres", "--model", "resnet20", *flags)["peak_mb"]
+            memory[name].append(peak)
+        print(" | ".join(f"{name} {1000 * runs[name][-1]['cpu']:.0f} ms {memory[name][-1]:.0f} MB"
+                         for name in variants), f"({load_note()})", flush=True)
+    rows = [[name, f"{1000 * statistics.median(r['cpu'] for r in runs[name]):.0f}",
+             " / ".join(f"{1000 * r['cpu']:.0f}" for r in runs[name]),
+             f"{statistics.median(memory[name]):.0f}"] for name in variants]
+    print(table(["ResNet-20 step, batch 64, one thread", "CPU ms (median)", "rounds CPU ms",
+                 "peak MB (median)"], rows))
+    print(f"after: {load_note()}")
+
+
 def run_step_cpu(repeats: int, rounds: int) -> None:
     """The ResNet-20 step on one thread each (PyTorch, tinyres auto, im2col, direct), fresh
     processes in turn, ``rounds`` times: CPU time per step, which a busy machine disturbs far
@@ -359,14 +397,21 @@ def main() -> None:
                         help="the ResNet-20 step on one thread each, CPU time, alternating processes")
     parser.add_argument("--only-step-cpu", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fusion-ab", action="store_true",
+                        help="no fusion / BN+ReLU / BN(+add)+ReLU fused, one thread, alternating")
+    parser.add_argument("--fusion", choices=["none", "bn_relu"], help=argparse.SUPPRESS)
     parser.add_argument("--only-step", choices=["torch"], help=argparse.SUPPRESS)
     parser.add_argument("--breakdown", choices=["auto", "im2col", "winograd", "direct"],
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fusion:
+        unfuse(args.fusion)
     if args.only_step_cpu:
         print(json.dumps(step_cpu(args.only_step_cpu, args.repeats)))
     elif args.step_cpu:
         run_step_cpu(args.repeats, args.rounds)
+    elif args.fusion_ab:
+        run_fusion_ab(args.repeats, args.rounds)
     elif args.only:
         print(json.dumps(measure(args.only, args.repeats)))
     elif args.only_step:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import tinyres as tr
 from tinyres import kernels
 from tinyres.kernels import relu_numba
+from tinyres.kernels.layout import is_channels_last
 from tinyres.ops import elementwise
 
 original = relu_numba.relu_backward
@@ -75,6 +76,30 @@ def test_fast_relu_backward_keeps_a_channels_last_layout(data, dtype):
     dx = relu_numba.relu_backward(upstream, z)
     np.testing.assert_array_equal(dx, upstream * (z > 0))
     assert dx.dtype == dtype and dx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+@given(data=st.data(), dtype=float_dtypes)
+def test_relu_forward_equals_numpy_in_every_layout(data, dtype):
+    """The forward writes into a kept block in x's own layout; the values are NumPy's (NaN too)."""
+    n, c, h, w = (data.draw(st.integers(1, 3)), *(data.draw(st.integers(2, 4)) for _ in range(3)))
+    nhwc = data.draw(arrays((n, h, w, c), dtype=dtype, layout="c"))
+    x = data.draw(st.sampled_from([nhwc.transpose(0, 3, 1, 2), np.ascontiguousarray(nhwc), nhwc[:, ::2]]))
+    x = x.copy() if data.draw(st.booleans()) else x
+    x.flat[0] = data.draw(st.sampled_from([np.nan, 0.0, -1.0]))
+    z, saved = relu_numba.forward(x)
+    np.testing.assert_array_equal(z, np.maximum(x, dtype(0)))
+    assert z.dtype == dtype and saved is z
+    if is_channels_last(x):
+        assert is_channels_last(z)
+
+
+def test_relu_forward_reuses_freed_memory():
+    """A ResNet-sized output comes from ``buffers``: the block a freed output held, not new pages."""
+    x = np.random.default_rng(0).standard_normal((64, 16, 32, 32)).astype(np.float32)
+    z, _ = relu_numba.forward(x)
+    address = z.__array_interface__["data"][0]
+    del z, _
+    assert relu_numba.forward(x)[0].__array_interface__["data"][0] == address
 
 
 def test_large_arrays_take_the_kernel_and_agree(monkeypatch):

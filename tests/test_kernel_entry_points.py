@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_BUFFERS = {
     "im2col_numba.kernel_layout": "NumPy transposes only; no compiled loop reads its input",
     "im2col_numba.prepare": "kernel_layout on x only; the loops run in conv2d_forward, which has a case",
+    "relu_numba.forward": "a NumPy ufunc into a buffer it makes of x's own shape; no compiled loop",
 }
 
 # Each call, unchecked, indexes far outside one of its arrays.
@@ -33,6 +34,7 @@ SCRIPT = textwrap.dedent(
     """
     import numpy as np
     from tinyres.kernels import batchnorm_numba, columns_numba, im2col_numba, pool_numba, relu_numba
+    from tinyres.kernels import batchnorm_relu_numba
     from tinyres.kernels import direct_numba, winograd_numba
 
     x = np.ones((2, 8, 8, 3))                      # NHWC
@@ -79,6 +81,14 @@ SCRIPT = textwrap.dedent(
             np.ones((2, 64, 5)), np.zeros(64), np.ones(64), np.ones(1), np.zeros(64)),
         "batchnorm_numba.batch_norm_backward": lambda: batchnorm_numba.batch_norm_backward(
             np.ones((2, 3, 5)), np.ones((2, 3, 5)), np.zeros(3), np.ones(3), np.ones(1), True),
+        "batchnorm_relu_numba.forward": lambda: batchnorm_relu_numba.forward(
+            np.ones((2, 64, 5)), np.ones(1), np.zeros(64), 1e-5),
+        "batchnorm_relu_numba.forward residual": lambda: batchnorm_relu_numba.forward(
+            np.ones((2, 5, 64)).transpose(0, 2, 1), np.ones(64), np.zeros(64), 1e-5, None,
+            np.ones((2, 64, 1))),
+        "batchnorm_relu_numba.backward": lambda: batchnorm_relu_numba.backward(
+            np.ones(1000),
+            batchnorm_relu_numba.forward(np.ones((2, 3, 5)), np.ones(3), np.zeros(3), 1e-5)[1]),
     }
     for name, call in calls.items():
         try:

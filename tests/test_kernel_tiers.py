@@ -11,6 +11,7 @@ import pytest
 import tinyres as tr
 from tinyres import kernels
 from tinyres.nn import functional as F
+from tinyres.ops.norm import batch_norm_relu
 
 # (op family, a forward+backward that runs it) for every family in the table.
 RUNS = {
@@ -18,6 +19,7 @@ RUNS = {
     "conv2d/winograd": lambda x: F.conv2d(x, tr.ones(2, 3, 3, 3)),
     "conv2d/direct": lambda x: F.conv2d(x, tr.ones(2, 3, 3, 3)),
     "batch_norm": lambda x: F.batch_norm(x, None, None, training=True),
+    "batch_norm_relu": lambda x: batch_norm_relu(x, None, None, training=True, residual=x),
     "max_pool2d": lambda x: F.max_pool2d(x, 2),
     "avg_pool2d": lambda x: F.avg_pool2d(x, 2) + F.adaptive_avg_pool2d(x, 1),
     "relu": lambda x: F.relu(x),

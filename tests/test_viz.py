@@ -30,6 +30,7 @@ from tinyres.models import (
     resnet18,
     resnet20,
 )
+from tinyres.nn.fusion import unfused
 from tinyres.viz import analyse_block, draw_block, draw_graph, trace
 
 
@@ -190,7 +191,8 @@ def test_graph_of_a_basic_block_names_parameters_and_keeps_arrows_clear():
     tr.manual_seed(0)
     block = BasicBlock(4, 8, 2, projection_shortcut(4, 8, 2))
     x = tr.randn(2, 4, 6, 6)
-    out = block(x).mean()
+    with unfused():  # the pieces' ops, not the fused batch norm + ReLU (tinyres.nn.fusion)
+        out = block(x).mean()
     graph = trace(out, params={**dict(block.named_parameters()), "x": x})
     out.backward()
     fig = draw_graph(graph, show_grad_norms=True)

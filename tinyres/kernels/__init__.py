@@ -48,6 +48,8 @@ from types import MappingProxyType, ModuleType
 from tinyres.kernels import (
     batchnorm_numba,
     batchnorm_reference,
+    batchnorm_relu_numba,
+    batchnorm_relu_reference,
     conv_reference,
     direct_numba,
     direct_reference,
@@ -85,6 +87,7 @@ PROTOCOLS: dict[str, tuple[str, ...]] = {
     "conv2d/im2col": ("forward", "backward"),
     "conv2d/winograd": ("forward", "backward", "with_tile"),
     "batch_norm": ("forward", "backward"),
+    "batch_norm_relu": ("forward", "backward"),  # batch norm then ReLU, one op (ops.norm.BatchNormReLU)
     "max_pool2d": ("max_pool2d_forward", "max_pool2d_backward"),
     "avg_pool2d": ("avg_pool2d_forward", "avg_pool2d_backward",
                    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"),
@@ -151,6 +154,12 @@ def use_learner(modules: Mapping[str, ModuleType]) -> contextlib.AbstractContext
     if unknown:
         raise ValueError(f"unknown kernel family {', '.join(unknown)}; expected some of {sorted(KERNELS)}")
     return _within(_learner, MappingProxyType(dict(modules)))
+
+
+def learner_serves(*families: str) -> bool:
+    """Whether a learner's module stands in for any of ``families`` now (``use_learner``):
+    a fused op whose pieces the learner wrote must run as those pieces."""
+    return any(family in _learner.get() for family in families)
 
 
 def algorithms() -> tuple[str, ...]:
@@ -253,6 +262,8 @@ register("conv2d/direct", "reference", direct_reference)  # also the numpy tier'
 register("conv2d/direct", "numba", direct_numba)  # float32; float64 runs im2col_numba inside
 register("batch_norm", "reference", batchnorm_reference)
 register("batch_norm", "numba", batchnorm_numba)
+register("batch_norm_relu", "reference", batchnorm_relu_reference)
+register("batch_norm_relu", "numba", batchnorm_relu_numba)
 register("max_pool2d", "reference", pool_reference)
 register("max_pool2d", "numba", pool_numba)
 register("avg_pool2d", "reference", pool_reference)  # a Numba kernel measured no faster

@@ -140,21 +140,27 @@ def _chunk(k, chunks, m):  # pragma: no cover - compiled
     return k * m // chunks, (k + 1) * m // chunks
 
 
+# The two sums below accumulate a chunk in arrays of their own and copy them out once: summed
+# straight into totals[k, ch], LLVM could not prove that x and totals do not overlap and
+# reloaded the sums from memory every row (0.43 ms against 0.35 for (65536, 16) float32
+# rows, one thread). The order of the additions is the same.
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
 def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cover - compiled
     """Per chunk k in [first, last) of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
     m, c = x.shape
     chunks = totals.shape[0]
+    total, square = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        for ch in range(c):
-            totals[k, ch] = 0.0
-            squares[k, ch] = 0.0
+        total[:] = 0.0
+        square[:] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 d = np.float64(x[r, ch]) - shift[ch]
-                totals[k, ch] += d
-                squares[k, ch] += d * d
+                total[ch] += d
+                square[ch] += d * d
+        totals[k] = total
+        squares[k] = square
 
 
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
@@ -162,16 +168,18 @@ def _rows_backward_sums(first, last, dy, x, mean, sums_dy, sums_dy_xc):  # pragm
     """Per chunk k in [first, last) of the rows: sums of dy and of dy * (x - mean), in float64."""
     m, c = x.shape
     chunks = sums_dy.shape[0]
+    sum_dy, sum_dy_xc = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        for ch in range(c):
-            sums_dy[k, ch] = 0.0
-            sums_dy_xc[k, ch] = 0.0
+        sum_dy[:] = 0.0
+        sum_dy_xc[:] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 g = np.float64(dy[r, ch])
-                sums_dy[k, ch] += g
-                sums_dy_xc[k, ch] += g * (np.float64(x[r, ch]) - mean[ch])
+                sum_dy[ch] += g
+                sum_dy_xc[ch] += g * (np.float64(x[r, ch]) - mean[ch])
+        sums_dy[k] = sum_dy
+        sums_dy_xc[k] = sum_dy_xc
 
 
 @njit(nogil=True, cache=True)
@@ -210,8 +218,9 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows.reshape(n, s, c).transpose(0, 2, 1)
 
 
-def _rows_train_forward(x, gamma, beta, eps):
-    rows = _rows(x, x.dtype)
+def _rows_coefficients(rows, gamma, beta, eps):
+    """Of an (M, C) matrix of rows: the batch's mean, biased var and inv_std (float64), and
+    the affine step's per-channel scale and shift, in the rows' dtype (y = scale*x + shift)."""
     chunks = min(CHUNKS, rows.shape[0])
     totals, squares = np.empty((chunks, rows.shape[1])), np.empty((chunks, rows.shape[1]))
     shift = rows[0].astype(np.float64)
@@ -222,9 +231,15 @@ def _rows_train_forward(x, gamma, beta, eps):
     var = np.maximum((square - total * total / m) / m, 0.0)
     inv_std = 1.0 / np.sqrt(var + eps)
     scale = gamma.astype(np.float64) * inv_std
+    shift = (beta - mean * scale).astype(rows.dtype)
+    return mean, var, inv_std, scale.astype(rows.dtype), shift
+
+
+def _rows_train_forward(x, gamma, beta, eps):
+    rows = _rows(x, x.dtype)
+    mean, var, inv_std, scale, shift = _rows_coefficients(rows, gamma, beta, eps)
     out = buffers.empty_like(rows)
-    shift = (beta - mean * scale).astype(x.dtype)
-    parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift, out)
+    parallel_for(_rows_affine, rows.shape[0], rows, scale, shift, out)
     return _unrows(out, x.shape), mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 

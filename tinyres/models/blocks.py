@@ -20,7 +20,8 @@ ReLU), the gradient reaches early layers even when the branches' Jacobians are s
 - ``PlainBlock``: a ``BasicBlock`` without the shortcut: the paper's plain baseline.
 
 All four share ``ResidualBlock``'s arguments and forward; each writes only its layers
-(``make_layers``) and its branch.
+(``make_layers``) and its branch (up to its last BN, ``before_last_bn``, so that BN, the
+addition and the ReLU can run as one op: ``tinyres.nn.fusion``).
 
 Attribute names (``conv1``, ``bn1``, ..., ``relu``, ``downsample``) are torchvision's, so
 state dicts move between the two with plain arrays.
@@ -40,6 +41,7 @@ import numpy as np
 from tinyres import nn
 from tinyres.engine import Function, Tensor
 from tinyres.nn import init
+from tinyres.nn.fusion import batch_norm_add_relu, batch_norm_relu
 from tinyres.pieces import learner
 
 NormLayer = Callable[[int], nn.Module]
@@ -139,7 +141,9 @@ class ResidualBlock(nn.Module):
     """What every block shares: the arguments, the shortcut check, ``relu(F(x) + s(x))``.
 
     A block class writes only ``make_layers`` (its layers, in torchvision's order, so
-    printing and state dicts match) and ``branch`` (F); ``norm_layer(channels)`` and
+    printing and state dicts match) and F, as ``before_last_bn`` and ``last_bn`` (``branch``
+    composes them; a subclass may write ``branch`` instead, and then forward runs it as
+    written, unfused); ``norm_layer(channels)`` and
     ``activation()`` build the normalisation and non-linearity (BatchNorm2d and ReLU by
     default), and the attribute keeps torchvision's name ``relu`` whatever the activation.
     ``stride`` goes to the branch; ``downsample`` (when given) maps ``x`` to the output's
@@ -175,11 +179,24 @@ class ResidualBlock(nn.Module):
         raise NotImplementedError
 
     def branch(self, x: Tensor) -> Tensor:
-        """The residual function F(x)."""
+        """The residual function F(x): ``before_last_bn``, then the last BN."""
+        return self.last_bn()(self.before_last_bn(x))
+
+    def before_last_bn(self, x: Tensor) -> Tensor:
+        """F(x) up to (not including) its last BN."""
+        raise NotImplementedError
+
+    def last_bn(self) -> nn.Module:
+        """The BN that ends the branch (whose zero weight silences it: ``zero_init_residual``)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
+        if type(self).branch is ResidualBlock.branch:
+            # The last BN, the add and the ReLU as one op when nothing observes them
+            # (tinyres.nn.fusion): it stores the block's output only, not also BN's
+            # output and the sum (-42 MB of a ResNet-20 step's 211, benchmarks/README.md).
+            return batch_norm_add_relu(self.last_bn(), self.relu, self.before_last_bn(x), identity)
         out = self.branch(x)
         out = out + identity  # out of place: tinyres.viz traces tensor objects
         return self.relu(out)
@@ -204,13 +221,12 @@ class BasicBlock(ResidualBlock):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = norm_layer(planes)
 
-    def branch(self, x: Tensor) -> Tensor:
-        """The residual function F(x): conv-BN-ReLU-conv-BN."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out))
+    def before_last_bn(self, x: Tensor) -> Tensor:
+        """The residual function F(x), conv-BN-ReLU-conv-BN, up to bn2 (``branch`` adds it)."""
+        # relu(bn1(...)) as one op when nothing observes the pair (tinyres.nn.fusion).
+        return self.conv2(batch_norm_relu(self.bn1, self.relu, self.conv1(x)))
 
     def last_bn(self) -> nn.Module:
-        """The BN whose zero weight silences the branch (``zero_init_residual``)."""
         return self.bn2
 
 
@@ -231,6 +247,8 @@ class PlainBlock(BasicBlock):
         super().__init__(inplanes, planes, stride, None, **options)
 
     def forward(self, x: Tensor) -> Tensor:
+        if type(self).branch is ResidualBlock.branch:  # the last BN and the ReLU as one op: nn.fusion
+            return batch_norm_relu(self.last_bn(), self.relu, self.before_last_bn(x))
         return self.relu(self.branch(x))
 
 
@@ -271,14 +289,13 @@ class Bottleneck(ResidualBlock):
         self.bn3 = norm_layer(planes * self.expansion)
         self.relu = activation()
 
-    def branch(self, x: Tensor) -> Tensor:
-        """The residual function F(x): (conv-BN-ReLU) twice, then conv-BN."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
+    def before_last_bn(self, x: Tensor) -> Tensor:
+        """The residual function F(x), (conv-BN-ReLU) twice then conv-BN, up to bn3."""
+        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))  # see tinyres.nn.fusion
+        out = batch_norm_relu(self.bn2, self.relu, self.conv2(out))
+        return self.conv3(out)
 
     def last_bn(self) -> nn.Module:
-        """The BN whose zero weight silences the branch (``zero_init_residual``)."""
         return self.bn3
 
 
@@ -307,15 +324,15 @@ class PreActBlock(ResidualBlock):
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual function F(x): BN-ReLU-conv-BN-ReLU-conv; the block is x + F(x)."""
-        return self._branch_from(self.relu(self.bn1(x)))
+        return self._branch_from(batch_norm_relu(self.bn1, self.relu, x))
 
     def _branch_from(self, pre: Tensor) -> Tensor:
         # F after its first BN-ReLU, which forward also feeds a projecting shortcut:
         # computing it once keeps training-mode BN statistics updated once per call.
-        return self.conv2(self.relu(self.bn2(self.conv1(pre))))
+        return self.conv2(batch_norm_relu(self.bn2, self.relu, self.conv1(pre)))
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.relu(self.bn1(x))
+        pre = batch_norm_relu(self.bn1, self.relu, x)  # see tinyres.nn.fusion
         identity = x if self.downsample is None else self.downsample(pre)
         return self._branch_from(pre) + identity
 

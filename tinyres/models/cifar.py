@@ -51,6 +51,7 @@ from tinyres.models.blocks import (
     make_stage,
     projection_shortcut,
 )
+from tinyres.nn.fusion import batch_norm_relu
 
 BLOCKS = {"basic": BasicBlock, "plain": PlainBlock, "preact": PreActBlock}
 SHORTCUTS = {"A": PadShortcut, "B": projection_shortcut}
@@ -131,12 +132,12 @@ class CifarResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
         if not self.preact:
-            x = self.relu(self.bn1(x))
+            x = batch_norm_relu(self.bn1, self.relu, x)  # one op when unobserved: tinyres.nn.fusion
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
         if self.preact:
-            x = self.relu(self.bn_final(x))
+            x = batch_norm_relu(self.bn_final, self.relu, x)
         x = self.avgpool(x)
         return self.fc(x.flatten(1))
 

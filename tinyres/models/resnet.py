@@ -41,6 +41,7 @@ from tinyres.models.blocks import (
     make_stage,
     projection_shortcut,
 )
+from tinyres.nn.fusion import batch_norm_relu
 
 
 class ResNet(nn.Module):
@@ -84,7 +85,7 @@ class ResNet(nn.Module):
         init_resnet_weights(self, zero_init_residual)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(batch_norm_relu(self.bn1, self.relu, self.conv1(x)))  # see tinyres.nn.fusion
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)

@@ -97,6 +97,12 @@ class BatchNorm2d(Module):
             init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        return F.batch_norm(input, *self.functional_arguments(input))
+
+    def functional_arguments(self, input: Tensor) -> tuple:
+        """``F.batch_norm``'s arguments after the input, for this call (counting the batch
+        in ``num_batches_tracked`` when training): what ``forward`` runs, and what
+        ``tinyres.nn.fusion`` hands the fused batch norm + ReLU."""
         if input.ndim not in self.input_ndims:
             raise ValueError(f"{type(self).__name__}: expected {self.layout}, got {input.ndim}D input "
                              f"of shape {input.shape}")
@@ -108,8 +114,7 @@ class BatchNorm2d(Module):
         # Batch statistics in training, and in eval when there are no running ones.
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
-            input,
+        return (
             self.running_mean if track else None,
             self.running_var if track else None,
             self.weight,

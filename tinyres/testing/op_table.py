@@ -181,6 +181,59 @@ register("batch_norm_train_no_affine", _functional("batch_norm", None, None, tra
 register("batch_norm_eval", _bn_eval, _bn_inputs)
 
 
+def _channels_last(x: Any) -> Any:
+    """x's values in channels-last memory, the layout a convolution hands batch norm (and
+    the one the compiled fused kernels are written for)."""
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+_EVAL_STATS = np.random.default_rng(1)
+_EVAL_MEAN, _EVAL_VAR = _EVAL_STATS.standard_normal(3), _EVAL_STATS.uniform(0.5, 2.0, 3)
+
+
+def _bn_relu(training: bool, residual: bool) -> Callable[..., Any]:
+    """relu(batch_norm(x) [+ r]) on channels-last x: tinyres's fused op, PyTorch's pieces."""
+
+    def fn(lib: Any, x: Any, w: Any, b: Any, *r: Any) -> Any:
+        x = _channels_last(x)
+        stats = (None, None)
+        if not training:
+            stats = tuple(lib.tensor(a, dtype=x.dtype) for a in (_EVAL_MEAN, _EVAL_VAR))
+        if lib.__name__ == "torch":
+            y = lib.nn.functional.batch_norm(x, *stats, w, b, training=training)
+            return lib.relu(y + r[0] if residual else y)
+        from tinyres.ops.norm import batch_norm_relu
+
+        return batch_norm_relu(x, *stats, w, b, training=training, residual=r[0] if residual else None)
+
+    return fn
+
+
+def _bn_relu_inputs(training: bool, residual: bool) -> Callable[[np.random.Generator], tuple]:
+    """x, gamma, beta (and a residual) whose pre-ReLU values all stay 0.1 from ReLU's kink."""
+
+    def make(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        while True:
+            x, w, b = _bn_inputs(rng)
+            r = rng.uniform(-1, 1, x.shape)
+            mean, var = _EVAL_MEAN, _EVAL_VAR
+            if training:
+                mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+            per_channel = [a[:, None, None] for a in (mean, var, w, b)]
+            y = (x - per_channel[0]) / np.sqrt(per_channel[1] + 1e-5) * per_channel[2] + per_channel[3]
+            y = y + r if residual else y
+            if np.abs(y).min() > 0.1 and (y > 0).any():
+                return (x, w, b, r) if residual else (x, w, b)
+
+    return make
+
+
+for _training, _residual, _name in ((True, False, "batch_norm_relu_train"),
+                                    (False, False, "batch_norm_relu_eval"),
+                                    (True, True, "batch_norm_add_relu_train")):
+    register(_name, _bn_relu(_training, _residual), _bn_relu_inputs(_training, _residual))
+
+
 def _sync_batch_norm(lib: Any, x: Any, w: Any, b: Any) -> Any:
     """SyncBatchNorm's op in one process: batch norm over the batch (PyTorch refuses it on the CPU)."""
     if lib.__name__ == "torch":
