@@ -268,6 +268,22 @@ def test_pad_shortcut_matches_definition():
     assert np.all(out[:, 3:] == 0)
 
 
+def test_pad_shortcut_keeps_a_channels_last_layout_forward_and_backward():
+    """An NCHW shortcut added to a channels-last branch made the stage NCHW: every later
+    convolution copied its input back to channels-last (5 copies a ResNet-20 step)."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    xt = tr.tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), requires_grad=True)
+    out = PadShortcut(4, 8, 2)(xt)
+    assert out.detach().numpy().transpose(0, 2, 3, 1).flags.c_contiguous
+    np.testing.assert_array_equal(out.detach().numpy()[:, :4], x[:, :, ::2, ::2])
+    g = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+    out.backward(tr.tensor(np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)))
+    assert xt.grad.numpy().transpose(0, 2, 3, 1).flags.c_contiguous
+    expected = np.zeros_like(x)
+    expected[:, :, ::2, ::2] = g[:, :4]
+    np.testing.assert_array_equal(xt.grad.numpy(), expected)
+
+
 # ---- cross-checks against PyTorch (same weights, float32) -----------------------------
 
 
