@@ -777,6 +777,122 @@ def test_an_object_the_signal_left_half_built_prints_nothing_at_exit(tmp_path):
     assert result.stderr.strip().splitlines() == ["tinyres demo: interrupted by SIGINT"], result.stderr
 
 
+def console_script() -> tuple[str, ...]:
+    """What the ``tinyres`` script pip writes runs: pyproject.toml's ``[project.scripts]`` entry point,
+    called from ``python -c`` (so this checkout's, not an installed one)."""
+    entry = re.search(r'^tinyres = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    module, function = entry.groups()
+    return ("-c", f"import re, sys\nfrom {module} import {function}\nsys.exit({function}())")
+
+
+def handler_installed(pid: int, signum: int) -> bool:
+    """Whether the process catches ``signum`` (Linux: /proc/PID/status's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(mask >> (signum - 1) & 1)
+
+
+# (signal, when): "first" is the first moment our handlers are in: the process catches SIGTERM
+# (SIGINT is caught from the interpreter's own start-up, whose site import we cannot cover).
+EARLY_SIGNALS = [("SIGINT", "first"), ("SIGTERM", "first"), ("SIGTERM", 0.05), ("SIGINT", 0.2),
+                 ("SIGTERM", 0.5), ("SIGHUP", 0.2)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status (Linux)")
+@pytest.mark.parametrize("program", ["script", "-m"])
+@pytest.mark.parametrize(("signame", "when"), EARLY_SIGNALS)
+def test_a_signal_while_tinyres_is_still_importing_ends_with_one_line(tmp_path, program, signame, when):
+    """Importing tinyres takes about a second (NumPy, Numba): a signal there got Python's defaults
+    (a KeyboardInterrupt traceback; death by SIGTERM or SIGHUP, no line)."""
+    import signal
+    import time
+
+    if program == "-m" and (signame, when) not in EARLY_SIGNALS[1:4]:
+        pytest.skip("python -m tinyres: three cases are enough (the same handlers, installed elsewhere)")
+    signum = getattr(signal, signame)
+    started = time.monotonic()
+    run = Running("summary", "resnet18", "--input", "1,3,32,32", cwd=tmp_path,
+                  program=console_script() if program == "script" else ("-m", "tinyres"))
+    if when != "first":
+        time.sleep(max(0.0, when - (time.monotonic() - started)))
+    if when == "first" or when < 0.2:  # not before the interpreter runs our first line (a busy machine)
+        while not handler_installed(run.proc.pid, signal.SIGTERM):  # Python's start-up catches SIGINT
+            assert time.monotonic() - started < 30 and run.proc.poll() is None, run.stderr
+    numpy_loaded = "numpy" in Path(f"/proc/{run.proc.pid}/maps").read_text()
+    run.send(signum)
+    assert_interrupted(run, signum, "tinyres summary: interrupted")
+    if when == "first":  # the handler is in before the imports (it was after them)
+        assert not numpy_loaded
+
+
+def test_signals_while_the_line_is_written_and_after_it_add_nothing(tmp_path):
+    """The first signal's line is the only one: later ones, during or after it, leave at once
+    with the first one's status."""
+    import signal
+    import time
+
+    summary = ("summary", "resnet18", "--input", "1,3,32,32")
+    run = Running(*summary, cwd=tmp_path, program=console_script(),
+                  env={"TINYRES_PAUSE_AT": "start-up,leaving"})
+    run.wait_for(f"{PAUSED} start-up")
+    run.send(signal.SIGINT)
+    run.wait_for(f"{PAUSED} leaving")  # the line is out: it would wait here for 60 s
+    sent = time.monotonic()
+    run.send(signal.SIGTERM)
+    assert_interrupted(run, signal.SIGINT, "tinyres summary: interrupted", timeout=10)
+    assert time.monotonic() - sent < 5
+    burst = Running(*summary, cwd=tmp_path, program=console_script(), env={"TINYRES_PAUSE_AT": "start-up"})
+    burst.wait_for(f"{PAUSED} start-up")
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        burst.send(signum)  # some land while the first one's line is being written
+        time.sleep(0.0005)
+    code = burst.finish(10)
+    assert code in (130, 143, 129) and len(burst.message_lines()) == 1, (code, burst.stderr)
+    assert "Traceback" not in burst.stderr, burst.stderr
+
+
+def test_sighup_a_closed_terminal_keeps_the_checkpoint_and_exits_129(runs_to_resume, tmp_path):
+    """The terminal is gone (its master end closed), so the line cannot be written: no traceback
+    either (stderr refuses everything), the checkpoint stays, and the status says SIGHUP."""
+    import shutil
+    import signal
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    master, terminal = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tinyres", *TRAIN, "--epochs", "2", "--out", str(out),
+                             "--resume"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=terminal,
+                            stderr=terminal, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                  "TINYRES_PAUSE_AT": "step"})
+    os.close(terminal)
+    seen = b""
+    try:
+        while PAUSED.encode() not in seen:
+            seen += os.read(master, 4096)
+    finally:
+        os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(60) == 128 + signal.SIGHUP
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert not list(out.glob(".*.tmp")), list(out.iterdir())
+
+
+def test_under_nohup_sighup_stays_ignored_and_sigterm_while_parsing_arguments_is_one_line(tmp_path):
+    import signal
+    import time
+
+    run = Running("summary", "resnet18", "--input", "1,3,32,32", cwd=tmp_path, program=console_script(),
+                  env={"TINYRES_PAUSE_AT": "arguments"},
+                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    run.wait_for(f"{PAUSED} arguments")
+    run.send(signal.SIGHUP)
+    time.sleep(0.3)
+    assert run.proc.poll() is None, run.stderr
+    run.send(signal.SIGTERM)
+    assert_interrupted(run, signal.SIGTERM, "tinyres summary: interrupted")
+
+
 def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
     runs_to_resume, tmp_path
 ):
