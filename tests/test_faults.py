@@ -1254,3 +1254,69 @@ def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weigh
     a, b = tr.load(tmp_path / "straight" / "checkpoint.npz"), tr.load(interrupted / "checkpoint.npz")
     assert_same(a["model"], b["model"])
     assert metrics(tmp_path / "straight") == metrics(interrupted), stops
+
+
+# ---- the sweep of this session: what it found, each seen failing before --------------------------
+
+
+@pytest.mark.parametrize(("data", "fn", "expected"), [
+    ([1.0, 1.0, 0.0], "max", [0.5, 0.5, 0.0]),
+    ([[1.0, 2.0], [2.0, 0.0]], "max", [[0.0, 0.5], [0.5, 0.0]]),
+    ([0.0, 3.0, 0.0, 0.0], "min", [1 / 3, 0.0, 1 / 3, 1 / 3]),
+    ([np.nan, 1.0, np.nan], "max", [0.5, 0.0, 0.5]),  # a NaN is the maximum, and the minimum
+    ([3.0, 1.0, 2.0], "min", [0.0, 1.0, 0.0]),
+])
+def test_max_and_min_over_all_elements_split_the_gradient_among_ties_as_pytorch(data, fn, expected):
+    """``torch.max(x)`` (no dim) splits the gradient evenly among equal maxima; tinyres sent it all
+    to the first one (a different number, silently, for PyTorch code that has ties: ReLU outputs)."""
+    x = tr.tensor(data, dtype=tr.float64, requires_grad=True)
+    getattr(x, fn)().backward()
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+    torch = pytest.importorskip("torch")
+    y = torch.tensor(data, dtype=torch.float64, requires_grad=True)
+    getattr(y, fn)().backward()
+    np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy())
+
+
+def test_gather_refuses_a_negative_index_as_pytorch():
+    """tinyres wrapped -1 to the last element; PyTorch raises (so code ported from it never meant that)."""
+    with pytest.raises(IndexError, match=r"index -1 is out of range for dim 1 of size 3; expected 0..2"):
+        tr.gather(tr.ones(2, 3), 1, tr.tensor([[0, -1]]))
+
+
+def test_manual_seed_takes_pytorchs_range():
+    """A negative seed (PyTorch: fine) raised NumPy's 'expected non-negative integer'; a seed past
+    64 bits (PyTorch: refused) was taken."""
+    tr.manual_seed(-1)
+    a = tr.randn(3).numpy()
+    tr.manual_seed(2**64 - 1)  # the same generator: a negative seed counts from 2**64
+    np.testing.assert_array_equal(a, tr.randn(3).numpy())
+    with pytest.raises(ValueError, match=r"manual_seed: expected an integer in -2\*\*63..2\*\*64-1"):
+        tr.manual_seed(2**64)
+
+
+def test_a_save_into_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
+    """A full disk (here a file-size limit: Python ignores SIGXFSZ, so the write fails with EFBIG)
+    gave '[Errno 27] File too large' naming no file: `tinyres train` said only that."""
+    import resource
+
+    code = (
+        "import tinyres as tr\n"
+        "tr.save({'w': tr.ones(3)}, 'w.pt')\n"
+        "try:\n"
+        "    tr.save({'w': tr.ones(100_000)}, 'w.pt')\n"
+        "except OSError as err:\n"
+        "    print(err)\n"
+        "print(tr.load('w.pt')['w'].shape)\n"
+    )
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))  # noqa: E731
+    result = run_python(code, cwd=tmp_path, preexec_fn=limit)
+    assert result.stdout.splitlines() == ["[Errno 27] File too large: 'w.pt'", "(3,)"], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]  # no partial file left
+
+
+def test_a_save_to_a_directory_says_so_without_naming_a_temporary_file(tmp_path):
+    """It said "Is a directory: '.../.tmp.1234.kiu8.tmp' -> 'DIR'", naming a file the user never chose."""
+    with pytest.raises(IsADirectoryError, match=r"is a directory; expected the path of a file to write"):
+        tr.save({"w": tr.ones(1)}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
