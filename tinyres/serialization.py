@@ -133,7 +133,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         # Whatever went wrong (even Ctrl-C), the target is untouched; drop the partial file.
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(err, OSError) and err.filename is None:  # a full disk names no file: name it
+        if isinstance(err, OSError) and err.errno and err.filename is None:  # a full disk names no file
             raise type(err)(err.errno, err.strerror, path) from err
         raise
     _fsync_directory(directory)
