@@ -1320,3 +1320,13 @@ def test_a_save_to_a_directory_says_so_without_naming_a_temporary_file(tmp_path)
     with pytest.raises(IsADirectoryError, match=r"is a directory; expected the path of a file to write"):
         tr.save({"w": tr.ones(1)}, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["conv", "--repeats", "0"], "--repeats: expected a positive integer, got '0'"),  # was a traceback
+    (["conv", "--shapes", "a"], "--shapes takes indices 0..11"),  # statistics.StatisticsError, ValueError
+    (["models", "--rounds", "-1"], "--rounds: expected a positive integer"),
+])
+def test_a_benchmarks_bad_argument_is_one_line(tmp_path, argv, words):
+    result = run_cli("bench", *argv, cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, 2, words)
