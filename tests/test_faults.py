@@ -1329,3 +1329,17 @@ def test_a_save_to_a_directory_says_so_without_naming_a_temporary_file(tmp_path)
 def test_a_benchmarks_bad_argument_is_one_line(tmp_path, argv, words):
     result = run_cli("bench", *argv, cwd=tmp_path, timeout=120)
     assert_one_line_error(result, 2, words)
+
+
+def test_resuming_another_networks_checkpoint_with_the_same_weight_names_is_refused(runs_to_resume, tmp_path):
+    """plain20's weights have resnet20's names and shapes: `--resume --model plain20` on a resnet20
+    run went on silently, training the other network from its weights."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    argv = [a if a != "resnet20" else "plain20" for a in TRAIN]
+    result = run_cli(*argv, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path)
+    assert_one_line_error(result, 1, "different recipe", "'model'")
+    assert (out / "checkpoint.npz").read_bytes() == before
