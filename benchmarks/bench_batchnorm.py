@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from numba import njit
-from timing import load_note, median_seconds, table
+from timing import load_note, median_seconds, positive_int, table
+
+from tinyres.arguments import Parser  # one-line errors, as the tinyres command
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(0, ROOT)
@@ -200,8 +202,8 @@ def run_compile() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=9)
     parser.add_argument("--sizes", action="store_true", help="ReLU/add: NumPy vs Numba by size")
     parser.add_argument("--compile", action="store_true", help="first-call time, cold and warm cache")
     parser.add_argument("--only", default="", help="only the rows whose name contains this")

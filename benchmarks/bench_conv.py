@@ -32,7 +32,9 @@ sys.path.insert(0, ROOT)
 # variable, no call (tinyres's products run on its own pool, tinyres/kernels/threads.py).
 
 import numpy as np  # noqa: E402
-from timing import load_note, median_seconds, table  # noqa: E402
+from timing import load_note, median_seconds, positive_int, table  # noqa: E402
+
+from tinyres.arguments import Parser  # noqa: E402 (one-line errors, as the tinyres command)
 
 # (N, C_in, H, W, C_out, k, stride, pad): the shapes of issue 3 (CIFAR and ImageNet ResNets).
 SHAPES = [
@@ -655,9 +657,9 @@ def run_compile() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--rounds", type=positive_int, default=3,
                         help="alternate PyTorch and the Numba tier this many times per shape")
     parser.add_argument("--tiers", default="reference,numpy,numba")
     parser.add_argument("--compile", action="store_true", help="measure Numba compile time")
@@ -677,7 +679,12 @@ def main() -> None:
                         help="direct's kernels at git revision REV against this tree's, in turn, one thread")
     parser.add_argument("--torch-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    SELECTED.extend(int(i) for i in args.shapes.split(",") if i)
+    shapes = [i for i in args.shapes.split(",") if i]
+    if not all(i.isdigit() and int(i) < len(SHAPES) for i in shapes):
+        parser.error(f"--shapes takes indices 0..{len(SHAPES) - 1} into SHAPES, got {args.shapes!r}")
+    if not set(args.tiers.split(",")) <= {"reference", "numpy", "numba"}:
+        parser.error(f"--tiers takes reference, numpy and numba, got {args.tiers!r}")
+    SELECTED.extend(int(i) for i in shapes)
     if args.torch_cpu is not None:
         print(json.dumps(time_torch_cpu(SHAPES[args.torch_cpu], args.repeats)))
     elif args.torch_only is not None:

@@ -38,7 +38,9 @@ sys.path.insert(0, ROOT)
 # tinyres runs in a default process, as a user's plain `python script.py` does: no variable, no call.
 
 import numpy as np  # noqa: E402
-from timing import load_note, median_seconds, table  # noqa: E402
+from timing import load_note, median_seconds, positive_int, table  # noqa: E402
+
+from tinyres.arguments import Parser  # noqa: E402 (one-line errors, as the tinyres command)
 
 CIFAR_BATCH = (64, 3, 32, 32)
 IMAGENET_BATCH = (2, 3, 224, 224)
@@ -385,8 +387,8 @@ def profile(steps: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser = Parser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the ResNet-20 step")
     parser.add_argument("--only", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--memory", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
@@ -396,7 +398,7 @@ def main() -> None:
     parser.add_argument("--step-cpu", action="store_true",
                         help="the ResNet-20 step on one thread each, CPU time, alternating processes")
     parser.add_argument("--only-step-cpu", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--fusion-ab", action="store_true",
                         help="no fusion / BN+ReLU / BN(+add)+ReLU fused, one thread, alternating")
     parser.add_argument("--fusion", choices=["none", "bn_relu"], help=argparse.SUPPRESS)

@@ -7,10 +7,22 @@ measured on its own, in a fresh process.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
 from collections.abc import Callable
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for a count (--repeats, --rounds, --epochs): 0 would time nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:

@@ -777,6 +777,121 @@ def test_an_object_the_signal_left_half_built_prints_nothing_at_exit(tmp_path):
     assert result.stderr.strip().splitlines() == ["tinyres demo: interrupted by SIGINT"], result.stderr
 
 
+def console_script() -> tuple[str, ...]:
+    """What the ``tinyres`` script pip writes runs: pyproject.toml's ``[project.scripts]`` entry point,
+    called from ``python -c`` (so this checkout's, not an installed one)."""
+    entry = re.search(r'^tinyres = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    module, function = entry.groups()
+    return ("-c", f"import re, sys\nfrom {module} import {function}\nsys.exit({function}())")
+
+
+def handler_installed(pid: int, signum: int) -> bool:
+    """Whether the process catches ``signum`` (Linux: /proc/PID/status's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(mask >> (signum - 1) & 1)
+
+
+# (signal, when): "first" is the first moment our handlers are in: the process catches SIGTERM
+# (SIGINT is caught from the interpreter's own start-up, whose site import we cannot cover).
+# (python -m tinyres: three cases, its handlers are the same ones, installed from elsewhere)
+EARLY_SIGNALS = [("script", "SIGINT", "first"), ("script", "SIGTERM", "first"), ("script", "SIGTERM", 0.05),
+                 ("script", "SIGINT", 0.2), ("script", "SIGTERM", 0.5), ("script", "SIGHUP", 0.2),
+                 ("-m", "SIGTERM", "first"), ("-m", "SIGTERM", 0.05), ("-m", "SIGINT", 0.2)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status (Linux)")
+@pytest.mark.parametrize(("program", "signame", "when"), EARLY_SIGNALS)
+def test_a_signal_while_tinyres_is_still_importing_ends_with_one_line(tmp_path, program, signame, when):
+    """Importing tinyres takes about a second (NumPy, Numba): a signal there got Python's defaults
+    (a KeyboardInterrupt traceback; death by SIGTERM or SIGHUP, no line)."""
+    import signal
+    import time
+
+    signum = getattr(signal, signame)
+    started = time.monotonic()
+    run = Running("summary", "resnet18", "--input", "1,3,32,32", cwd=tmp_path,
+                  program=console_script() if program == "script" else ("-m", "tinyres"))
+    if when != "first":
+        time.sleep(max(0.0, when - (time.monotonic() - started)))
+    if when == "first" or when < 0.2:  # not before the interpreter runs our first line (a busy machine)
+        while not handler_installed(run.proc.pid, signal.SIGTERM):  # Python's start-up catches SIGINT
+            assert time.monotonic() - started < 30 and run.proc.poll() is None, run.stderr
+    numpy_loaded = "numpy" in Path(f"/proc/{run.proc.pid}/maps").read_text()
+    run.send(signum)
+    assert_interrupted(run, signum, "tinyres summary: interrupted")
+    if when == "first":  # the handler is in before the imports (it was after them)
+        assert not numpy_loaded
+
+
+def test_signals_while_the_line_is_written_and_after_it_add_nothing(tmp_path):
+    """The first signal's line is the only one: later ones, during or after it, leave at once
+    with the first one's status."""
+    import signal
+    import time
+
+    summary = ("summary", "resnet18", "--input", "1,3,32,32")
+    run = Running(*summary, cwd=tmp_path, program=console_script(),
+                  env={"TINYRES_PAUSE_AT": "start-up,leaving"})
+    run.wait_for(f"{PAUSED} start-up")
+    run.send(signal.SIGINT)
+    run.wait_for(f"{PAUSED} leaving")  # the line is out: it would wait here for 60 s
+    sent = time.monotonic()
+    run.send(signal.SIGTERM)
+    assert_interrupted(run, signal.SIGINT, "tinyres summary: interrupted", timeout=10)
+    assert time.monotonic() - sent < 5
+    burst = Running(*summary, cwd=tmp_path, program=console_script(), env={"TINYRES_PAUSE_AT": "start-up"})
+    burst.wait_for(f"{PAUSED} start-up")
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        burst.send(signum)  # some land while the first one's line is being written
+        time.sleep(0.0005)
+    code = burst.finish(10)
+    assert code in (130, 143, 129) and len(burst.message_lines()) == 1, (code, burst.stderr)
+    assert "Traceback" not in burst.stderr, burst.stderr
+
+
+def test_sighup_a_closed_terminal_keeps_the_checkpoint_and_exits_129(runs_to_resume, tmp_path):
+    """The terminal is gone (its master end closed), so the line cannot be written: no traceback
+    either (stderr refuses everything), the checkpoint stays, and the status says SIGHUP."""
+    import shutil
+    import signal
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    master, terminal = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tinyres", *TRAIN, "--epochs", "2", "--out", str(out),
+                             "--resume"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=terminal,
+                            stderr=terminal, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                  "TINYRES_PAUSE_AT": "step"})
+    os.close(terminal)
+    seen = b""
+    try:
+        while PAUSED.encode() not in seen:
+            seen += os.read(master, 4096)
+    finally:
+        os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(60) == 128 + signal.SIGHUP
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert not list(out.glob(".*.tmp")), list(out.iterdir())
+
+
+def test_under_nohup_sighup_stays_ignored_and_sigterm_while_parsing_arguments_is_one_line(tmp_path):
+    import signal
+    import time
+
+    run = Running("summary", "resnet18", "--input", "1,3,32,32", cwd=tmp_path, program=console_script(),
+                  env={"TINYRES_PAUSE_AT": "arguments"},
+                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    run.wait_for(f"{PAUSED} arguments")
+    run.send(signal.SIGHUP)
+    time.sleep(0.3)
+    assert run.proc.poll() is None, run.stderr
+    run.send(signal.SIGTERM)
+    assert_interrupted(run, signal.SIGTERM, "tinyres summary: interrupted")
+
+
 def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
     runs_to_resume, tmp_path
 ):
@@ -1138,3 +1253,93 @@ def test_soak_2000_steps_flat_memory_and_three_sigterms_resume_to_the_same_weigh
     a, b = tr.load(tmp_path / "straight" / "checkpoint.npz"), tr.load(interrupted / "checkpoint.npz")
     assert_same(a["model"], b["model"])
     assert metrics(tmp_path / "straight") == metrics(interrupted), stops
+
+
+# ---- the sweep of this session: what it found, each seen failing before --------------------------
+
+
+@pytest.mark.parametrize(("data", "fn", "expected"), [
+    ([1.0, 1.0, 0.0], "max", [0.5, 0.5, 0.0]),
+    ([[1.0, 2.0], [2.0, 0.0]], "max", [[0.0, 0.5], [0.5, 0.0]]),
+    ([0.0, 3.0, 0.0, 0.0], "min", [1 / 3, 0.0, 1 / 3, 1 / 3]),
+    ([np.nan, 1.0, np.nan], "max", [0.5, 0.0, 0.5]),  # a NaN is the maximum, and the minimum
+    ([3.0, 1.0, 2.0], "min", [0.0, 1.0, 0.0]),
+])
+def test_max_and_min_over_all_elements_split_the_gradient_among_ties_as_pytorch(data, fn, expected):
+    """``torch.max(x)`` (no dim) splits the gradient evenly among equal maxima; tinyres sent it all
+    to the first one (a different number, silently, for PyTorch code that has ties: ReLU outputs)."""
+    x = tr.tensor(data, dtype=tr.float64, requires_grad=True)
+    getattr(x, fn)().backward()
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+    torch = pytest.importorskip("torch")
+    y = torch.tensor(data, dtype=torch.float64, requires_grad=True)
+    getattr(y, fn)().backward()
+    np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy())
+
+
+def test_gather_refuses_a_negative_index_as_pytorch():
+    """tinyres wrapped -1 to the last element; PyTorch raises (so code ported from it never meant that)."""
+    with pytest.raises(IndexError, match=r"index -1 is out of range for dim 1 of size 3; expected 0..2"):
+        tr.gather(tr.ones(2, 3), 1, tr.tensor([[0, -1]]))
+
+
+def test_manual_seed_takes_pytorchs_range():
+    """A negative seed (PyTorch: fine) raised NumPy's 'expected non-negative integer'; a seed past
+    64 bits (PyTorch: refused) was taken."""
+    tr.manual_seed(-1)
+    a = tr.randn(3).numpy()
+    tr.manual_seed(2**64 - 1)  # the same generator: a negative seed counts from 2**64
+    np.testing.assert_array_equal(a, tr.randn(3).numpy())
+    with pytest.raises(ValueError, match=r"manual_seed: expected an integer in -2\*\*63..2\*\*64-1"):
+        tr.manual_seed(2**64)
+
+
+def test_a_save_into_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
+    """A full disk (here a file-size limit: Python ignores SIGXFSZ, so the write fails with EFBIG)
+    gave '[Errno 27] File too large' naming no file: `tinyres train` said only that."""
+    import resource
+
+    code = (
+        "import tinyres as tr\n"
+        "tr.save({'w': tr.ones(3)}, 'w.pt')\n"
+        "try:\n"
+        "    tr.save({'w': tr.ones(100_000)}, 'w.pt')\n"
+        "except OSError as err:\n"
+        "    print(err)\n"
+        "print(tr.load('w.pt')['w'].shape)\n"
+    )
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))  # noqa: E731
+    result = run_python(code, cwd=tmp_path, preexec_fn=limit)
+    assert result.stdout.splitlines() == ["[Errno 27] File too large: 'w.pt'", "(3,)"], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]  # no partial file left
+
+
+def test_a_save_to_a_directory_says_so_without_naming_a_temporary_file(tmp_path):
+    """It said "Is a directory: '.../.tmp.1234.kiu8.tmp' -> 'DIR'", naming a file the user never chose."""
+    with pytest.raises(IsADirectoryError, match=r"is a directory; expected the path of a file to write"):
+        tr.save({"w": tr.ones(1)}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["conv", "--repeats", "0"], "--repeats: expected a positive integer, got '0'"),  # was a traceback
+    (["conv", "--shapes", "a"], "--shapes takes indices 0..11"),  # statistics.StatisticsError, ValueError
+    (["models", "--rounds", "-1"], "--rounds: expected a positive integer"),
+])
+def test_a_benchmarks_bad_argument_is_one_line(tmp_path, argv, words):
+    result = run_cli("bench", *argv, cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, 2, words)
+
+
+def test_resuming_another_networks_checkpoint_with_the_same_weight_names_is_refused(runs_to_resume, tmp_path):
+    """plain20's weights have resnet20's names and shapes: `--resume --model plain20` on a resnet20
+    run went on silently, training the other network from its weights."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(runs_to_resume / "one", out)
+    before = (out / "checkpoint.npz").read_bytes()
+    argv = [a if a != "resnet20" else "plain20" for a in TRAIN]
+    result = run_cli(*argv, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path)
+    assert_one_line_error(result, 1, "different recipe", "'model'")
+    assert (out / "checkpoint.npz").read_bytes() == before

@@ -8,6 +8,9 @@
 tensor([[1., 0.]], shape=(1, 2), dtype=float32)
 """
 
+# First, and nothing at all unless this process is `python -m tinyres` (then the command's signal
+# handlers, before the second the imports below take; see tinyres/cli/signals.py).
+import tinyres_script
 from tinyres import autograd, backends, cuda, distributed, kernels, models, nn, optim, utils
 from tinyres import tensor_api as tensor_api  # gives Tensor its operators and methods (see that file)
 from tinyres.creation import (
@@ -86,6 +89,7 @@ long = int64
 clip = clamp
 
 __version__ = "0.1.0"
+del tinyres_script  # imported above for its work under `python -m tinyres`, not a name of the API
 
 # No top-level Function: PyTorch has no torch.Function, and the custom-op protocol users
 # write is torch.autograd.Function (tinyres.autograd.Function). The engine's own base, on

@@ -26,9 +26,14 @@ _rng = np.random.default_rng()
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the generator behind ``randn``, ``rand`` and the ``nn.init`` functions."""
+    """Seed the generator behind ``randn``, ``rand`` and the ``nn.init`` functions.
+
+    PyTorch's range: a 64-bit integer, signed or not (a negative seed counts from 2**64)."""
     global _rng
-    _rng = np.random.default_rng(seed)
+    value = int(seed)  # as torch.manual_seed: a float or a NumPy integer is taken as an int
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"manual_seed: expected an integer in -2**63..2**64-1, got {seed!r}")
+    _rng = np.random.default_rng(value % 2**64)
 
 
 def generator() -> np.random.Generator:

@@ -1,12 +1,13 @@
 """Named points of a long run where a test can make the process wait for a signal.
 
-Tests of Ctrl-C and SIGTERM (tests/test_faults.py) need the signal to land in a chosen
-phase: ``start-up``, ``data`` (loading), ``compilation`` (Numba's, in a fresh cache),
-``step``, ``evaluation``, ``checkpoint-write``, or ``interrupted`` (winding down after a
-first signal). With ``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival; several
-separated by commas) in the environment, the process prints ``tinyres: paused at PHASE``
-on stderr when it gets there and sleeps until a signal ends the sleep (at most 60 s, then
-it carries on). Without the variable, ``reached`` reads the environment and returns.
+Tests of Ctrl-C, SIGTERM and SIGHUP (tests/test_faults.py) need the signal to land in a
+chosen phase: ``arguments`` (being parsed), ``start-up``, ``data`` (loading), ``compilation``
+(Numba's, in a fresh cache), ``step``, ``evaluation``, ``checkpoint-write``, ``interrupted``
+(winding down after a first signal) or ``leaving`` (its one line is out). With
+``TINYRES_PAUSE_AT=PHASE`` (or ``PHASE#N``: its N-th arrival; several separated by commas) in
+the environment, the process prints ``tinyres: paused at PHASE`` on stderr when it gets there
+and sleeps until a signal ends the sleep (at most 60 s, then it carries on). Without the
+variable, ``reached`` reads the environment and returns.
 """
 
 from __future__ import annotations

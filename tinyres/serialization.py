@@ -27,6 +27,7 @@ either fully happens or not at all. A crash mid-write leaves the old file intact
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -111,6 +112,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     next write to the same path, and two writers never share one.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; expected the path of a file to write", path)
     directory = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}."
     _remove_orphans(directory, prefix)
@@ -126,10 +129,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         # Whatever went wrong (even Ctrl-C), the target is untouched; drop the partial file.
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.errno and err.filename is None:  # a full disk names no file
+            raise type(err)(err.errno, err.strerror, path) from err
         raise
     _fsync_directory(directory)
 

@@ -347,6 +347,8 @@ def _check_same_recipe(saved: dict[str, Any] | None, config: dict[str, Any] | No
         return {k: list(v) if isinstance(v, tuple) else v for k, v in c.items() if k != "epochs"}
 
     saved, config = comparable(saved), comparable(config)
+    if "model" not in saved:  # a checkpoint from before the model's name was recorded
+        config.pop("model", None)
     changed = sorted(k for k in saved.keys() | config.keys() if saved.get(k) != config.get(k))
     if changed:
         raise ValueError(f"resume: {path} was made with a different recipe (it differs in {changed}); "
@@ -475,6 +477,9 @@ def train(
     """
     train_loader, test_loader = make_loaders(config, train_data, test_data)
     recipe, loss_fn, world = asdict(config), None, parallel_training.world_size()
+    # The model's name too: plain20's weights have resnet20's names and shapes (option A shortcuts
+    # hold none), so only the name tells a resumed run it was handed another network's checkpoint.
+    recipe["model"] = label
     if world > 1:
         from tinyres import distributed
 

@@ -11,9 +11,9 @@ Errors, for every command alike (``main`` handles them, so a command only raises
   an ``--out`` that cannot be written, a model that refuses the input): one line
   ``tinyres COMMAND: error: ...`` on stderr, exit code 1;
 - ``--debug`` (before or after the command's name) shows the traceback instead;
-- Ctrl-C (SIGINT) or SIGTERM, in any phase: one line ``tinyres COMMAND: interrupted by
+- Ctrl-C (SIGINT), SIGTERM or SIGHUP, at any moment: one line ``tinyres COMMAND: interrupted by
   SIGINT`` (plus what the command's optional ``interrupted(args) -> str`` adds, e.g. which
-  checkpoint to resume from), exit code 130 or 143 (``cli.signals``); a second one quits at once.
+  checkpoint to resume from), exit code 130, 143 or 129 (``cli.signals``); a second one quits at once.
   The console script then leaves without the interpreter's clean-up (``script``).
 """
 
@@ -26,6 +26,7 @@ import sys
 
 from tqdm import tqdm
 
+import tinyres_script
 from tinyres import phases
 from tinyres.arguments import Parser, UsageError, add_debug_option
 from tinyres.cli import bench, check, demo, draw, gradcheck_report, lessons, signals, summary, train
@@ -65,13 +66,17 @@ def close_progress_bars() -> None:
 
 
 def script() -> None:
-    """The ``tinyres`` console script and ``python -m tinyres``: ``main()``, then exit with its status.
+    """``python -m tinyres`` and the console script (through ``tinyres_script.script``): ``main()``,
+    then exit with its status.
 
-    After a signal, leave at once (``os._exit``) once the line is printed: the exception has
-    already unwound every ``finally`` (the checkpoint is kept), but the signal may have landed
-    inside a half-built object of a library (seen: llvmlite's compiler options, during Numba's
-    compilation) whose ``__del__`` prints a traceback when the interpreter's clean-up collects it.
+    A signal outside ``main`` (before it, or once it has returned) ends the process with one line
+    (``signals.leave``). After a signal, leave at once (``os._exit``) once the line is out: the
+    exception has already unwound every ``finally`` (the checkpoint is kept), but the signal may
+    have landed inside a half-built object of a library (seen: llvmlite's compiler options, during
+    Numba's compilation) whose ``__del__`` prints a traceback when the interpreter's clean-up
+    collects it.
     """
+    signals.install_leave()
     status = main()
     if status in signals.EXIT_STATUSES:
         for stream in (sys.stdout, sys.stderr):
@@ -82,14 +87,16 @@ def script() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The handlers come first, so Ctrl-C or SIGTERM at any moment from here on ends the same way.
+    # The handlers come first, so a signal at any moment from here on ends the same way.
     with signals.handled() as received:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not hasattr(args, "run"):
-            parser.print_help()
-            return 0
+        args = None
         try:
+            parser = build_parser()
+            phases.reached("arguments")
+            args = parser.parse_args(argv)  # --help and a bad argument leave here (SystemExit)
+            if not hasattr(args, "run"):
+                parser.print_help()
+                return 0
             phases.watch_compilation()
             load_numba_blas()  # before the command fills memory (see its docstring)
             phases.reached("start-up")
@@ -99,17 +106,22 @@ def main(argv: list[str] | None = None) -> int:
             return status
         except KeyboardInterrupt as err:
             phases.reached("interrupted")
-            note = args.interrupted(args) if args.interrupted else ""
-            close_progress_bars()
-            print(f"tinyres {args.command}: interrupted by {signals.name(err)}{note}", file=sys.stderr)
-            return signals.exit_status(err)
+            name = args.command if args else tinyres_script.command(sys.argv[1:] if argv is None else argv)
+            command = f" {name}" if name else ""
+            note = args.interrupted(args) if getattr(args, "interrupted", None) else ""
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                close_progress_bars()
+            status = signals.exit_status(err)
+            signals.say(f"tinyres{command}: interrupted by {signals.name(err)}{note}", status)
+            phases.reached("leaving")
+            return status
         except BrokenPipeError:
             # The reader went away (`tinyres check | head`): stop quietly, as Unix tools do, and
             # point stdout at /dev/null so Python's final flush cannot raise again.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except Exception as err:  # every failure of a command: one line, unless --debug
-            if args.debug:
+            if args is None or args.debug:
                 raise
             usage = isinstance(err, UsageError)
             hint = "" if usage else " (--debug shows the traceback)"

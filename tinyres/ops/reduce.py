@@ -61,10 +61,10 @@ class Mean(Function):
 
 
 class Max(Function):
-    """z = max_i x_i along one axis (or all);  the gradient goes to the first maximum.
-
-    Sending it to one element (not splitting it among ties) keeps the gradient
-    deterministic and matches ``torch.max(x, dim)``. ``Min`` is the same with argmin.
+    """z = max_i x_i along one axis (or all);  along an axis the gradient goes to the first
+    maximum, over all elements it is split evenly among the ties, as PyTorch does for both
+    (``torch.max(x, dim)`` returns an index, which names one element; ``torch.max(x)`` does not).
+    A NaN is the maximum, as in PyTorch. ``Min`` is the same with argmin.
     """
 
     pick = staticmethod(np.argmax)
@@ -72,8 +72,9 @@ class Max(Function):
     def forward(self, x: np.ndarray, *, axis: int | None, keepdim: bool) -> np.ndarray:
         self.shape, self.axis, self.keepdim = x.shape, axis, keepdim
         if axis is None:
-            self.index = np.unravel_index(self.pick(x), x.shape)
-            return np.asarray(x[self.index])
+            value = x[np.unravel_index(self.pick(x), x.shape)]
+            self.ties = np.isnan(x) if np.isnan(value) else x == value
+            return np.asarray(value)
         self.indices = self.pick(x, axis=axis)
         values = np.take_along_axis(x, np.expand_dims(self.indices, axis), axis)
         return values if keepdim else np.squeeze(values, axis)
@@ -81,7 +82,7 @@ class Max(Function):
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         dx = np.zeros(self.shape, dtype=grad.dtype)
         if self.axis is None:
-            dx[self.index] = grad
+            dx[self.ties] = grad / np.count_nonzero(self.ties)
             return (dx,)
         g = grad if self.keepdim else np.expand_dims(grad, self.axis)
         np.put_along_axis(dx, np.expand_dims(self.indices, self.axis), g, self.axis)
@@ -187,9 +188,11 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
                         f"got dtype {idx.dtype} and {idx.ndim} dims")
     (axis,) = _axes(dim, x.ndim)
     size = x.shape[axis]
-    if idx.size and (idx.min() < -size or idx.max() >= size):
-        raise IndexError(f"gather: index out of range for dim {dim} of size {size}")
-    return Gather.apply(x, axis=axis, index=idx % builtins.max(size, 1))
+    if idx.size and (idx.min() < 0 or idx.max() >= size):  # PyTorch refuses a negative index too
+        bad = idx.min() if idx.min() < 0 else idx.max()
+        raise IndexError(f"gather: index {bad} is out of range for dim {dim} of size {size}; "
+                         f"expected 0..{size - 1}")
+    return Gather.apply(x, axis=axis, index=idx)
 
 
 def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
