@@ -126,5 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             usage = isinstance(err, UsageError)
             hint = "" if usage else " (--debug shows the traceback)"
             close_progress_bars()
-            print(f"tinyres {args.command}: error: {one_line(err)}{hint}", file=sys.stderr)
+            # One write (print makes two): under mpiexec another rank's line could land between them.
+            sys.stderr.write(f"tinyres {args.command}: error: {one_line(err)}{hint}\n")
             return 2 if usage else 1
