@@ -106,6 +106,8 @@ KINDS = {
     "a uniform distribution for kaiming_normal": "ex19_uniform",
     "np.random's global state instead of the generator given": "ex19_global_rng",
     "the block switched to eval mode to measure it": "ex20_eval_inside",
+    "a result of the wrong kind (the grader crashed on these)": "ex10_no_return",
+    "a leaf's .grad that is not a Tensor (the grader crashed on it)": "ex01_grad_as_array",
 }
 
 

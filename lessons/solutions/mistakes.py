@@ -692,4 +692,22 @@ MISTAKES = (
                   "    block.eval()  # MISTAKE: measures another function, and changes the caller's block\n"
                   "    while n_out is None or k < n_out:"),),
     ),
+    Mistake(
+        "ex01", "grad_as_array",
+        effect="A leaf's .grad is set to a NumPy array instead of a Tensor (the grader crashed on this "
+        "before).",
+        fails="backward: every leaf's gradient",
+        cause="is a Tensor, as in PyTorch",
+        replace=(("            node.grad = Tensor(grad.copy()) if node.grad is None"
+                  " else Tensor(node.grad.numpy() + grad)",
+                  "            node.grad = grad.copy() if node.grad is None"
+                  " else node.grad + grad  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex10", "no_return",
+        effect="The function fills dx and forgets to return it: None (the grader crashed on this before).",
+        fails="dx equals the reference",
+        cause="is a `return` missing",
+        replace=(("    return dx", "    dx = dx  # MISTAKE: no return"),),
+    ),
 )

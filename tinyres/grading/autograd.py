@@ -141,7 +141,12 @@ def _check_order(mod: ModuleType, what: str) -> None:
     for_examples(graphs, body, REUSE)
 
 
-def _leaf_grads(leaves) -> list[np.ndarray]:
+def _leaf_grads(leaves, example: str = "") -> list[np.ndarray]:
+    for leaf in leaves:
+        if leaf.grad is not None and not isinstance(leaf.grad, Tensor):
+            raise MismatchError(f"a leaf's .grad is a {type(leaf.grad).__name__}, not a Tensor", example,
+                                hint="a leaf's .grad is a Tensor, as in PyTorch: leaf.grad = Tensor(array)",
+                                decisive=True)
     return [np.zeros(leaf.shape) if leaf.grad is None else np.asarray(leaf.grad.numpy(), np.float64)
             for leaf in leaves]
 
@@ -157,7 +162,7 @@ def _check_backward(mod: ModuleType) -> None:
         truth = _truth(graph)
         root, leaves, example = _build(graph)
         call(mod.backward, root, example=example)
-        for name, want, got in zip("abc", truth, _leaf_grads(leaves)):
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
             compare(f"the gradient of leaf {name}", want, got, example)
 
     for_examples(graphs, body, REUSE)
@@ -172,7 +177,7 @@ def _check_accumulates(mod: ModuleType) -> None:
             leaf.grad = Tensor(g.copy())
         call(mod.backward, root, example=example + "; every leaf already has a .grad")
         call(mod.backward, root, example=example + "; every leaf already has a .grad")
-        for name, want, had, got in zip("abc", truth, earlier, _leaf_grads(leaves)):
+        for name, want, had, got in zip("abc", truth, earlier, _leaf_grads(leaves, example)):
             compare(f"leaf {name}'s .grad after two backward calls", had + 2 * want, got,
                     example + "; every leaf already has a .grad; backward called twice",)
         # Fresh leaves, backward twice: the first .grad a leaf gets must be its own array (a
@@ -180,7 +185,7 @@ def _check_accumulates(mod: ModuleType) -> None:
         root, leaves, example = _build(graph)
         call(mod.backward, root, example=example + "; backward called twice")
         call(mod.backward, root, example=example + "; backward called twice")
-        for name, want, got in zip("abc", truth, _leaf_grads(leaves)):
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
             compare(f"leaf {name}'s .grad after two backward calls", 2 * want, got,
                     example + "; fresh leaves; backward called twice")
 
@@ -193,7 +198,7 @@ def _check_inplace_example(mod: ModuleType) -> None:
     out += x
     example = "x = [1., 2.] (requires grad); out = x * 3; out += x; backward(out.sum())"
     call(mod.backward, out.sum(), example=example)
-    compare("x.grad", [4.0, 4.0], _leaf_grads([x])[0], example, rtol=0, atol=0)
+    compare("x.grad", [4.0, 4.0], _leaf_grads([x], example)[0], example, rtol=0, atol=0)
 
 
 def _check_deep_chain(mod: ModuleType) -> None:
@@ -218,7 +223,7 @@ def _check_float32_graph(mod: ModuleType) -> None:
         root, leaves, example = _build(graph, np.float32)
         call(mod.backward, root, example=example)
         scale = 1 + max(float(np.abs(t).max()) for t in truth)
-        for name, want, got in zip("abc", truth, _leaf_grads(leaves)):
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
             within_float32(f"the gradient of leaf {name}", got, want, scale, len(graph[1]) + 6, example)
 
     for_examples(graphs, body)

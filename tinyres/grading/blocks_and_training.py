@@ -555,9 +555,11 @@ def _check_init_depth(mod: ModuleType) -> None:
             y = np.where(y > 0, y, slope * y) @ w.T if layer else y @ w.T
             ratios.append(float(np.mean(y**2)))
         growth = ratios[-1] / ratios[0]
-        # Exact Kaiming weights keep it within 10% here; half or double the variance per layer
-        # gives 2^+-29: [1/4, 4] separates them with room to spare.
-        if not 0.25 < growth < 4:
+        # Exact Kaiming weights keep it near 1, but a product of 30 random layers of width 256
+        # wanders: its log has a standard deviation of about 0.5, and one drawn case gave 0.234.
+        # Half or double the variance per layer gives 2^+-29, the ReLU gain at slope 0.5 1.25^30 =
+        # 800: [1/8, 8] separates them with room to spare.
+        if not 0.125 < growth < 8:
             raise MismatchError(f"the pre-activations' mean square changes {growth:.3g} times over {depth} "
                                 "layers", example,
                                     ("the variance of each layer's output must equal its input's",))
@@ -603,7 +605,7 @@ EX19 = Exercise(
                  _check_init_variance,
                  "fan_in counts every input of one output: C_in * k * k for a (C_out, C_in, k, k) kernel",
                  key="variance"),
-        Property("30 layers keep the pre-activations' variance (within a factor of 4)", _check_init_depth,
+        Property("30 layers keep the pre-activations' variance (within a factor of 8)", _check_init_depth,
                  "E[leaky(y)^2] = (1 + a^2) / 2 Var(y) for symmetric y: the variance that keeps the scale is "
                  "2 / ((1 + a^2) fan_in)", key="depth"),
         Property("normal draws, all from the generator passed in (the same seed, the same weights)",

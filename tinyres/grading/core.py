@@ -61,10 +61,14 @@ class TimeLimitError(BaseException):
 class MismatchError(Exception):
     """The learner's answer is wrong: ``what`` differed, on ``example``, with ``details``."""
 
-    def __init__(self, what: str, example: str = "", details: tuple[str, ...] = (), hint: str = ""):
+    def __init__(self, what: str, example: str = "", details: tuple[str, ...] = (), hint: str = "",
+                 decisive: bool = False):
         super().__init__(what)
         self.what, self.example, self.details = what, example, details
         self.hint = hint  # the cause, when this failure itself shows it (else the property's hint)
+        # A result of the wrong kind (None, a list, not a Tensor) explains every other failure:
+        # its hint comes before the causes read from the combination of failures.
+        self.decisive = decisive
 
 
 class InPlaceError(MismatchError):
@@ -124,7 +128,7 @@ class Exercise:
     properties: tuple[Property, ...]
     causes: tuple[Cause, ...] = ()
 
-    def likely_cause(self, failed: list[str], shown: str = "") -> tuple[str, str]:
+    def likely_cause(self, failed: list[str], shown: str = "", decisive: bool = False) -> tuple[str, str]:
         """(what failed, the hint) for the failed properties' keys (or names): the cause whose
         signature is exactly that set; else the cause a failure itself showed (``shown``: a
         wrong shape, a changed input, a line of theirs that makes float64); else, for one
@@ -139,6 +143,8 @@ class Exercise:
         keys = frozenset(failed)
         if len(keys) > 1:
             keys = keys - {"float32 accuracy"}
+        if shown and decisive:
+            return "what your code did on the example shown", shown
         exact = [c for c in self.causes if c.failed == keys]
         if exact:
             return " + ".join(sorted(keys)), exact[0].text
@@ -189,8 +195,10 @@ class Report:
             return "the error your code raised", (
                 "your code raised an error on the example shown: the line it names is where to start; "
                 "run that example by hand and print the shapes")
-        shown = next((r.mismatch.hint for r in failed if r.mismatch is not None and r.mismatch.hint), "")
-        return self.exercise.likely_cause([by_name[r.name] for r in failed], shown)
+        hinted = [r.mismatch for r in failed if r.mismatch is not None and r.mismatch.hint]
+        first = next((m for m in hinted if m.decisive), hinted[0] if hinted else None)
+        return self.exercise.likely_cause([by_name[r.name] for r in failed], first.hint if first else "",
+                                          first is not None and first.decisive)
 
     def summary(self) -> str:
         """One line: the state, with the count of passing properties when it failed."""
@@ -306,6 +314,18 @@ def describe(**items: Any) -> str:
     return ", ".join(parts)
 
 
+def unreadable(exc: Exception, example: str = "") -> MismatchError:
+    """The failure to report when the grader cannot read the learner's result (None, a list, a
+    dict, a tuple of the wrong length): what went wrong in one line, never a traceback."""
+    message = " ".join(str(exc).split())
+    hint = ("your function returned None where a result was expected: is a `return` missing?"
+            if "NoneType" in message else
+            "check what your function returns against its docstring: the type (an array, a Tensor, a "
+            "tuple of how many), and the shape")
+    return MismatchError(f"the grader could not read your result ({type(exc).__name__}: {message})",
+                         example, hint=hint, decisive=True)
+
+
 def for_examples(
     strategy: Any,
     body: Callable[[Any], None],
@@ -318,7 +338,17 @@ def for_examples(
     Hypothesis shrinks a failing case before re-raising its MismatchError, so the report
     shows the smallest one.
     """
-    test = given(strategy)(body)
+    @functools.wraps(body)  # hypothesis derives a derandomized run's draws from body's source and name
+    def guarded(*args: Any, **kwargs: Any) -> None:  # hypothesis passes the case by body's own name
+        try:
+            body(*args, **kwargs)
+        except (MismatchError, UnavailableError):
+            raise
+        except Exception as exc:  # the learner's result is not what the check can read
+            case = next(iter((*args, *kwargs.values())), None)
+            raise unreadable(exc, f"the drawn case {case!r}") from None
+
+    test = given(strategy)(guarded)
     for case in explicit:
         test = hypothesis.example(case)(test)
     settings(GRADER_SETTINGS, max_examples=max_examples)(test)()
@@ -514,7 +544,15 @@ def keeps_dtype(cases: Any, invoke: Callable[[ModuleType, Any], Invocation],
                 return
             for name, value in outputs(result, args).items():
                 array = value.detach().numpy() if hasattr(value, "detach") else value
+                if isinstance(array, (list, tuple)):
+                    raise MismatchError(f"{name} is a {type(array).__name__}, not an array", example,
+                                        hint="return a NumPy array (np.array(rows, dtype=...) or .astype), "
+                                        "not a Python list: its dtype is lost", decisive=True)
                 got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+                if isinstance(array, np.ndarray) and array.dtype.kind != "f":
+                    raise MismatchError(f"{name} has dtype {got}, not floats", example,
+                                        hint=f"{name} should hold floating-point numbers: check what your "
+                                        "function returns against its docstring", decisive=True)
                 if got != np.dtype(dtype):
                     lines = _dtype_suspects(mod, np.dtype(dtype))
                     raise MismatchError(f"{name} is {got} for {np.dtype(dtype)} input", example,
@@ -734,6 +772,9 @@ def _grade(exercise: Exercise, path: Path) -> Report:
             results.append(PropertyResult(prop.name, False, m, m.hint or prop.hint))
         except UnavailableError as why:
             results.append(PropertyResult(prop.name, True, skipped=str(why)))
+        except Exception as exc:  # a fixed example whose result the check cannot read
+            m = unreadable(exc)
+            results.append(PropertyResult(prop.name, False, m, m.hint))
         else:
             results.append(PropertyResult(prop.name, True))
     state = "passed" if all(r.passed for r in results) else "failed"
