@@ -108,6 +108,8 @@ KINDS = {
     "the block switched to eval mode to measure it": "ex20_eval_inside",
     "a result of the wrong kind (the grader crashed on these)": "ex10_no_return",
     "a leaf's .grad that is not a Tensor (the grader crashed on it)": "ex01_grad_as_array",
+    "the eps argument ignored": "ex05_own_eps",
+    "correlate_f23 not using the transforms given": "ex18_correlate_ignores_transforms",
 }
 
 

@@ -710,4 +710,22 @@ MISTAKES = (
         cause="is a `return` missing",
         replace=(("    return dx", "    dx = dx  # MISTAKE: no return"),),
     ),
+    Mistake(
+        "ex05", "own_eps",
+        effect="The step is a hard-coded 1e-6, whatever eps is passed in: with float32 input the step is "
+        "lost in rounding, and the caller cannot choose it.",
+        fails="error of order eps^2",
+        cause="follow the eps passed in",
+        replace=(("    x = x.copy()\n",
+                  "    x = x.copy()\n    eps = 1e-6  # MISTAKE: the eps passed in is ignored\n"),),
+    ),
+    Mistake(
+        "ex18", "correlate_ignores_transforms",
+        effect="correlate_f23 returns np.correlate(d, g) and never uses the transforms: right values, but "
+        "the Winograd algorithm is not what runs.",
+        fails="the correlation of d with g",
+        cause="with the transforms passed in",
+        replace=(("    return AT @ ((G @ g.astype(d.dtype)) * (BT @ d))",
+                  "    return np.correlate(d, g, 'valid').astype(d.dtype)  # MISTAKE: transforms unused"),),
+    ),
 )

@@ -570,6 +570,15 @@ def _check_numeric_order(mod: ModuleType) -> None:
         got = call(mod.numerical_gradient, lambda a: a**3, x, v, 1e-3, example=example)
         # Central differences are off by eps^2 f'''/6 = 1e-6 per unit of v; one-sided ones by ~3x eps.
         compare("the numeric gradient", 3 * x**2 * v, got, example, rtol=1e-5, atol=0)
+        # Exactly: ((x + e)^3 - (x - e)^3) / 2e = 3x^2 + e^2, to rounding (1e-11 here). A result
+        # without the e^2 = 1e-6 used another step than the eps passed in.
+        try:
+            compare("the numeric gradient", (3 * x**2 + 1e-6) * v, got, example, rtol=1e-9, atol=1e-9)
+        except MismatchError as m:
+            raise MismatchError(m.what + " (central differences with eps = 1e-3 give 3x^2 + eps^2 exactly)",
+                                m.example, m.details,
+                                hint="the result does not follow the eps passed in: step by the eps "
+                                "argument, not a value of your own") from None
 
     for_examples(array_cases, body)
 

@@ -609,6 +609,17 @@ def _check_winograd_values(mod: ModuleType) -> None:
                 rtol=1e-9, atol=1e-9)
         compare("correlate_f23(d, g, transforms)", np.correlate(d, g, "valid"),
                 call(mod.correlate_f23, d, g, transforms, example=example), example, rtol=1e-9, atol=1e-9)
+        # correlate_f23 applies the transforms it is given (any three matrices), not np.correlate.
+        rng = np.random.default_rng(len(example))
+        other = (rng.standard_normal((2, 4)), rng.standard_normal((4, 3)), rng.standard_normal((4, 4)))
+        try:
+            compare("correlate_f23 with other transforms", other[0] @ ((other[1] @ g) * (other[2] @ d)),
+                    call(mod.correlate_f23, d, g, other, example=example), example + ", random AT, G, BT",
+                    rtol=1e-9, atol=1e-9)
+        except MismatchError as m:
+            raise MismatchError(m.what, m.example, m.details,
+                                hint="correlate_f23 must compute AT @ ((G @ g) * (BT @ d)) with the "
+                                "transforms passed in: that is what the transforms are tested by") from None
 
     for_examples(point_cases, body)
 
