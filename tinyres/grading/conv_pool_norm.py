@@ -413,7 +413,18 @@ def _check_bn_dx(mod: ModuleType) -> None:
         eps = case[-1]
         example += f", eps {eps:g}"
         dx = _bn_truth(x, dy, gamma, eps)[0]
-        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0], example)
+        got = call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0]
+        try:
+            compare("dx", dx, got, example)
+        except MismatchError as m:
+            per = gamma.reshape(1, -1, 1, 1)
+            for factor, words in ((1 / per, "without"), (per, "twice with")):
+                if np.shape(got) == dx.shape and np.allclose(got, dx * factor, rtol=1e-6, atol=1e-12):
+                    raise MismatchError(m.what, m.example, m.details,
+                                        hint=f"dx is right {words} the factor gamma of each channel: "
+                                        "y = gamma xhat + beta, so dx carries gamma / sqrt(var + eps) once",
+                                        decisive=True) from None
+            raise
 
     for_examples(bn_cases, body)
 
