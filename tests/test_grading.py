@@ -91,6 +91,25 @@ KINDS = {
     "eps in the wrong place (small variances)": "ex11_eps_outside_sqrt",
     "float32 accuracy lost to an intermediate in float16": "ex04_half_precision",
     "float32 accuracy lost to a sum that cancels (E[x^2] - E[x]^2)": "ex11_one_pass_variance",
+    # A new learner's own mistakes that the grader passed (issue 24's review), and the two known gaps.
+    "a leaf's .grad aliasing a gradient array, then added into in place": "ex01_grad_aliased",
+    "float32 accuracy lost in a graph (a gradient through float16)": "ex01_float16_gradients",
+    "the backward writes into the output it saved": "ex02_backward_squares_saved_output",
+    "a float64 accumulator returned as it is": "ex03_float64_accumulator",
+    "the perturbation written into a copy (reshape of a non-contiguous x)": "ex05_flat_copy",
+    "a momentum buffer that is the caller's gradient array": "ex07_buffer_is_g",
+    "a buffer returned without momentum (the grader crashed on it)": "ex07_buffer_without_momentum",
+    "batch norm's momentum changed (running statistics)": "ex12_bn_momentum",
+    "batch norm by hand: the running statistics never move": "ex12_bn_by_hand",
+    "one block object repeated in a stage": "ex15_same_block_repeated",
+    "the transforms ignore the points given": "ex18_fixed_points",
+    "a uniform distribution for kaiming_normal": "ex19_uniform",
+    "np.random's global state instead of the generator given": "ex19_global_rng",
+    "the block switched to eval mode to measure it": "ex20_eval_inside",
+    "a result of the wrong kind (the grader crashed on these)": "ex10_no_return",
+    "a leaf's .grad that is not a Tensor (the grader crashed on it)": "ex01_grad_as_array",
+    "the eps argument ignored": "ex05_own_eps",
+    "correlate_f23 not using the transforms given": "ex18_correlate_ignores_transforms",
 }
 
 
@@ -114,6 +133,40 @@ def test_the_hint_is_chosen_by_the_combination_of_failed_properties():
     assert "no maximum subtracted" in ex.likely_cause(["1e4", "rows"])[1]
     assert "the sum, not of the mean" in ex.likely_cause(["gradient", "1/N", "1e4", "rows", "wrong class"])[1]
     assert ex.likely_cause(["loss"])[1] == next(p.hint for p in ex.properties if p.key == "loss")
+
+
+def test_float32_accuracy_beside_other_failures_does_not_choose_the_hint():
+    # Wrong values fail the float32 check too; the cause comes from the other properties.
+    ex = BY_ID["ex11"]
+    assert "eps" in ex.likely_cause(["dx", "float32 accuracy"])[1]
+    assert "E[x^2] - E[x]^2" in ex.likely_cause(["float32 accuracy"])[1]
+
+
+def test_a_wrong_dtype_hint_names_the_learners_line(tmp_path):
+    source = (LESSONS / "solutions" / "ex05_numerical_gradient.py").read_text()
+    wrong = tmp_path / "ex05_numerical_gradient.py"
+    wrong.write_text(source.replace("grad = np.zeros(x.shape, dtype=x.dtype)", "grad = np.zeros(x.shape)"))
+    report = grade(BY_ID["ex05"], wrong)
+    line = next(n for n, code in enumerate(wrong.read_text().splitlines(), 1) if "np.zeros(x.shape)" in code)
+    assert report.state == "failed" and f"line {line} makes an array without dtype=" in report.hint()[1]
+    assert f"look at line {line}: grad = np.zeros(x.shape)" in report.text()
+
+
+@pytest.mark.parametrize("exercise", ["ex01", "ex12"])
+def test_the_float32_checks_of_graphs_and_modules_hold_the_library_with_room_and_can_fail(exercise,
+                                                                                      monkeypatch):
+    # The library's own float32 stays within an eighth of the tolerance (measured: a sixtieth on the
+    # graphs, a fiftieth on the blocks); a tolerance 2,000 times smaller fails it, so the check is live.
+    from tinyres.grading import core
+    from tinyres.grading.core import load
+
+    prop = next(p for p in BY_ID[exercise].properties if p.key == "float32 accuracy")
+    solution = load(LESSONS / "solutions" / BY_ID[exercise].filename)
+    monkeypatch.setattr(core, "ACCURACY_FACTOR", 0.5)
+    prop.check(solution)
+    monkeypatch.setattr(core, "ACCURACY_FACTOR", 0.002)
+    with pytest.raises(core.MismatchError, match="in float32 is off by"):
+        prop.check(solution)
 
 
 def test_each_planted_mistake_is_a_marked_patch_of_a_known_exercise():
@@ -211,12 +264,12 @@ def test_check_solutions_passes_the_solution_and_shows_each_planted_mistake_fail
     assert main(["check", "--solutions", "ex03"]) == 0
     out = capsys.readouterr().out
     assert "pass  returns an array of the input's shape" in out and "result: passed" in out
-    assert out.count("result: failed") == 2  # both ex03 mistakes are graded, each with its report
+    assert out.count("result: failed") == 3  # the three ex03 mistakes are graded, each with its report
     assert "ex03_unbroadcast.py with the planted mistake mean" in out
     assert 'planted mistake mean (Averages over the copies' in out
     assert "caught: FAIL each element is the sum of the gradient over its broadcast copies" in out
     assert "smallest failing example: grad" in out and "hint" in out and "Traceback" not in out
-    assert out.splitlines()[-1] == "passed: 1; mistakes caught: 2"
+    assert out.splitlines()[-1] == "passed: 1; mistakes caught: 3"
 
 
 def test_check_solutions_fails_a_mistake_not_caught_or_not_built(tmp_path, monkeypatch, capsys):

@@ -520,4 +520,212 @@ MISTAKES = (
         replace=(("    return np.array(rows, dtype=x.dtype)",
                   "    return np.array(rows, dtype=x.dtype).T  # MISTAKE"),),
     ),
+    # ---- a new learner's own mistakes the grader passed (issue 24's review), and the two known gaps ----
+    Mistake(
+        "ex01", "grad_aliased",
+        effect="A leaf's first .grad is the gradient array itself, not a copy, and later backward calls add "
+        "into it in place: that array can be a read-only broadcast view, or shared with another leaf.",
+        fails=".grad accumulates",
+        cause="read-only",
+        replace=(("            node.grad = Tensor(grad.copy()) if node.grad is None"
+                  " else Tensor(node.grad.numpy() + grad)",
+                  "            if node.grad is None:\n"
+                  "                node.grad = Tensor(grad)  # MISTAKE: the array itself, not a copy\n"
+                  "            else:\n"
+                  "                node.grad.numpy()[...] += grad"),),
+    ),
+    Mistake(
+        "ex01", "float16_gradients",
+        effect="Each gradient passes through float16 on the way (to save memory) and is cast back: the "
+        "dtype is right, float64 is exact, but a float32 graph keeps only about 3 digits.",
+        fails="float32 results as accurate",
+        cause="float32 precision",
+        replace=(("g = unbroadcast(np.asarray(g, dtype=inp.dtype), inp.shape)",
+                  "g = unbroadcast(np.asarray(g, dtype=np.float16 if inp.dtype == np.float32 else inp.dtype)"
+                  ".astype(inp.dtype), inp.shape)  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex02", "backward_squares_saved_output",
+        effect="The backward squares the saved output in place: the forward's result (the next layer's "
+        "input) changes, and a second backward reads z^2 instead of z.",
+        fails="leaves its inputs unchanged",
+        cause="backward wrote into an array it saved",
+        replace=(("        return (grad * (1 - self.z * self.z),)",
+                  "        z = self.z\n"
+                  "        z *= z  # MISTAKE: writes into the saved output\n"
+                  "        return (grad * (1 - z),)"),),
+    ),
+    Mistake(
+        "ex03", "float64_accumulator",
+        effect="The sum is taken with dtype=np.float64 (a good accumulator) and returned as it is: float32 "
+        "gradients come back float64.",
+        fails="float32 in, float32 out",
+        cause="asks for float64",
+        replace=(("    return grad.sum(axis=ones, keepdims=True)",
+                  "    return grad.sum(axis=ones, keepdims=True, dtype=np.float64)  # MISTAKE: "
+                  "float64 out"),),
+    ),
+    Mistake(
+        "ex05", "flat_copy",
+        effect="x.reshape(-1) of a non-contiguous x is a copy: the perturbation never reaches f, and the "
+        "numeric gradient is 0.",
+        fails="equals the analytic gradient",
+        cause="never reached f",
+        replace=(("    x = x.copy()\n", "    flat = x.reshape(-1)  # MISTAKE: a copy when x is "
+                                        "non-contiguous\n"),
+                 ("for j in np.ndindex(x.shape):",
+                  "for j in np.ndindex(x.shape):\n        j = np.ravel_multi_index(j, x.shape)"),
+                 ("        original = x[j]", "        original = flat[j]"),
+                 ("        x[j] = original + eps", "        flat[j] = original + eps"),
+                 ("        x[j] = original - eps", "        flat[j] = original - eps"),
+                 ("        x[j] = original\n", "        flat[j] = original\n"),
+                 ("        grad[j] =", "        grad.flat[j] =")),
+    ),
+    Mistake(
+        "ex06", "column_max",
+        effect="The maximum is taken over the batch (axis=0), per class: subtracting a different constant "
+        "from each class changes every row's softmax.",
+        fails="the loss equals",
+        cause="along axis=1",
+        replace=(("logits.max(axis=1, keepdims=True)", "logits.max(axis=0, keepdims=True)  # "
+                                                       "MISTAKE: axis 0"),),
+    ),
+    Mistake(
+        "ex07", "buffer_is_g",
+        effect="The first step keeps g itself as the buffer (no copy): when the caller later changes its "
+        "gradient array in place (backward adds into .grad), the momentum buffer changes with it.",
+        fails="leaves its inputs unchanged",
+        cause="changes when the caller changes g",
+        replace=(("    g = g + weight_decay * p\n", "    if weight_decay:\n        g = g + "
+                                                    "weight_decay * p\n"),
+                 ("    buffer = g.copy() if buffer is None else momentum * buffer + g",
+                  "    buffer = g if buffer is None else momentum * buffer + g  # MISTAKE: g "
+                  "itself, no copy")),
+    ),
+    Mistake(
+        "ex07", "buffer_without_momentum",
+        effect="With momentum 0 the gradient is returned as the buffer (the grader crashed on this before).",
+        fails="no buffer is kept",
+        cause="return None",
+        replace=(("return p - lr * g, None", "return p - lr * g, g  # MISTAKE: a buffer without momentum"),),
+    ),
+    Mistake(
+        "ex11", "unbiased_variance",
+        effect="The variance divides by M - 1 (ddof=1): xhat, dgamma and dx are all off by sqrt(M / "
+               "(M - 1)).",
+        fails="dx equals the reference",
+        cause="biased one",
+        replace=(("    inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)",
+                  "    inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True, ddof=1) + eps)  # "
+                  "MISTAKE: M - 1"),),
+    ),
+    Mistake(
+        "ex12", "bn_momentum",
+        effect="bn1 has momentum 0.01: the outputs are right, but the running statistics (and so every "
+        "eval-mode output after training) drift ten times slower than torchvision's.",
+        fails="state-dict keys",
+        cause="keep BatchNorm2d's defaults",
+        replace=(("self.bn1 = nn.BatchNorm2d(planes)", "self.bn1 = nn.BatchNorm2d(planes, "
+                                                       "momentum=0.01)  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex12", "bn_by_hand",
+        effect="bn1 is normalised by hand in training mode: the output and gradients are right, but its "
+        "running statistics never move, so the block is wrong in eval mode after training.",
+        fails="running statistics",
+        cause="call each BN layer once per forward",
+        replace=(("        out = self.relu(self.bn1(self.conv1(x)))",
+                  "        out = self.conv1(x)\n"
+                  "        if self.training:  # MISTAKE: by hand, the running statistics are never updated\n"
+                  "            mean = out.mean(dim=(0, 2, 3), keepdim=True)\n"
+                  "            var = ((out - mean) * (out - mean)).mean(dim=(0, 2, 3), keepdim=True)\n"
+                  "            out = (out - mean) / (var + self.bn1.eps) ** 0.5 * "
+                  "self.bn1.weight.reshape(1, -1, 1, 1)"
+                  " + self.bn1.bias.reshape(1, -1, 1, 1)\n"
+                  "        else:\n"
+                  "            out = self.bn1(out)\n"
+                  "        out = self.relu(out)"),),
+    ),
+    Mistake(
+        "ex15", "same_block_repeated",
+        effect="[block(...)] * (blocks - 1) repeats one object: the later blocks share their weights.",
+        fails="state-dict keys",
+        cause="repeats one object",
+        replace=(("    layers += [block(outplanes, planes) for _ in range(1, blocks)]",
+                  "    layers += [block(outplanes, planes)] * (blocks - 1)  # MISTAKE: one object, "
+                  "repeated"),),
+    ),
+    Mistake(
+        "ex18", "fixed_points",
+        effect="The points passed in are ignored and the textbook's (0, 1, -1) used: the correlation is "
+        "right, but the transforms are not the ones these points define.",
+        fails="G evaluates g at the points given",
+        cause="the points you are given",
+        replace=(("    p = np.asarray(points, dtype=np.float64)",
+                  "    p = np.asarray((0.0, 1.0, -1.0))  # MISTAKE: the points given are ignored"),),
+    ),
+    Mistake(
+        "ex19", "uniform",
+        effect="A uniform distribution of the right variance (kaiming_uniform): the variance and the depth "
+        "checks pass, but the function is kaiming_normal.",
+        fails="normal draws",
+        cause="normal distribution",
+        replace=(("return (std * rng.standard_normal(shape)).astype(dtype)",
+                  "return (std * np.sqrt(3.0) * rng.uniform(-1.0, 1.0, shape)).astype(dtype)  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex19", "global_rng",
+        effect="Draws from np.random's global state, not from the generator passed in: the caller's seed "
+        "does not reproduce the weights.",
+        fails="normal draws",
+        cause="generator you are given",
+        replace=(("return (std * rng.standard_normal(shape)).astype(dtype)",
+                  "return (std * np.random.standard_normal(shape)).astype(dtype)  # MISTAKE: global state"),),
+    ),
+    Mistake(
+        "ex20", "eval_inside",
+        effect="The block is switched to eval mode to measure it: the Jacobian of another function (running "
+        "statistics instead of the batch's), and the caller's block is left in eval mode.",
+        fails="J equals",
+        cause="leave its mode alone",
+        replace=(("    while n_out is None or k < n_out:",
+                  "    block.eval()  # MISTAKE: measures another function, and changes the caller's block\n"
+                  "    while n_out is None or k < n_out:"),),
+    ),
+    Mistake(
+        "ex01", "grad_as_array",
+        effect="A leaf's .grad is set to a NumPy array instead of a Tensor (the grader crashed on this "
+        "before).",
+        fails="backward: every leaf's gradient",
+        cause="is a Tensor, as in PyTorch",
+        replace=(("            node.grad = Tensor(grad.copy()) if node.grad is None"
+                  " else Tensor(node.grad.numpy() + grad)",
+                  "            node.grad = grad.copy() if node.grad is None"
+                  " else node.grad + grad  # MISTAKE"),),
+    ),
+    Mistake(
+        "ex10", "no_return",
+        effect="The function fills dx and forgets to return it: None (the grader crashed on this before).",
+        fails="dx equals the reference",
+        cause="is a `return` missing",
+        replace=(("    return dx", "    dx = dx  # MISTAKE: no return"),),
+    ),
+    Mistake(
+        "ex05", "own_eps",
+        effect="The step is a hard-coded 1e-6, whatever eps is passed in: with float32 input the step is "
+        "lost in rounding, and the caller cannot choose it.",
+        fails="error of order eps^2",
+        cause="follow the eps passed in",
+        replace=(("    x = x.copy()\n",
+                  "    x = x.copy()\n    eps = 1e-6  # MISTAKE: the eps passed in is ignored\n"),),
+    ),
+    Mistake(
+        "ex18", "correlate_ignores_transforms",
+        effect="correlate_f23 returns np.correlate(d, g) and never uses the transforms: right values, but "
+        "the Winograd algorithm is not what runs.",
+        fails="the correlation of d with g",
+        cause="with the transforms passed in",
+        replace=(("    return AT @ ((G @ g.astype(d.dtype)) * (BT @ d))",
+                  "    return np.correlate(d, g, 'valid').astype(d.dtype)  # MISTAKE: transforms unused"),),
+    ),
 )

@@ -16,6 +16,7 @@ import tinyres as tr
 from tinyres.engine import Function, Tensor, unbroadcast
 from tinyres.grading.core import (
     Exercise,
+    InPlaceError,
     MismatchError,
     Property,
     call,
@@ -27,6 +28,7 @@ from tinyres.grading.core import (
     inputs_unchanged,
     keeps_dtype,
     magnitudes,
+    within_float32,
 )
 from tinyres.nn import functional as F
 from tinyres.testing.gradcheck import check_gradients
@@ -58,7 +60,7 @@ REUSE = ((0, [("+", 0, 0), ("+", 3, 0)]), (1, [("*", 0, 1), ("tanh", 3, 0), ("*"
          (2, [("*", 0, 1), ("+=", 0, 0)]))
 
 
-def _build(graph, dtype=np.float64) -> tuple[Tensor, list[Tensor], str]:
+def _build(graph, dtype=np.float64, values=None) -> tuple[Tensor, list[Tensor], str]:
     """The graph's root (a sum) and leaves, on fresh tensors of ``dtype``, and a description.
 
     ``+=`` adds in place into the newest tensor when an op made it and no op has read it
@@ -66,7 +68,9 @@ def _build(graph, dtype=np.float64) -> tuple[Tensor, list[Tensor], str]:
     """
     seed, ops = graph
     rng = np.random.default_rng(seed)
-    leaves = [Tensor(rng.uniform(-1, 1, s).astype(dtype), requires_grad=True) for s in LEAF_SHAPES]
+    values = values or dtype  # the dtype the leaves' values are rounded to (float32 for the accuracy check)
+    leaves = [Tensor(rng.uniform(-1, 1, s).astype(values).astype(dtype), requires_grad=True)
+              for s in LEAF_SHAPES]
     nodes, names, words, fresh = list(leaves), ["a", "b", "c"], [], False
     for op, i, j in ops:
         x, y = nodes[i % len(nodes)], nodes[j % len(nodes)]
@@ -137,7 +141,12 @@ def _check_order(mod: ModuleType, what: str) -> None:
     for_examples(graphs, body, REUSE)
 
 
-def _leaf_grads(leaves) -> list[np.ndarray]:
+def _leaf_grads(leaves, example: str = "") -> list[np.ndarray]:
+    for leaf in leaves:
+        if leaf.grad is not None and not isinstance(leaf.grad, Tensor):
+            raise MismatchError(f"a leaf's .grad is a {type(leaf.grad).__name__}, not a Tensor", example,
+                                hint="a leaf's .grad is a Tensor, as in PyTorch: leaf.grad = Tensor(array)",
+                                decisive=True)
     return [np.zeros(leaf.shape) if leaf.grad is None else np.asarray(leaf.grad.numpy(), np.float64)
             for leaf in leaves]
 
@@ -153,7 +162,7 @@ def _check_backward(mod: ModuleType) -> None:
         truth = _truth(graph)
         root, leaves, example = _build(graph)
         call(mod.backward, root, example=example)
-        for name, want, got in zip("abc", truth, _leaf_grads(leaves)):
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
             compare(f"the gradient of leaf {name}", want, got, example)
 
     for_examples(graphs, body, REUSE)
@@ -168,9 +177,17 @@ def _check_accumulates(mod: ModuleType) -> None:
             leaf.grad = Tensor(g.copy())
         call(mod.backward, root, example=example + "; every leaf already has a .grad")
         call(mod.backward, root, example=example + "; every leaf already has a .grad")
-        for name, want, had, got in zip("abc", truth, earlier, _leaf_grads(leaves)):
+        for name, want, had, got in zip("abc", truth, earlier, _leaf_grads(leaves, example)):
             compare(f"leaf {name}'s .grad after two backward calls", had + 2 * want, got,
                     example + "; every leaf already has a .grad; backward called twice",)
+        # Fresh leaves, backward twice: the first .grad a leaf gets must be its own array (a
+        # gradient array can be shared by two inputs, or be a read-only broadcast view).
+        root, leaves, example = _build(graph)
+        call(mod.backward, root, example=example + "; backward called twice")
+        call(mod.backward, root, example=example + "; backward called twice")
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
+            compare(f"leaf {name}'s .grad after two backward calls", 2 * want, got,
+                    example + "; fresh leaves; backward called twice")
 
     for_examples(graphs, body, REUSE[:1])
 
@@ -181,7 +198,7 @@ def _check_inplace_example(mod: ModuleType) -> None:
     out += x
     example = "x = [1., 2.] (requires grad); out = x * 3; out += x; backward(out.sum())"
     call(mod.backward, out.sum(), example=example)
-    compare("x.grad", [4.0, 4.0], _leaf_grads([x])[0], example, rtol=0, atol=0)
+    compare("x.grad", [4.0, 4.0], _leaf_grads([x], example)[0], example, rtol=0, atol=0)
 
 
 def _check_deep_chain(mod: ModuleType) -> None:
@@ -192,6 +209,24 @@ def _check_deep_chain(mod: ModuleType) -> None:
     example = "x (1,), 10,000 multiplications by 1.0001, then .sum()"
     call(mod.backward, y.sum(), example=example)
     compare("the gradient of x", [1.0001**10_000], x.grad, example, rtol=1e-9)
+
+
+def _check_float32_graph(mod: ModuleType) -> None:
+    """The learner's float32 backward against the engine's float64 one on the same float32 values. The
+    values and the gradients stay near 1 (leaves in [-1, 1], tanh, at most 8 ops): the scale is
+    1 + the largest |gradient|, and n the ops plus the 6 copies a broadcast sum adds up."""
+
+    def body(graph):
+        root, leaves, example = _build(graph, np.float64, values=np.float32)
+        root.backward()
+        truth = _leaf_grads(leaves)
+        root, leaves, example = _build(graph, np.float32)
+        call(mod.backward, root, example=example)
+        scale = 1 + max(float(np.abs(t).max()) for t in truth)
+        for name, want, got in zip("abc", truth, _leaf_grads(leaves, example)):
+            within_float32(f"the gradient of leaf {name}", got, want, scale, len(graph[1]) + 6, example)
+
+    for_examples(graphs, body)
 
 
 def _invoke_backward(mod: ModuleType, case):
@@ -242,8 +277,15 @@ EX01 = Exercise(
                     lambda result, args: {f"the .grad of the leaf of shape {leaf.shape}": leaf.grad
                                           for leaf in _leaves_of(args[0]) if leaf.grad is not None}),
         inputs_unchanged(graphs_any_dtype, _invoke_backward, "root, the leaves' values"),
+        Property("float32 results as accurate as float32 allows (against the float64 truth)",
+                 _check_float32_graph,
+                 "a gradient loses float32 precision on the way: keep each gradient in its tensor's dtype "
+                 "(no float16 step)", key="float32 accuracy"),
     ),
     causes=(
+        cause("order", "values", "by op", "accumulate", text="an order that is not post-order: a node used "
+              "twice passes its gradient on before its second consumer sends its share; append a node after "
+              "its parents (post-order) and reverse"),
         cause("order", "values", text="an order that is not post-order: a node used twice passes its "
               "gradient on before its second consumer sends its share; append a node after its parents "
               "(post-order) and reverse"),
@@ -252,6 +294,8 @@ EX01 = Exercise(
         cause("values", "by op", text="a walk keyed by tensor: `t += u` gives the Tensor object t a new "
               "grad_fn, so t's old value is a different node; key the gradients by node (grad_fn, or the "
               "leaf itself) and follow grad_fn.parents"),
+        cause("values", "by op", "accumulate", text="a node used twice keeps only the last gradient sent "
+              "to it: add each consumer's share to what the node has collected (+=), do not replace it"),
         cause("dtype", text="the seed gradient (the root's 1) or a gradient on the way has another dtype "
               "than its tensor: make the seed np.ones(root.shape, dtype=root.dtype) and cast each input's "
               "gradient to the input's dtype"),
@@ -265,12 +309,25 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 
 
 def forward_backward(cls):
-    """A function (inputs..., grad) -> (output, *input gradients) running ``cls`` by hand."""
+    """A function (inputs..., grad) -> (output, *input gradients) running ``cls`` by hand.
+
+    The forward's output belongs to the graph (the next op reads it, and a Function may save
+    it for its backward): a backward that writes into it raises InPlaceError.
+    """
 
     def run(*arrays):
         fn = cls()
         out = fn.forward(*arrays[:-1])
-        return (out, *fn.backward(arrays[-1]))
+        before = np.array(out, copy=True)
+        grads = fn.backward(arrays[-1])
+        if isinstance(out, np.ndarray) and not np.array_equal(before, out, equal_nan=True):
+            raise InPlaceError(
+                "your backward changed the forward's output in place", "",
+                ("the output is the next layer's input, and what you saved for backward: a second "
+                 "backward would read the changed values",),
+                hint="backward wrote into an array it saved (z *= z, z -= ...): the saved output is the "
+                "forward's result too; compute z * z into a new array")
+        return (out, *grads)
 
     return run
 
@@ -326,9 +383,9 @@ EX02 = Exercise(
     "ex02", "01", "the Tanh function", "ex02_tanh.py",
     (
         Property("forward equals np.tanh (any shape, any memory layout)", _check_tanh_forward,
-                 "return np.tanh(x) itself, not a copy of x"),
+                 "return np.tanh(x) itself, not a copy of x", key="forward"),
         Property("backward matches central differences (float64)", _check_tanh_gradient,
-                 "d tanh(x)/dx = 1 - tanh(x)^2: square the saved output z, not the input x"),
+                 "d tanh(x)/dx = 1 - tanh(x)^2: square the saved output z, not the input x", key="gradient"),
         keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_tanh, named_outputs("tanh(x)", "dL/dx")),
         inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_tanh, "x, grad"),
         # tanh and 1 - z^2 are within a few ulps of |tanh x| and of |grad|: no sum, n = 1.
@@ -336,6 +393,11 @@ EX02 = Exercise(
                          size=lambda args: 1,
                          scale=lambda run, args, case: {"tanh(x)": np.abs(np.tanh(args[0])),
                                                         "dL/dx": np.abs(args[1])}),
+    ),
+    causes=(
+        cause("gradient", "inputs", text="the forward wrote its result into x (np.tanh(x, out=x), "
+                                         "x[...] = ): "
+              "x is the caller's array, and the backward then reads a changed x; return a new array"),
     ),
 )
 
@@ -382,10 +444,11 @@ EX03 = Exercise(
     (
         Property("returns an array of the input's shape", _check_unbroadcast_shape,
                  "sum the leading axes broadcasting added, then, keeping them (keepdims=True), the "
-                 "axes where the input has size 1"),
+                 "axes where the input has size 1", key="shape"),
         Property("each element is the sum of the gradient over its broadcast copies",
                  _check_unbroadcast_values,
-                 "sum, don't average or pick one copy: every copy of an element received gradient"),
+                 "sum, don't average or pick one copy: every copy of an element received gradient",
+                 key="values"),
         keeps_dtype(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast,
                               named_outputs("unbroadcast(grad, shape)")),
         inputs_unchanged(st.tuples(pair_cases, DTYPES), _invoke_unbroadcast, "grad, shape"),
@@ -484,6 +547,12 @@ def _check_numeric_values(mod: ModuleType) -> None:
         example = describe(x=x, f="tanh(x) * x.sum()", eps=1e-6)
         x_before = x.copy()
         got = call(mod.numerical_gradient, _smooth, x, v, 1e-6, example=example)
+        if np.shape(got) == x.shape and not np.any(got) and np.any(_smooth_gradient(x_before, v)):
+            raise MismatchError("the numeric gradient is 0 everywhere", example,
+                                ("f never saw your perturbation",),
+                                hint="the perturbation never reached f: x.reshape(-1) or x.flatten() of a "
+                                "non-contiguous x is a copy, and writing into it leaves x as it was; index "
+                                "x itself (for j in np.ndindex(x.shape))")
         compare("the numeric gradient", _smooth_gradient(x_before, v), got, example, rtol=1e-5, atol=1e-7)
         if not np.array_equal(x, x_before):
             raise MismatchError("x was changed by numerical_gradient", example,
@@ -501,6 +570,15 @@ def _check_numeric_order(mod: ModuleType) -> None:
         got = call(mod.numerical_gradient, lambda a: a**3, x, v, 1e-3, example=example)
         # Central differences are off by eps^2 f'''/6 = 1e-6 per unit of v; one-sided ones by ~3x eps.
         compare("the numeric gradient", 3 * x**2 * v, got, example, rtol=1e-5, atol=0)
+        # Exactly: ((x + e)^3 - (x - e)^3) / 2e = 3x^2 + e^2, to rounding (1e-11 here). A result
+        # without the e^2 = 1e-6 used another step than the eps passed in.
+        try:
+            compare("the numeric gradient", (3 * x**2 + 1e-6) * v, got, example, rtol=1e-9, atol=1e-9)
+        except MismatchError as m:
+            raise MismatchError(m.what + " (central differences with eps = 1e-3 give 3x^2 + eps^2 exactly)",
+                                m.example, m.details,
+                                hint="the result does not follow the eps passed in: step by the eps "
+                                "argument, not a value of your own") from None
 
     for_examples(array_cases, body)
 
@@ -519,13 +597,17 @@ EX05 = Exercise(
         Property("equals the analytic gradient of a smooth function, and leaves x unchanged",
                  _check_numeric_values,
                  "L is sum(upstream * f(x)), a scalar: perturb x[j] by +eps and -eps, divide the "
-                 "difference by 2 eps, restore x[j]"),
+                 "difference by 2 eps, restore x[j]", key="values"),
         Property("error of order eps^2: on x**3 with eps = 1e-3 within 1e-5 relative",
                  _check_numeric_order,
                  "a one-sided difference (f(x + eps) - f(x)) / eps is only accurate to order eps: "
                  "use (f(x + eps) - f(x - eps)) / (2 eps)"),
         keeps_dtype(st.tuples(array_cases, DTYPES), _invoke_numeric, named_outputs("the numeric gradient")),
         inputs_unchanged(st.tuples(array_cases, DTYPES), _invoke_numeric, "f, x, upstream"),
+    ),
+    causes=(
+        cause("values", "inputs", text="x is not put back exactly: x[j] += eps, then -= 2 eps, then += eps "
+              "rounds to a nearby number; keep the original value and assign it back (or work on a copy)"),
     ),
 )
 
@@ -679,6 +761,9 @@ EX06 = Exercise(
                              "dloss/dlogits": (1 + np.abs(args[0]).max()) / len(args[0])}),
     ),
     causes=(
+        cause("loss", "gradient", "1/N", "rows", "wrong class", text="the loss is wrong even on ordinary "
+              "logits: softmax normalises each row over its classes, so every max and sum runs along axis=1 "
+              "(keepdims=True), and the loss picks each row's target"),
         cause("gradient", "1/N", text="the gradient of the sum, not of the mean: the loss is a mean over "
               "N rows, so divide the gradient by N too"),
         cause("1e4", "rows", text="no maximum subtracted: exp of a large logit overflows to inf; subtract "

@@ -163,8 +163,8 @@ EX08 = Exercise(
     "ex08", "05", "conv2d with loops, forward and backward", "ex08_conv2d_loops.py",
     (
         Property("forward equals the loop reference (shapes, strides, padding, layouts)", _check_conv_forward,
-                 "no kernel flip (this is a cross-correlation), h = oh*stride - padding + i, and skip "
-                 "pixels outside the input"),
+                 "no kernel flip (this is a cross-correlation), h = oh*stride - padding + i, skip "
+                 "pixels outside the input, and H_out = (H + 2p - k) // s + 1"),
         Property("dx equals the reference backward", _check_conv_dx,
                  "dx[n, c, h, v] += dy[n, o, oh, ow] * w[o, c, i, j] at the same h, v as the forward, "
                  "padding offset included"),
@@ -336,7 +336,10 @@ EX10 = Exercise(
                  "every element equal to the maximum; and add (+=) when windows overlap, never overwrite"),
         Property("dx equals the reference (first maximum wins; overlapping windows add up)",
                  _check_pool_reference,
-                 "when stride < kernel one element can win several windows: add (+=) their gradients"),
+                 "a tie goes to the first maximum in window order, row by row then left to right "
+                 "(np.argmax of "
+                 "the window in C order); when stride < kernel one element can win several windows: add "
+                 "(+=) their gradients"),
         keeps_dtype(st.tuples(pool_cases(), DTYPES), _invoke_pool, named_outputs("dx")),
         inputs_unchanged(st.tuples(pool_cases(), DTYPES), _invoke_pool, "grad, x"),
         # dx sums the gradients of the windows an input wins (linear in grad; x only picks the winner).
@@ -410,7 +413,18 @@ def _check_bn_dx(mod: ModuleType) -> None:
         eps = case[-1]
         example += f", eps {eps:g}"
         dx = _bn_truth(x, dy, gamma, eps)[0]
-        compare("dx", dx, call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0], example)
+        got = call(mod.batchnorm_backward, dy, x, gamma, eps, example=example)[0]
+        try:
+            compare("dx", dx, got, example)
+        except MismatchError as m:
+            per = gamma.reshape(1, -1, 1, 1)
+            for factor, words in ((1 / per, "without"), (per, "twice with")):
+                if np.shape(got) == dx.shape and np.allclose(got, dx * factor, rtol=1e-6, atol=1e-12):
+                    raise MismatchError(m.what, m.example, m.details,
+                                        hint=f"dx is right {words} the factor gamma of each channel: "
+                                        "y = gamma xhat + beta, so dx carries gamma / sqrt(var + eps) once",
+                                        decisive=True) from None
+            raise
 
     for_examples(bn_cases, body)
 
@@ -456,7 +470,8 @@ EX11 = Exercise(
     "ex11", "06", "batch-norm backward (compact form)", "ex11_batchnorm_backward.py",
     (
         Property("dgamma = sum(dy * xhat) and dbeta = sum(dy), per channel", _check_bn_params,
-                 "sum over the batch and both spatial axes (0, 2, 3), one value per channel", key="params"),
+                 "dgamma = sum(dy * xhat), with xhat the normalised x (not x), and dbeta = sum(dy), over the "
+                 "batch and both spatial axes (0, 2, 3), one value per channel", key="params"),
         Property("dx sums to zero over each channel (the mean's path)",
                  lambda mod: _check_bn_channel_sums(mod, weight_by_xhat=False),
                  "the mean depends on every x of the channel: its path adds a term -sum(dy) / M",
@@ -475,6 +490,12 @@ EX11 = Exercise(
                          scale=_bn_scales),
     ),
     causes=(
+        cause("params", "variance path", "dx", text="xhat is off by a constant factor: the batch variance is "
+              "the biased one, the mean of (x - mean)^2 over M values (np.var's default, ddof=0), "
+              "not / (M - 1)"),
+        cause("mean path", "variance path", "dx", text="M counts every value of a channel, N * H * "
+                                                       "W (not N): "
+              "both the mean's and the variance's paths divide by it"),
         cause("mean path", "dx", text="the mean's path is missing: the batch mean depends on every x of the "
               "channel, which adds - sum(dy) / M to dx / (gamma / sqrt(var + eps))"),
         cause("variance path", "dx",
@@ -599,6 +620,56 @@ def _check_winograd_values(mod: ModuleType) -> None:
                 rtol=1e-9, atol=1e-9)
         compare("correlate_f23(d, g, transforms)", np.correlate(d, g, "valid"),
                 call(mod.correlate_f23, d, g, transforms, example=example), example, rtol=1e-9, atol=1e-9)
+        # correlate_f23 applies the transforms it is given (any three matrices), not np.correlate.
+        rng = np.random.default_rng(len(example))
+        other = (rng.standard_normal((2, 4)), rng.standard_normal((4, 3)), rng.standard_normal((4, 4)))
+        try:
+            compare("correlate_f23 with other transforms", other[0] @ ((other[1] @ g) * (other[2] @ d)),
+                    call(mod.correlate_f23, d, g, other, example=example), example + ", random AT, G, BT",
+                    rtol=1e-9, atol=1e-9)
+        except MismatchError as m:
+            raise MismatchError(m.what, m.example, m.details,
+                                hint="correlate_f23 must compute AT @ ((G @ g) * (BT @ d)) with the "
+                                "transforms passed in: that is what the transforms are tested by") from None
+
+    for_examples(point_cases, body)
+
+
+def _evaluation_points(gm: np.ndarray) -> list[float] | None:
+    """The point each row of G evaluates g(t) = g0 + g1 t + g2 t^2 at (a row proportional to
+    [1, p, p^2]; [0, 0, c] is infinity); None if a row is neither."""
+    found = []
+    for row in gm:
+        if abs(row[0]) > 1e-12 * np.abs(row).max():
+            point = row[1] / row[0]
+            if not np.isclose(row[2] / row[0], point * point, rtol=1e-9, atol=1e-9):
+                return None
+            found.append(float(point))
+        elif abs(row[1]) <= 1e-12 * np.abs(row).max() and row[2] != 0:
+            found.append(np.inf)
+        else:
+            return None
+    return found
+
+
+def _check_winograd_points(mod: ModuleType) -> None:
+    def body(case):
+        points, _, _, example = _winograd_case(case)
+        got = call(mod.winograd_f23, points, example=example)
+        if np.shape(got[1]) != (4, 3):
+            return  # the shapes' property reports it
+        evaluated = _evaluation_points(np.asarray(got[1], dtype=np.float64))
+        want = sorted([*points, np.inf])
+        if evaluated is None or not np.allclose(sorted(evaluated), want, rtol=1e-9, atol=1e-9):
+            finite = sorted(p for p in (evaluated or []) if np.isfinite(p))
+            fixed = len(finite) == 3 and not np.allclose(finite, sorted(points))
+            rows = evaluated if evaluated else "no single point each"
+            hint = ("build the transforms from the points you are given: a fixed set of points gives a "
+                    "right answer, but not the one these points define") if fixed else (
+                    "each row of G evaluates g(t) = g0 + g1 t + g2 t^2 at one point: three at the points "
+                    "given, the last at infinity")
+            raise MismatchError("G does not evaluate g at the points given", example,
+                                (f"G's rows evaluate g at {rows}",), hint=hint)
 
     for_examples(point_cases, body)
 
@@ -620,6 +691,10 @@ EX18 = Exercise(
                  _check_winograd_values,
                  "the correlation y = T^T d is the transpose of the convolution a -> g * a = M^-1 ((G g) * "
                  "(H a)): transpose that product, (M^-1)^T included", key="values"),
+        Property("G evaluates g at the points given and at infinity (the transforms come from them)",
+                 _check_winograd_points,
+                 "each row of G evaluates g(t) = g0 + g1 t + g2 t^2 at one of the points, the last at "
+                 "infinity (its leading coefficient)", key="points"),
         keeps_dtype(st.tuples(point_cases, DTYPES), _invoke_winograd, named_outputs("y")),
         inputs_unchanged(st.tuples(point_cases, DTYPES), _invoke_winograd, "d, g"),
     ),
