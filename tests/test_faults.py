@@ -1343,3 +1343,27 @@ def test_resuming_another_networks_checkpoint_with_the_same_weight_names_is_refu
     result = run_cli(*argv, "--epochs", "2", "--out", str(out), "--resume", cwd=tmp_path)
     assert_one_line_error(result, 1, "different recipe", "'model'")
     assert (out / "checkpoint.npz").read_bytes() == before
+
+
+# ---- the leftovers of the reviewer's sweep, each seen failing before ------------------------------
+
+
+@pytest.mark.parametrize(("value", "error", "words"), [
+    (lambda: tr.zeros(3, 2), RuntimeError, "shape (3, 2)"),
+    (lambda: tr.zeros(2, 3, dtype=tr.float64), RuntimeError, "dtype float64"),
+    (lambda: np.zeros((2, 3), np.float32), TypeError, "expected to be a Tensor or None"),
+    (lambda: 1.0, TypeError, "expected to be a Tensor or None"),
+])
+def test_assigning_a_grad_of_the_wrong_shape_dtype_or_type_is_refused_as_pytorch(value, error, words):
+    """It was taken, and the optimizer's step failed later with NumPy's broadcast message."""
+    x = tr.zeros(2, 3, requires_grad=True)
+    with pytest.raises(error, match=re.escape(words)):
+        x.grad = value()
+    assert x.grad is None
+    x.grad = tr.ones(2, 3)  # the right one is still taken, and None clears it
+    x.grad = None
+    torch = pytest.importorskip("torch")
+    y = torch.zeros(2, 3)
+    v = value()
+    with pytest.raises(error):
+        y.grad = torch.from_numpy(v.numpy()) if isinstance(v, tr.Tensor) else v

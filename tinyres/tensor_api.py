@@ -420,6 +420,22 @@ class TensorMethods:
             return format(self.item(), spec)
         return format(repr(self), spec)
 
+    # ---- .grad: checked where it is assigned, as in PyTorch (not later, inside a step) ---------
+    @property
+    def grad(self) -> Tensor | None:
+        return self.__dict__.get("_grad")
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError("assigned grad expected to be a Tensor or None but got grad of type "
+                            f"{type(value).__name__}")
+        if value is not None and (value.shape, value.dtype) != (self.shape, self.dtype):
+            raise RuntimeError(f"assigned grad has shape {tuple(value.shape)} and dtype {value.dtype}; "
+                               f"the tensor has shape {tuple(self.shape)} and dtype {self.dtype}, "
+                               "and they must be the same")
+        self._grad = value
+
     # ---- PyTorch-program plumbing: devices and dtypes --------------------------------------
     @property
     def device(self) -> device:
