@@ -1367,3 +1367,26 @@ def test_assigning_a_grad_of_the_wrong_shape_dtype_or_type_is_refused_as_pytorch
     v = value()
     with pytest.raises(error):
         y.grad = torch.from_numpy(v.numpy()) if isinstance(v, tr.Tensor) else v
+
+
+@pytest.mark.parametrize(("data", "error", "words"), [
+    ("abc", TypeError, "expected numbers (or nested lists of them), got str 'abc'"),  # was a <U3 tensor
+    (None, RuntimeError, "expected numbers (or nested lists of them), got NoneType None"),  # an object one
+    ([1.0, None], RuntimeError, "got NoneType None"),
+    ([2**70], ValueError, "expected integers in -2**63..2**63-1 (int64), got 1180591620717411303424"),
+    ([2**63], ValueError, "got 9223372036854775808"),  # was wrapped round to -2**63, silently
+    (2**64 - 1, ValueError, "got 18446744073709551615"),  # was -1
+    ([[1, 2], [3]], ValueError, "expected nested lists of equal lengths at every level, got ragged ones"),
+])
+def test_tensor_of_data_that_is_not_numbers_is_refused_as_pytorch(data, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        tr.tensor(data)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(error):
+        torch.tensor(data)
+
+
+def test_tensor_still_takes_what_pytorch_takes():
+    assert tr.tensor([2**63 - 1]).dtype == tr.int64 and tr.tensor([True, 2]).tolist() == [1, 2]
+    assert tr.tensor([1, 2.5]).dtype == tr.float32 and tr.tensor([]).dtype == tr.float32
+    assert tr.tensor([2**70], dtype=tr.float32).item() == pytest.approx(2.0**70)

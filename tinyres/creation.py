@@ -55,10 +55,36 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return float32 if dtype is None else np.dtype(dtype)
 
 
+def _numbers(data: Any, dtype: Any) -> np.ndarray:
+    """``data`` (numbers, or nested lists of them) as an array; refuse what PyTorch refuses,
+    where NumPy would make a str or object array, or wrap an integer past 64 bits around."""
+    if isinstance(data, (Tensor, np.ndarray, np.generic)):
+        return _as_array(data, dtype)
+    try:
+        arr = np.asarray(data)
+    except ValueError as err:  # NumPy: "... inhomogeneous shape after 1 dimensions ..."
+        raise ValueError(f"tensor: expected nested lists of equal lengths at every level, got ragged ones "
+                         f"({str(err).split('. ', 1)[-1]})") from None
+    if arr.dtype.kind in "OSUV":
+        values = arr.reshape(-1).tolist()
+        odd = [v for v in values if not isinstance(v, (bool, int, float))]
+        if not odd:  # only numbers, so an int too large for int64
+            if dtype is not None and np.dtype(dtype).kind == "f":
+                return np.asarray(data, dtype=dtype)
+            bad = next(v for v in values if isinstance(v, int) and not -(2**63) <= v < 2**63)
+            raise ValueError(f"tensor: expected integers in -2**63..2**63-1 (int64), got {bad}")
+        error = TypeError if isinstance(odd[0], (str, bytes)) else RuntimeError  # as PyTorch
+        raise error(f"tensor: expected numbers (or nested lists of them), got {type(odd[0]).__name__} "
+                    f"{odd[0]!r:.40}")
+    if arr.dtype == np.uint64 and (dtype is None or np.dtype(dtype).kind in "iu"):
+        raise ValueError(f"tensor: expected integers in -2**63..2**63-1 (int64), got {arr.max()}")
+    return _as_array(data, dtype)  # again from data: Python floats become float32
+
+
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (Python floats become float32)."""
     check_device(device)
-    return Tensor(np.array(_as_array(data, dtype), copy=True), requires_grad=requires_grad)
+    return Tensor(np.array(_numbers(data, dtype), copy=True), requires_grad=requires_grad)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
