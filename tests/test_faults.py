@@ -1390,3 +1390,36 @@ def test_tensor_still_takes_what_pytorch_takes():
     assert tr.tensor([2**63 - 1]).dtype == tr.int64 and tr.tensor([True, 2]).tolist() == [1, 2]
     assert tr.tensor([1, 2.5]).dtype == tr.float32 and tr.tensor([]).dtype == tr.float32
     assert tr.tensor([2**70], dtype=tr.float32).item() == pytest.approx(2.0**70)
+
+
+def test_fit_stops_at_the_first_non_finite_loss_naming_the_step_and_keeps_the_checkpoint(tmp_path):
+    """A NaN in the data (or a diverging step) went on silently: NaN loss, NaN weights saved."""
+    from tinyres.data import ArrayDataset, DataLoader
+    from tinyres.training import fit
+
+    images = np.ones((8, 1, 2, 2), np.float32)
+    images[5] = np.nan  # the second batch of 4
+    data = ArrayDataset(images, np.zeros(8, np.int64))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    weights = model.state_dict()["1.weight"].numpy().copy()
+    opt = tr.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at epoch 1, step 2; the last good "
+                                                 r"checkpoint is .*ckpt.npz \(epoch 0\), kept"):
+        fit(model, DataLoader(data, 4), DataLoader(data, 4), opt, epochs=2, checkpoint=tmp_path / "ckpt.npz",
+            progress=False)
+    assert np.isfinite(model.state_dict()["1.weight"].numpy()).all()  # stopped before the step
+    saved = np.load(tmp_path / "ckpt.npz")
+    assert any(np.array_equal(saved[k], weights) for k in saved.files)  # epoch 0's, as it was
+
+
+def test_a_diverging_train_run_stops_in_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    """`--lr 1e300` trained on with NaN loss, wrote NaN weights over the checkpoint, and NumPy's
+    'RuntimeWarning: overflow/invalid value' lines reached the terminal."""
+    pytest.importorskip("sklearn")
+    result = run_cli(*TRAIN, "--epochs", "2", "--lr", "1e300", "--out", "run", cwd=tmp_path)
+    assert_one_line_error(result, 1, "the loss became", "at epoch 1, step 2", "the last good checkpoint is",
+                          "checkpoint.npz (epoch 0)", "lower --lr")
+    assert "RuntimeWarning" not in result.stderr + result.stdout
+    saved = np.load(tmp_path / "run" / "checkpoint.npz")
+    assert all(np.isfinite(saved[k]).all() for k in saved.files if saved[k].dtype.kind == "f")
+    assert not (tmp_path / "run" / "metrics.json").exists()  # no epoch of NaN recorded

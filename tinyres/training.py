@@ -41,6 +41,7 @@ back as they were and the error names the entry.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -78,7 +79,9 @@ def train_one_epoch(
     """One pass of SGD steps; returns (mean loss, accuracy, images per second).
 
     Only Python floats survive a step (``loss.item()``), so no tensor of step k
-    keeps step k's graph alive into step k+1: memory stays flat across steps.
+    keeps step k's graph alive into step k+1: memory stays flat across steps. A loss
+    that is not finite (the run diverged) stops the epoch with a FloatingPointError
+    before the step, so it does not carry NaN into the weights.
     """
     model.train()
     total_loss = correct = seen = 0
@@ -86,6 +89,9 @@ def train_one_epoch(
     for i, (images, labels) in enumerate(loader):
         logits = model(images)
         loss = loss_fn(logits, labels)
+        if not math.isfinite(loss.item()):
+            step, epoch = first_step + i + 1, first_step // len(loader) + 1
+            raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}, step {step}")
         optimizer.zero_grad()
         loss.backward()
         phases.reached("step")
@@ -258,6 +264,11 @@ def _check_weights_fit(model: nn.Module, weights: Any, path: Any) -> None:
 # ---- the loop ----------------------------------------------------------------------------
 
 
+def _all_finite(model: nn.Module) -> bool:
+    """No NaN or inf in the weights or the buffers (BatchNorm's running statistics)."""
+    return all(np.isfinite(t._data).all() for t in model.state_dict().values() if t._data.dtype.kind == "f")
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -305,17 +316,26 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not progress, leave=True, dynamic_ncols=True)
+        # A diverging run stops at the checks below and in train_one_epoch with one message, the
+        # checkpoint of the last good epoch kept; NumPy's overflow/invalid-value warnings say less.
         try:
-            train_loss, train_acc, speed = train_one_epoch(
-                model, train_loader, optimizer, loss_fn,
-                first_step=epoch * len(train_loader), on_step=on_step, progress=bar,
-            )
-            if isinstance(train_loader, parallel_training.ShardedLoader):  # the epoch over all ranks
-                train_loss, train_acc, speed = parallel_training.global_epoch_metrics(
-                    train_loss, train_acc, speed, train_loader.seen)
-            test_loss, test_acc = evaluate(model, test_loader, loss_fn)
-            bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.4f}",
-                            img_s=f"{speed:.0f}")
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                train_loss, train_acc, speed = train_one_epoch(
+                    model, train_loader, optimizer, loss_fn,
+                    first_step=epoch * len(train_loader), on_step=on_step, progress=bar,
+                )
+                if isinstance(train_loader, parallel_training.ShardedLoader):  # the epoch over all ranks
+                    train_loss, train_acc, speed = parallel_training.global_epoch_metrics(
+                        train_loss, train_acc, speed, train_loader.seen)
+                test_loss, test_acc = evaluate(model, test_loader, loss_fn)
+                bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.4f}",
+                                img_s=f"{speed:.0f}")
+                if not (math.isfinite(test_loss) and _all_finite(model)):
+                    raise FloatingPointError(f"the weights or the test loss ({test_loss}) became non-finite "
+                                             f"at epoch {epoch + 1}, step {(epoch + 1) * len(train_loader)}")
+        except FloatingPointError as err:
+            kept = f"; the last good checkpoint is {checkpoint} (epoch {epoch}), kept" if checkpoint else ""
+            raise FloatingPointError(f"{err}{kept}") from None
         finally:
             bar.close()
         if scheduler is not None:

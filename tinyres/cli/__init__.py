@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def one_line(err: BaseException) -> str:
     """The exception's message on one line, capped; its type where the message alone is unclear."""
     text = " ".join(str(err).split())
-    if not isinstance(err, (ValueError, OSError, UsageError, ImportError)) or not text:
+    if not isinstance(err, (ValueError, OSError, UsageError, ImportError, FloatingPointError)) or not text:
         text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 

@@ -189,9 +189,12 @@ def run(args: argparse.Namespace) -> int:
                   f"acc {h['train_acc']:.4f}  test loss {h['test_loss']:.4f} acc {h['test_acc']:.4f}  "
                   f"{h['images_per_s']:.0f} img/s")
 
-    history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
-                    label=args.model, on_epoch=report, progress=not args.no_progress,
-                    sync_bn=not args.no_sync_bn)
+    try:
+        history = train(model, train_data, test_data, config, out_dir=out, resume=args.resume,
+                        label=args.model, on_epoch=report, progress=not args.no_progress,
+                        sync_bn=not args.no_sync_bn)
+    except FloatingPointError as err:  # the run diverged: fit stopped it before saving NaN weights
+        raise FloatingPointError(f"{err}; lower --lr (it was {args.lr:g})") from None
     if history:
         last = history[-1]
         best = max(h["test_acc"] for h in history)
