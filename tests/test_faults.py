@@ -1423,3 +1423,19 @@ def test_a_diverging_train_run_stops_in_one_line_and_keeps_the_last_good_checkpo
     saved = np.load(tmp_path / "run" / "checkpoint.npz")
     assert all(np.isfinite(saved[k]).all() for k in saved.files if saved[k].dtype.kind == "f")
     assert not (tmp_path / "run" / "metrics.json").exists()  # no epoch of NaN recorded
+
+
+def test_an_exercise_that_calls_sys_exit_at_import_is_reported_and_ctrl_c_still_stops(tmp_path):
+    """`tinyres check --from DIR` (and `train --mine DIR`) ended with the file's exit code, no line."""
+    pytest.importorskip("hypothesis")
+    from tinyres.grading import BY_ID, grade
+
+    (tmp_path / "ex02_tanh.py").write_text("import sys\nsys.exit(3)\n")
+    result = run_cli("check", "ex02", "--from", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "your file calls sys.exit (or exit()) when imported" in result.stdout, result.stdout
+    report = grade(BY_ID["ex02"], tmp_path / "ex02_tanh.py")
+    assert not report.passed and "sys.exit" in report.problem
+    (tmp_path / "ex02_tanh.py").write_text("raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        grade(BY_ID["ex02"], tmp_path / "ex02_tanh.py")

@@ -707,7 +707,11 @@ def load(path: Path) -> ModuleType:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so classes defined in it know their module (and file)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit as stop:  # it would end `tinyres check` itself, without a word (Ctrl-C still stops)
+        raise ImportError(f"your file calls sys.exit (or exit()) when imported (code {stop.code!r}); keep "
+                          "such lines under `if __name__ == \"__main__\":`") from None
     return module
 
 
