@@ -143,7 +143,10 @@ def _chunk(k, chunks, m):  # pragma: no cover - compiled
 # The two sums below accumulate a chunk in arrays of their own and copy them out once: summed
 # straight into totals[k, ch], LLVM could not prove that x and totals do not overlap and
 # reloaded the sums from memory every row (0.43 ms against 0.35 for (65536, 16) float32
-# rows, one thread). The order of the additions is the same.
+# rows, one thread). The order of the additions is the same. They are zeroed and copied
+# out by element loops: a slice assignment (total[:] = 0.0, totals[k] = total) compiles
+# Numba's broadcasting setitem, whose shape-mismatch message pulls in its int-to-str and
+# string-concatenation code: 2.4 s of a cold compile (issue 28, benchmarks/README.md).
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
 def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cover - compiled
     """Per chunk k in [first, last) of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
@@ -152,15 +155,17 @@ def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cove
     total, square = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        total[:] = 0.0
-        square[:] = 0.0
+        for ch in range(c):  # loops, not total[:] = 0.0: see the comment above
+            total[ch] = 0.0
+            square[ch] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 d = np.float64(x[r, ch]) - shift[ch]
                 total[ch] += d
                 square[ch] += d * d
-        totals[k] = total
-        squares[k] = square
+        for ch in range(c):  # a loop, not totals[k] = total: see the comment above
+            totals[k, ch] = total[ch]
+            squares[k, ch] = square[ch]
 
 
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
@@ -171,15 +176,17 @@ def _rows_backward_sums(first, last, dy, x, mean, sums_dy, sums_dy_xc):  # pragm
     sum_dy, sum_dy_xc = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        sum_dy[:] = 0.0
-        sum_dy_xc[:] = 0.0
+        for ch in range(c):
+            sum_dy[ch] = 0.0
+            sum_dy_xc[ch] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 g = np.float64(dy[r, ch])
                 sum_dy[ch] += g
                 sum_dy_xc[ch] += g * (np.float64(x[r, ch]) - mean[ch])
-        sums_dy[k] = sum_dy
-        sums_dy_xc[k] = sum_dy_xc
+        for ch in range(c):
+            sums_dy[k, ch] = sum_dy[ch]
+            sums_dy_xc[k, ch] = sum_dy_xc[ch]
 
 
 @njit(nogil=True, cache=True)
