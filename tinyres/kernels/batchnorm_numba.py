@@ -23,7 +23,12 @@ such an input is treated as an (N*S, C) matrix of rows and the result keeps its
 layout. A channel is then a strided column, so the sums run over fixed chunks of
 rows in parallel (each chunk keeps its own per-channel sums), and the chunk sums
 are added in a fixed order afterwards: the result does not depend on the number
-of threads. Any other layout is made C-contiguous (N, C, S) first.
+of threads. Any other layout is made C-contiguous (N, C, S) first, in float32.
+
+**float64** is not the fast path (it serves gradient checks): every layout runs the
+channels-last row kernels, copied to that layout if need be, so the per-channel kernels
+compile for float32 only: about 1 s less of a cold compile of every kernel (issue 28,
+benchmarks/README.md). The numbers differ only in the order of the float64 sums.
 
 >>> import numpy as np
 >>> from tinyres.kernels import batchnorm_reference
@@ -214,6 +219,11 @@ def _check(x: np.ndarray, **per_channel: np.ndarray) -> None:
         expect(name, a, shape=(x.shape[1],))
 
 
+def _by_rows(x: np.ndarray) -> bool:
+    """Whether the row kernels serve x: channels last, or float64 in any layout (see the top)."""
+    return is_channels_last(x) or x.dtype == np.float64
+
+
 def _rows(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """(N, C, S) ``a`` as the (N*S, C) matrix of its channels-last memory (copied if need be)."""
     return np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype).reshape(-1, a.shape[1])
@@ -275,7 +285,7 @@ def train_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y, mean, biased var, inv_std of an (N, C, S) batch (see the reference)."""
     _check(x, gamma=gamma, beta=beta)
-    if is_channels_last(x):
+    if _by_rows(x):
         return _rows_train_forward(x, gamma, beta, eps)
     x = np.ascontiguousarray(x)
     c = x.shape[1]
@@ -295,7 +305,7 @@ def eval_forward(
     _check(x, mean=mean, inv_std=inv_std, gamma=gamma, beta=beta)
     scale = gamma.astype(np.float64) * inv_std
     shift = beta - mean * scale
-    if is_channels_last(x):
+    if _by_rows(x):
         out = buffers.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
         rows = _rows(x, x.dtype)
         parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift.astype(x.dtype), out)
@@ -317,7 +327,7 @@ def batch_norm_backward(
     """dx, dgamma, dbeta by the compact closed form (see the reference)."""
     _check(x, mean=mean, inv_std=inv_std, gamma=gamma)
     expect("dy", dy, shape=x.shape)
-    if is_channels_last(x):
+    if _by_rows(x):
         return _rows_backward(dy, x, mean, inv_std, gamma, training)
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
