@@ -23,7 +23,12 @@ such an input is treated as an (N*S, C) matrix of rows and the result keeps its
 layout. A channel is then a strided column, so the sums run over fixed chunks of
 rows in parallel (each chunk keeps its own per-channel sums), and the chunk sums
 are added in a fixed order afterwards: the result does not depend on the number
-of threads. Any other layout is made C-contiguous (N, C, S) first.
+of threads. Any other layout is made C-contiguous (N, C, S) first, in float32.
+
+**float64** is not the fast path (it serves gradient checks): every layout runs the
+channels-last row kernels, copied to that layout if need be, so the per-channel kernels
+compile for float32 only: about 1 s less of a cold compile of every kernel (issue 28,
+benchmarks/README.md). The numbers differ only in the order of the float64 sums.
 
 >>> import numpy as np
 >>> from tinyres.kernels import batchnorm_reference
@@ -143,7 +148,10 @@ def _chunk(k, chunks, m):  # pragma: no cover - compiled
 # The two sums below accumulate a chunk in arrays of their own and copy them out once: summed
 # straight into totals[k, ch], LLVM could not prove that x and totals do not overlap and
 # reloaded the sums from memory every row (0.43 ms against 0.35 for (65536, 16) float32
-# rows, one thread). The order of the additions is the same.
+# rows, one thread). The order of the additions is the same. They are zeroed and copied
+# out by element loops: a slice assignment (total[:] = 0.0, totals[k] = total) compiles
+# Numba's broadcasting setitem, whose shape-mismatch message pulls in its int-to-str and
+# string-concatenation code: 2.4 s of a cold compile (issue 28, benchmarks/README.md).
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
 def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cover - compiled
     """Per chunk k in [first, last) of the rows of x (M, C): sums of d and d^2, d = x - shift, in float64."""
@@ -152,15 +160,17 @@ def _rows_statistics(first, last, x, shift, totals, squares):  # pragma: no cove
     total, square = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        total[:] = 0.0
-        square[:] = 0.0
+        for ch in range(c):  # loops, not total[:] = 0.0: see the comment above
+            total[ch] = 0.0
+            square[ch] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 d = np.float64(x[r, ch]) - shift[ch]
                 total[ch] += d
                 square[ch] += d * d
-        totals[k] = total
-        squares[k] = square
+        for ch in range(c):  # a loop, not totals[k] = total: see the comment above
+            totals[k, ch] = total[ch]
+            squares[k, ch] = square[ch]
 
 
 @njit(nogil=True, cache=True, fastmath=REASSOCIATE)
@@ -171,15 +181,17 @@ def _rows_backward_sums(first, last, dy, x, mean, sums_dy, sums_dy_xc):  # pragm
     sum_dy, sum_dy_xc = np.empty(c), np.empty(c)
     for k in range(first, last):
         start, stop = _chunk(k, chunks, m)
-        sum_dy[:] = 0.0
-        sum_dy_xc[:] = 0.0
+        for ch in range(c):
+            sum_dy[ch] = 0.0
+            sum_dy_xc[ch] = 0.0
         for r in range(start, stop):
             for ch in range(c):
                 g = np.float64(dy[r, ch])
                 sum_dy[ch] += g
                 sum_dy_xc[ch] += g * (np.float64(x[r, ch]) - mean[ch])
-        sums_dy[k] = sum_dy
-        sums_dy_xc[k] = sum_dy_xc
+        for ch in range(c):
+            sums_dy[k, ch] = sum_dy[ch]
+            sums_dy_xc[k, ch] = sum_dy_xc[ch]
 
 
 @njit(nogil=True, cache=True)
@@ -205,6 +217,11 @@ def _check(x: np.ndarray, **per_channel: np.ndarray) -> None:
     expect("x", x, ndim=3, floating=True)
     for name, a in per_channel.items():
         expect(name, a, shape=(x.shape[1],))
+
+
+def _by_rows(x: np.ndarray) -> bool:
+    """Whether the row kernels serve x: channels last, or float64 in any layout (see the top)."""
+    return is_channels_last(x) or x.dtype == np.float64
 
 
 def _rows(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -268,7 +285,7 @@ def train_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y, mean, biased var, inv_std of an (N, C, S) batch (see the reference)."""
     _check(x, gamma=gamma, beta=beta)
-    if is_channels_last(x):
+    if _by_rows(x):
         return _rows_train_forward(x, gamma, beta, eps)
     x = np.ascontiguousarray(x)
     c = x.shape[1]
@@ -288,7 +305,7 @@ def eval_forward(
     _check(x, mean=mean, inv_std=inv_std, gamma=gamma, beta=beta)
     scale = gamma.astype(np.float64) * inv_std
     shift = beta - mean * scale
-    if is_channels_last(x):
+    if _by_rows(x):
         out = buffers.empty((x.shape[0] * x.shape[2], x.shape[1]), x.dtype)
         rows = _rows(x, x.dtype)
         parallel_for(_rows_affine, rows.shape[0], rows, scale.astype(x.dtype), shift.astype(x.dtype), out)
@@ -310,7 +327,7 @@ def batch_norm_backward(
     """dx, dgamma, dbeta by the compact closed form (see the reference)."""
     _check(x, mean=mean, inv_std=inv_std, gamma=gamma)
     expect("dy", dy, shape=x.shape)
-    if is_channels_last(x):
+    if _by_rows(x):
         return _rows_backward(dy, x, mean, inv_std, gamma, training)
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)

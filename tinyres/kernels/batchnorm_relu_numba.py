@@ -13,8 +13,9 @@ two passes read again. Fused:
 The ResNet's batch norms receive a convolution's channels-last output, the layout these
 kernels are written for (``batchnorm_numba``: an (N*S, C) matrix of rows, fixed chunks
 added in a fixed order, so results do not depend on the thread count). A C-ordered
-input (rare: the convolutions' outputs are channels last) runs the pieces' kernels one
-after the other, which gives the same numbers.
+input (rare: the convolutions' outputs are channels last), and float64 (not the fast
+path: gradient checks), run the pieces' kernels one after the other, which gives the same
+numbers.
 
 z is computed in x's dtype with the same roundings as the pieces (a*x + b, then + r,
 then the ReLU; no fused multiply-add), so the fused output equals the pieces' bit for
@@ -66,9 +67,14 @@ def _rows_affine_add_relu(start, stop, x, scale, shift, out, residual):  # pragm
 
 
 def _fits(x: np.ndarray, *others: np.ndarray | None) -> bool:
-    """Whether the fused passes serve: a channels-last x, the other arrays of its shape and dtype."""
+    """Whether the fused passes serve: a float32 channels-last x, the other arrays of its shape
+    and dtype.
+
+    float64 is not the fast path (it is for gradient checks): it runs the pieces' kernels,
+    which give the same numbers, so the two fused passes compile for float32 only: 0.3-0.4 s
+    less of a cold compile of every kernel (issue 28, benchmarks/README.md)."""
     same = all(a is None or (a.shape == x.shape and a.dtype == x.dtype) for a in others)
-    return same and is_channels_last(x)
+    return same and x.dtype == np.float32 and is_channels_last(x)
 
 
 def forward(
@@ -80,8 +86,8 @@ def forward(
     if residual is not None:
         expect("residual", residual, shape=x.shape)
     if running is not None or not _fits(x, residual):
-        # Eval mode keeps nothing for a backward of its own and C-ordered input is off the
-        # ResNet's path: the pieces' kernels, one after the other (the same numbers).
+        # Eval mode keeps nothing for a backward of its own; C-ordered input and float64 are
+        # off the fast path: the pieces' kernels, one after the other (the same numbers).
         y, saved = batchnorm_numba.forward(x, gamma, beta, eps, running)
         if residual is not None:
             y = y + residual
