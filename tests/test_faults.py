@@ -1439,3 +1439,17 @@ def test_an_exercise_that_calls_sys_exit_at_import_is_reported_and_ctrl_c_still_
     (tmp_path / "ex02_tanh.py").write_text("raise KeyboardInterrupt\n")
     with pytest.raises(KeyboardInterrupt):
         grade(BY_ID["ex02"], tmp_path / "ex02_tanh.py")
+
+
+def test_an_exercise_that_calls_sys_exit_while_graded_fails_with_a_hint(tmp_path):
+    """A function that calls sys.exit (not at import: when the grader runs it) ended the grader."""
+    pytest.importorskip("hypothesis")
+    from tinyres.grading import BY_ID, grade
+
+    source = (ROOT / "lessons" / "solutions" / "ex03_unbroadcast.py").read_text()
+    (tmp_path / "ex03_unbroadcast.py").write_text(
+        source.replace("    extra = grad.ndim - len(shape)", "    import sys\n    sys.exit(4)"))
+    report = grade(BY_ID["ex03"], tmp_path / "ex03_unbroadcast.py")
+    assert not report.passed
+    text = report.text()
+    assert "sys.exit(4)" in text and "line" in text, text

@@ -265,6 +265,11 @@ def call(fn: Callable[..., Any], *args: Any, example: str = "", **kwargs: Any) -
         ) from None
     except (MismatchError, NotStartedError):
         raise
+    except SystemExit as exc:  # it would end `tinyres check` itself, without a word (Ctrl-C still stops)
+        raise MismatchError(
+            f"your code called sys.exit({exc.code!r}) (or exit()){_learner_line(exc)}", example,
+            ("an exercise's function returns its result; sys.exit would end the whole program",),
+        ) from None
     except Exception as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception's layout
         what = f"your code raised {type(exc).__name__}: {message}{_learner_line(exc)}"
