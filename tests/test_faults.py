@@ -892,6 +892,38 @@ def test_under_nohup_sighup_stays_ignored_and_sigterm_while_parsing_arguments_is
     assert_interrupted(run, signal.SIGTERM, "tinyres summary: interrupted")
 
 
+def test_a_signal_whose_interrupt_a_library_swallows_still_ends_the_command(tmp_path):
+    """A KeyboardInterrupt caught and dropped by code the command calls (or an unwinding that
+    waits for ever) kept the command running; now it ends within GRACE_SECONDS, with one line."""
+    import signal
+    import time
+
+    GRACE_SECONDS = 5.0  # tinyres.cli.signals.GRACE_SECONDS
+
+    code = (
+        "import os, signal, time, tinyres.cli.demo as demo\n"
+        "def run(args):\n"
+        "    sent = False\n"
+        "    while True:\n"
+        "        try:\n"
+        "            if not sent:\n"
+        "                sent = True\n"
+        "                os.kill(os.getpid(), signal.SIGTERM)\n"
+        "            time.sleep(0.05)\n"
+        "        except BaseException:\n"  # what a careless library does
+        "            pass\n"
+        "demo.run = run\n"
+        "from tinyres.cli import script\n"
+        "import sys; sys.argv = ['tinyres', 'demo', 'vanishing']\n"
+        "script()\n"
+    )
+    start = time.monotonic()
+    result = run_python(code, cwd=tmp_path, timeout=GRACE_SECONDS + 30)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.strip().splitlines() == ["tinyres demo: interrupted by SIGTERM"], result.stderr
+    assert time.monotonic() - start < GRACE_SECONDS + 10
+
+
 def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
     runs_to_resume, tmp_path
 ):

@@ -99,8 +99,8 @@ MISTAKES = (
     Mistake(
         "ex01", "float64_seed",
         effect="The seed gradient is np.ones(root.shape), float64, and nothing casts it back: a float32 "
-        "graph gets float64 gradients.",
-        fails="float32 in, float32 out",
+        "graph gets float64 gradients, which a float32 leaf's .grad refuses (as PyTorch's does).",
+        fails="float32 results as accurate",
         cause="the seed gradient",
         replace=(
             ("    grads = {id(order[0]): np.ones(root.shape, dtype=root.dtype)}",

@@ -119,6 +119,18 @@ def leave(signum: int, frame: object) -> None:
     os._exit(said[0] if said else 128 + signum)
 
 
+GRACE_SECONDS = 5.0  # from a signal to the end of the command, at most (then ``overdue``)
+
+
+def overdue(signum: int) -> None:
+    """A signal's command that has not ended ``GRACE_SECONDS`` later: its line, then leave at once
+    (as for a second signal: a checkpoint being written stays a temporary file; the last
+    complete one is kept)."""
+    if not said:
+        write(tinyres_script.line(signum).decode())
+    os._exit(said[0] if said else 128 + signum)
+
+
 def install_leave() -> None:
     for s in SIGNALS:
         if signal.getsignal(s) != signal.SIG_IGN:
@@ -144,6 +156,12 @@ def handled() -> Iterator[list[int]]:
             write(f"\ntinyres: {signal.Signals(signum).name} again: quit at once\n")
             os._exit(128 + signum)
         received.append(signum)
+        # If the Interrupted never reaches cli.main (a library swallowed it, or the unwinding
+        # waits on something that will not come), end the command anyway: seen once in CI, a
+        # SIGTERM during the first demo's compilation that was still running 60 s later.
+        watchdog = threading.Timer(GRACE_SECONDS, overdue, (signum,))
+        watchdog.daemon = True
+        watchdog.start()
         raise Interrupted(signum)
 
     if threading.current_thread() is not threading.main_thread():  # only it may set handlers

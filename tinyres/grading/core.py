@@ -188,6 +188,9 @@ class Report:
         failed = [r for r in self.results if not r.passed]
         if failed and all(r.mismatch is not None and r.mismatch.what.startswith("your code raised")
                           for r in failed):
+            refused = next((r.mismatch.hint for r in failed if r.mismatch.hint), "")
+            if refused:  # the library refused what the code did (REFUSED_BY_THE_LIBRARY): its cause
+                return "the error your code raised", refused
             if any("read-only" in r.mismatch.what for r in failed):
                 return "the error your code raised", (
                     "an array you were handed is read-only (a broadcast view, or another's data): write into "
@@ -273,7 +276,19 @@ def call(fn: Callable[..., Any], *args: Any, example: str = "", **kwargs: Any) -
     except Exception as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception's layout
         what = f"your code raised {type(exc).__name__}: {message}{_learner_line(exc)}"
-        raise MismatchError(what, example) from None
+        hint = next((h for start, h in REFUSED_BY_THE_LIBRARY if message.startswith(start)), "")
+        raise MismatchError(what, example, hint=hint, decisive=bool(hint)) from None
+
+
+# What the library itself refuses, as PyTorch does, and the cause each refusal shows: the hint
+# for the learner's code that the library stopped (the error's message starts with the key).
+REFUSED_BY_THE_LIBRARY = (
+    ("assigned grad expected to be a Tensor",
+     "a leaf's .grad is a Tensor, as in PyTorch: leaf.grad = Tensor(array)"),
+    ("assigned grad has shape",
+     "a leaf's .grad keeps the leaf's shape and dtype, as in PyTorch: start from the seed gradient in "
+     "the root's dtype (np.ones(root.shape, dtype=root.dtype)) and keep each gradient in its tensor's dtype"),
+)
 
 
 # ---- comparing arrays -------------------------------------------------------------------------
