@@ -924,6 +924,25 @@ def test_a_signal_whose_interrupt_a_library_swallows_still_ends_the_command(tmp_
     assert time.monotonic() - start < GRACE_SECONDS + 10
 
 
+def test_the_watchdog_leaves_a_program_that_calls_main_in_process_alone(tmp_path):
+    """The watchdog is for a signal whose Interrupted never arrives: once cli.main has handled it,
+    a program that called main (a notebook's cell) goes on past GRACE_SECONDS."""
+    code = (
+        "import os, signal, sys, time, tinyres.cli.demo as demo, tinyres.cli.signals as signals\n"
+        "signals.GRACE_SECONDS = 0.3\n"
+        "def run(args):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "demo.run = run\n"
+        "from tinyres.cli import main\n"
+        "status = main(['demo', 'vanishing'])\n"
+        "time.sleep(1.0)\n"
+        "print('alive after', status)\n"
+    )
+    result = run_python(code, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and "alive after 130" in result.stdout, result.stdout + result.stderr
+
+
 def test_a_second_run_into_a_locked_directory_names_the_pid_in_one_line_without_a_class_name(
     runs_to_resume, tmp_path
 ):

@@ -145,6 +145,7 @@ def handled() -> Iterator[list[int]]:
     exception some library swallowed from a run that was never interrupted.
     """
     received: list[int] = []
+    watchdogs: list[threading.Timer] = []
     said.clear()
 
     def handler(signum: int, frame: object) -> None:
@@ -159,8 +160,11 @@ def handled() -> Iterator[list[int]]:
         # If the Interrupted never reaches cli.main (a library swallowed it, or the unwinding
         # waits on something that will not come), end the command anyway: seen once in CI, a
         # SIGTERM during the first demo's compilation that was still running 60 s later.
+        # Cancelled when the block ends: then the Interrupted did arrive (and a program that calls
+        # cli.main in-process, a notebook's cell, goes on).
         watchdog = threading.Timer(GRACE_SECONDS, overdue, (signum,))
         watchdog.daemon = True
+        watchdogs.append(watchdog)
         watchdog.start()
         raise Interrupted(signum)
 
@@ -182,6 +186,8 @@ def handled() -> Iterator[list[int]]:
     try:
         yield received
     finally:
+        for watchdog in watchdogs:
+            watchdog.cancel()
         sys.unraisablehook = previous_hook
         for s, old in previous.items():
             signal.signal(s, old)
