@@ -223,6 +223,9 @@ script()  # as the console script: after a signal it leaves with os._exit
 RESUME = "{}/checkpoint.npz holds epoch 0: continue with the same options and --resume"
 
 
+HYDRA_BANNER = ("=", "YOUR APPLICATION TERMINATED", "This typically refers", "Please see the FAQ")
+
+
 @needs_mpi
 @pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="the digits need scikit-learn")
 @pytest.mark.parametrize("fault", ["raise", "kill"])
@@ -234,8 +237,15 @@ def test_a_failing_rank_in_tinyres_train_stops_the_run_with_one_line(tmp_path, f
     out = tmp_path / "run"
     front = [*RUN, "-n", "2"] if fault == "kill" else [MPIEXEC, "-n", "2", sys.executable]
     run, seconds = launch([*front, str(script), fault, str(out)], timeout=2 * BOUND)
-    assert run.stdout.splitlines() == [f"plain20 on digits: 1438 training and 359 test images of shape "
-                                       f"(1, 8, 8); writing to {out}"]
+    header, *rest = run.stdout.splitlines()
+    assert header == (f"plain20 on digits: 1438 training and 359 test images of shape (1, 8, 8); "
+                      f"writing to {out}")
+    if fault == "raise":
+        # Plain mpiexec: now and then (1 of 5 CI runs) MPICH's hydra reports its own clean-up kill of
+        # the rank that waited with its banner on stdout; tinyres's line on stderr is the same.
+        assert all(not line or line.startswith(HYDRA_BANNER) for line in rest), run.stdout
+    else:
+        assert rest == [], run.stdout  # the launcher drops hydra's lines
     if fault == "raise":
         assert run.stderr.splitlines() == ["tinyres train: rank 1 of 2 failed: disk quota exceeded "
                                            "(planted on rank 1)"]
