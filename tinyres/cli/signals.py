@@ -178,8 +178,8 @@ def handled() -> Iterator[list[int]]:
         if isinstance(info.exc_value, Interrupted):
             received.clear()  # sent by a helper thread 10 ms on: after this hook has returned
             threading.Timer(0.01, os.kill, (os.getpid(), info.exc_value.signum)).start()
-        else:
-            previous_hook(info)
+        elif not (received or said):  # after a signal, quiet: an object it left half-built (seen:
+            previous_hook(info)  # llvmlite's, mid-compile) reports itself when it is collected
 
     previous = {s: signal.signal(s, handler) for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
