@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 # SIGHUP: a closed terminal (not on Windows, whose Python has no SIGHUP).
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -41,12 +42,12 @@ def leave(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def install() -> None:
-    """``leave`` for each signal not ignored: under ``nohup`` SIGHUP stays ignored, and so does
-    SIGINT in a shell's background job (as Python itself leaves it)."""
+def install(handler: Callable[[int, object], None] = leave) -> None:
+    """``handler`` (by default ``leave``) for each signal not ignored: under ``nohup`` SIGHUP stays
+    ignored, and so does SIGINT in a shell's background job (as Python itself leaves it)."""
     for s in SIGNALS:
         if signal.getsignal(s) != signal.SIG_IGN:
-            signal.signal(s, leave)
+            signal.signal(s, handler)
 
 
 def started_as_module() -> bool:

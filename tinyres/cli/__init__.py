@@ -76,7 +76,7 @@ def script() -> None:
     Numba's compilation) whose ``__del__`` prints a traceback when the interpreter's clean-up
     collects it.
     """
-    signals.install_leave()
+    tinyres_script.install(signals.leave)
     status = main()
     if status in signals.EXIT_STATUSES:
         for stream in (sys.stdout, sys.stderr):

@@ -112,29 +112,22 @@ def say(line: str, status: int) -> None:
 def leave(signum: int, frame: object) -> None:
     """Outside ``handled()`` (``cli.script`` before and after ``main``): one line, unless the
     command's line is out already, then exit at once (``os._exit``: see ``cli.script``)."""
+    for s in SIGNALS:  # a second signal cannot cut the line short or add one
+        signal.signal(s, signal.SIG_IGN)
+    end_now(signum)
+
+
+GRACE_SECONDS = 5.0  # from a signal to the end of the command, at most (then ``end_now``)
+
+
+def end_now(signum: int) -> None:
+    """The command's line for ``signum`` unless it is out already, then leave at once: ``leave``,
+    and the watchdog of a command not ended ``GRACE_SECONDS`` after its signal (which runs in a
+    thread of its own, where signal handlers cannot be set). As for a second signal, a checkpoint
+    being written stays a temporary file; the last complete one is kept."""
     if not said:
-        for s in SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
         write(tinyres_script.line(signum).decode())
     os._exit(said[0] if said else 128 + signum)
-
-
-GRACE_SECONDS = 5.0  # from a signal to the end of the command, at most (then ``overdue``)
-
-
-def overdue(signum: int) -> None:
-    """A signal's command that has not ended ``GRACE_SECONDS`` later: its line, then leave at once
-    (as for a second signal: a checkpoint being written stays a temporary file; the last
-    complete one is kept)."""
-    if not said:
-        write(tinyres_script.line(signum).decode())
-    os._exit(said[0] if said else 128 + signum)
-
-
-def install_leave() -> None:
-    for s in SIGNALS:
-        if signal.getsignal(s) != signal.SIG_IGN:
-            signal.signal(s, leave)
 
 
 @contextlib.contextmanager
@@ -162,7 +155,7 @@ def handled() -> Iterator[list[int]]:
         # SIGTERM during the first demo's compilation that was still running 60 s later.
         # Cancelled when the block ends: then the Interrupted did arrive (and a program that calls
         # cli.main in-process, a notebook's cell, goes on).
-        watchdog = threading.Timer(GRACE_SECONDS, overdue, (signum,))
+        watchdog = threading.Timer(GRACE_SECONDS, end_now, (signum,))
         watchdog.daemon = True
         watchdogs.append(watchdog)
         watchdog.start()
