@@ -892,6 +892,30 @@ def test_under_nohup_sighup_stays_ignored_and_sigterm_while_parsing_arguments_is
     assert_interrupted(run, signal.SIGTERM, "tinyres summary: interrupted")
 
 
+def test_an_object_the_signal_left_half_built_prints_nothing_while_the_command_unwinds(tmp_path):
+    """Seen in CI under mpiexec: the half-built llvmlite object was collected during the unwinding
+    (its frame cleared), not at exit, and its ``__del__`` printed a traceback after the line."""
+    import signal
+
+    code = (
+        "import os, signal, tinyres.cli.demo as demo\n"
+        "class HalfBuilt:\n"
+        "    def __del__(self):\n"
+        "        raise AttributeError('half-built: no _as_parameter_')\n"
+        "def run(args):\n"
+        "    half = HalfBuilt()\n"  # no cycle: freed as the Interrupted unwinds this frame
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    while True: pass\n"
+        "demo.run = run\n"
+        "from tinyres.cli import script\n"
+        "import sys; sys.argv = ['tinyres', 'demo', 'vanishing']\n"
+        "script()\n"
+    )
+    result = run_python(code, cwd=tmp_path, timeout=60)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr.strip().splitlines() == ["tinyres demo: interrupted by SIGINT"], result.stderr
+
+
 def test_a_signal_whose_interrupt_a_library_swallows_still_ends_the_command(tmp_path):
     """A KeyboardInterrupt caught and dropped by code the command calls (or an unwinding that
     waits for ever) kept the command running; now it ends within GRACE_SECONDS, with one line."""
